@@ -216,7 +216,7 @@ def split_prefixed(wrapped: object) -> tuple[str, bytes]:
     if len(text) < WRAPPED_B64_LENGTH:
         raise CryptoError(message="wrapped key: shorter than 344 characters")
     raw = b64decode(text[-WRAPPED_B64_LENGTH:], "wrapped key")
-    if len(raw) != WRAPPED_RAW_LENGTH:  # pragma: no cover - 344 valid chars are always 256 bytes
+    if len(raw) != WRAPPED_RAW_LENGTH:  # 344 characters without '==' padding are 258 bytes
         raise CryptoError(message="wrapped key: payload is not 256 bytes")
     return text[:-WRAPPED_B64_LENGTH], raw
 
