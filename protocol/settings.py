@@ -45,6 +45,17 @@ class Settings:
     #: ``Block_Multiple_Failed_Logins_Time_To_Unblock_By_User_In_Minutes``, converted to seconds.
     block_failed_logins_seconds: float = 300.0
 
+    # --- end-to-end encryption (spec rocketchat-e2ee.md section 5) ---
+    #: ``E2E_Enable``: clients start E2EE only when true.
+    e2e_enabled: bool = False
+    #: ``E2E_Allow_Unencrypted_Messages``: false makes the server refuse plain messages in an
+    #: encrypted room.
+    e2e_allow_unencrypted_messages: bool = False
+    #: ``E2E_Enabled_Default_DirectRooms``: new DMs are encrypted.
+    e2e_default_direct_rooms: bool = False
+    #: ``E2E_Enabled_Default_PrivateRooms``: new private groups are encrypted.
+    e2e_default_private_rooms: bool = False
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -115,4 +126,8 @@ RC_NAMES: dict[str, str] = {
     "block_failed_logins_enabled": "Block_Multiple_Failed_Logins_Enabled",
     "block_failed_logins_attempts": "Block_Multiple_Failed_Logins_Attempts_Until_Block_by_User",
     "block_failed_logins_seconds": "Block_Multiple_Failed_Logins_Time_To_Unblock_By_User_In_Minutes",
+    "e2e_enabled": "E2E_Enable",
+    "e2e_allow_unencrypted_messages": "E2E_Allow_Unencrypted_Messages",
+    "e2e_default_direct_rooms": "E2E_Enabled_Default_DirectRooms",
+    "e2e_default_private_rooms": "E2E_Enabled_Default_PrivateRooms",
 }
