@@ -125,6 +125,8 @@ class User:
     #: ``e2e.public_key`` / ``e2e.private_key`` (the E2EE part of the protocol).
     e2e_public_key: str | None = None
     e2e_private_key: str | None = None
+    #: policy ``backup`` only: the public half of the user's recovery key (keysim extension).
+    e2e_backup_public_key: str | None = None
 
     @property
     def verified_emails(self) -> list[str]:
@@ -171,6 +173,8 @@ class User:
         }
         if self.e2e_public_key is not None or self.e2e_private_key is not None:
             doc["e2e"] = {"public_key": self.e2e_public_key, "private_key": self.e2e_private_key}
+        if self.e2e_backup_public_key is not None:
+            doc.setdefault("e2e", {})["backup_public_key"] = self.e2e_backup_public_key
         return doc
 
 

@@ -25,9 +25,11 @@ from .accounts import (
     new_token,
     verify_password,
 )
+from .e2e_server import POLICIES, E2EServerMixin, Notification
 from .entropy import Entropy, default_entropy
 from .errors import NotFoundError, PermissionDenied, ProtocolError, TwoFactorError, ValidationError
 from .profiles import Profile, get_profile
+from .rooms import Message, Room
 from .settings import Settings
 from .twofactor import EmailMessage, TotpEnrollment, TwoFactor
 
@@ -41,17 +43,31 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
-class Server:
+class Server(E2EServerMixin):
+    """One Rocket.Chat server.
+
+    ``policy`` chooses how a member who lacks a room key gets it: ``queue`` (current Rocket.Chat),
+    ``live`` (legacy Rocket.Chat, the user guide's wording) or ``backup`` (a Matrix-style key
+    backup beside the queue); see :mod:`protocol.e2e_server`.
+    """
+
     def __init__(
         self,
         settings: Settings | None = None,
         profile: str | Profile = "rocketchat",
         entropy: Entropy | None = None,
+        *,
+        policy: str = "queue",
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         if not isinstance(self.settings, Settings):
             raise ValidationError("error-invalid-setting", "settings must be a protocol.Settings")
         self.profile = get_profile(profile)
+        if policy not in POLICIES:
+            raise ValidationError(
+                "error-invalid-policy", f"policy: must be one of {list(POLICIES)}, got {policy!r}"
+            )
+        self.policy = policy
         self.entropy = entropy if entropy is not None else default_entropy()
         #: E-mails the server would have sent, oldest first.
         self.outbox: list[EmailMessage] = []
@@ -59,6 +75,11 @@ class Server:
         self._users: dict[str, User] = {}
         self._by_username: dict[str, str] = {}
         self._blocker = LoginBlocker(self.settings)
+        self._rooms: dict[str, Room] = {}
+        self._messages: dict[str, list[Message]] = {}
+        self._backups: dict[tuple[str, str], dict[str, str]] = {}
+        self._notifications: list[Notification] = []
+        self._user_rooms: dict[str, dict[str, None]] = {}
 
     # ------------------------------------------------------------------ users and sessions
 
@@ -113,8 +134,14 @@ class Server:
     def user_ids(self) -> list[str]:
         return list(self._users)
 
-    def has_permission(self, user_id: str, permission: str) -> bool:
-        return bool(PERMISSIONS.get(permission, frozenset()) & set(self.user(user_id).roles))
+    def has_permission(self, user_id: str, permission: str, room_id: str | None = None) -> bool:
+        """Whether the user's global roles, or its roles in ``room_id``, grant ``permission``."""
+        roles = set(self.user(user_id).roles)
+        if room_id is not None:
+            sub = self.room(room_id).subscriptions.get(user_id)
+            if sub is not None:
+                roles.update(sub.roles)
+        return bool(PERMISSIONS.get(permission, frozenset()) & roles)
 
     def login(
         self,
@@ -244,4 +271,4 @@ class Server:
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """The collections as JSON-serialisable documents with Rocket.Chat's field names."""
-        return {"users": [u.to_document() for u in self._users.values()]}
+        return {"users": [u.to_document() for u in self._users.values()], **self._e2e_dump()}

@@ -1,0 +1,599 @@
+"""End-to-end encryption, server side: the entry points of spec section 3 over the documents of
+section 2, as Rocket.Chat's server implements them (``apps/meteor/app/e2e/server/``,
+``apps/meteor/app/api/server/v1/e2e.ts``, ``apps/meteor/server/lib/resetUserE2EKey.ts``).
+
+Theory of operation.  The server stores texts it cannot open: public keys, private-key blobs,
+wrapped room keys, encrypted message contents.  It does no cryptography at all; it decides who is
+queued for a room key, who may write which field, and who is told what.  :class:`E2EServerMixin`
+is mixed into :class:`protocol.Server`, which supplies users, sessions, permissions and the 2FA
+gate.
+
+Recovery policies (``Server(policy=...)``) change the server only where Rocket.Chat's versions
+differ:
+
+* ``queue`` (current RC, PR #32197): ``usersWaitingForE2EKeys`` is kept and served by holders'
+  clients asynchronously;
+* ``live`` (legacy RC, and the user guide's wording): there is no queue; a member lacking a key
+  broadcasts a request that reaches only members connected at that moment
+  (:meth:`e2e_request_subscription_keys`, drained with :meth:`drain_notifications`);
+* ``backup`` (beyond RC, in Matrix's manner): the queue as in ``queue``, plus a per-user store of
+  room keys wrapped for a recovery key the user holds (:meth:`e2e_backup_upload`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .accounts import User, new_id
+from .errors import E2EError, NotFoundError, PermissionDenied, ValidationError
+from .rooms import MAX_OLD_ROOM_KEYS, MAX_WAITING_USERS, Message, OldRoomKey, Room, Subscription, WaitingUser
+
+if TYPE_CHECKING:
+    from .entropy import Entropy
+    from .settings import Settings
+    from .twofactor import TwoFactor
+
+__all__ = ["POLICIES", "E2EServerMixin", "KeyRequest", "Notification", "SubscriptionChanged"]
+
+POLICIES = ("queue", "live", "backup")
+#: ``e2e.resetRoomKey``'s ``LockMap = new ExpiryMap(10000)``.
+ROOM_KEY_RESET_LOCK_SECONDS = 10.0
+MESSAGE_ALGORITHMS = ("rc.v2.aes-sha2", "rc.v1.aes-sha2")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRequest:
+    """A live key request (legacy ``e2ekeyRequest``) as delivered to one connected member."""
+
+    recipient_id: str
+    room_id: str
+    requester_id: str
+    key_id: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged:
+    """The server pushed a change of one subscription (or its room) to a connected member, as
+    Rocket.Chat's subscription stream does; the client reacts in ``onSubscriptionChanged``."""
+
+    recipient_id: str
+    room_id: str
+
+
+Notification = KeyRequest | SubscriptionChanged
+
+
+class E2EServerMixin:
+    # Supplied by protocol.Server.
+    settings: Settings
+    entropy: Entropy
+    twofactor: TwoFactor
+    policy: str
+    _users: dict[str, User]
+    _rooms: dict[str, Room]
+    _messages: dict[str, list[Message]]
+    _backups: dict[tuple[str, str], dict[str, str]]
+    _notifications: list[Notification]
+    _user_rooms: dict[str, dict[str, None]]
+
+    if TYPE_CHECKING:
+
+        def user(self, user_id: str) -> User: ...
+
+        def has_permission(self, user_id: str, permission: str, room_id: str | None = None) -> bool: ...
+
+    # ------------------------------------------------------------------ lookups
+
+    def room(self, room_id: str) -> Room:
+        try:
+            return self._rooms[room_id]
+        except (KeyError, TypeError):
+            raise NotFoundError("error-invalid-room", f"unknown room {room_id!r}") from None
+
+    def subscription(self, room_id: str, user_id: str) -> Subscription:
+        sub = self.room(room_id).subscriptions.get(user_id)
+        if sub is None:
+            raise NotFoundError("error-subscription-not-found", f"{user_id!r} is not in {room_id!r}")
+        return sub
+
+    @property
+    def room_ids(self) -> list[str]:
+        return list(self._rooms)
+
+    def rooms_of(self, user_id: str) -> list[str]:
+        """The rooms ``user_id`` is subscribed to, in joining order."""
+        return list(self._user_rooms.get(user_id, ()))
+
+    def messages(self, room_id: str) -> list[Message]:
+        self.room(room_id)
+        return list(self._messages.get(room_id, ()))
+
+    def _member(self, room_id: str, user_id: str) -> tuple[Room, Subscription]:
+        room = self.room(room_id)
+        self.user(user_id)
+        sub = room.subscriptions.get(user_id)
+        if sub is None:  # canAccessRoom
+            raise PermissionDenied("error-invalid-room", f"{user_id!r} cannot access {room_id!r}")
+        return room, sub
+
+    @property
+    def _queue_enabled(self) -> bool:
+        return self.policy != "live"
+
+    # ------------------------------------------------------------------ the queue (Rooms model)
+
+    def _enqueue(self, room_ids: Iterable[str], user_id: str, now: float) -> None:
+        """``addUserIdToE2EEQueueByRoomIds``: encrypted rooms only; already queued: no change."""
+        if not self._queue_enabled:
+            return
+        for rid in room_ids:
+            room = self._rooms[rid]
+            if not room.encrypted or room.is_waiting(user_id):
+                continue
+            waiting = room.users_waiting if room.users_waiting is not None else []
+            waiting.append(WaitingUser(user_id, now))
+            room.users_waiting = waiting[-MAX_WAITING_USERS:]  # $slice: -50 keeps the newest
+
+    def _dequeue(self, room: Room, user_ids: Iterable[str]) -> None:
+        """``removeUsersFromE2EEQueueByRoomId``; the field is removed when it empties."""
+        if room.users_waiting is None or not room.encrypted:
+            return
+        gone = set(user_ids)
+        room.users_waiting = [w for w in room.users_waiting if w.user_id not in gone] or None
+
+    # ------------------------------------------------------------------ rooms and membership
+
+    def create_private_group(
+        self,
+        owner_id: str,
+        name: str,
+        members: Sequence[str] = (),
+        *,
+        encrypted: bool | None = None,
+        now: float,
+    ) -> str:
+        """A private group (``t = "p"``); encrypted by default per ``E2E_Enabled_Default_PrivateRooms``."""
+        if encrypted is None:
+            encrypted = self.settings.e2e_enabled and self.settings.e2e_default_private_rooms
+        return self._create_room("p", name, owner_id, members, encrypted, now)
+
+    def create_direct_message(
+        self, user_id: str, other_id: str, *, encrypted: bool | None = None, now: float
+    ) -> str:
+        """A direct message between two users; encrypted per ``E2E_Enabled_Default_DirectRooms``."""
+        if user_id == other_id:
+            raise ValidationError("error-invalid-params", "a DM needs two different users")
+        if encrypted is None:
+            encrypted = self.settings.e2e_enabled and self.settings.e2e_default_direct_rooms
+        names = sorted((self.user(user_id).username, self.user(other_id).username))
+        return self._create_room("d", "+".join(names), user_id, [other_id], encrypted, now)
+
+    def _create_room(
+        self, t: str, name: str, owner_id: str, members: Sequence[str], encrypted: bool, now: float
+    ) -> str:
+        if not isinstance(name, str) or not name:
+            raise ValidationError("error-invalid-name", f"invalid room name {name!r}")
+        if not isinstance(encrypted, bool):
+            raise ValidationError("error-invalid-params", "encrypted must be a bool")
+        self.user(owner_id)
+        for uid in members:
+            self.user(uid)
+        room = Room(id=new_id(self.entropy), t=t, name=name, encrypted=encrypted)
+        self._rooms[room.id] = room
+        self._subscribe(room, owner_id, ("owner",) if t == "p" else ())
+        for uid in members:
+            if uid not in room.subscriptions:
+                self._subscribe(room, uid, ())
+        return room.id
+
+    def _subscribe(self, room: Room, user_id: str, roles: tuple[str, ...]) -> None:
+        room.subscriptions[user_id] = Subscription(room.id, user_id, roles=roles)
+        self._user_rooms.setdefault(user_id, {})[room.id] = None
+
+    def set_room_encrypted(self, user_id: str, room_id: str, encrypted: bool = True) -> None:
+        """Switch a room's E2EE on or off: ``toggle-room-e2e-encryption``, DMs exempt."""
+        room, _ = self._member(room_id, user_id)
+        if room.t != "d" and not self.has_permission(user_id, "toggle-room-e2e-encryption", room_id):
+            raise PermissionDenied("error-not-allowed", "toggle-room-e2e-encryption is required")
+        room.encrypted = bool(encrypted)
+        self._notify(room_id, [uid for uid in room.subscriptions if uid != user_id])
+
+    def add_user_to_room(self, actor_id: str, room_id: str, user_id: str, *, now: float) -> None:
+        """``addUserToRoom``: a member adds another; a new member with a public key is queued."""
+        room, _ = self._member(room_id, actor_id)
+        if room.t == "d":
+            raise E2EError("error-not-allowed", "a direct message has exactly two members")
+        user = self.user(user_id)
+        if user_id in room.subscriptions:
+            return
+        self._subscribe(room, user_id, ())
+        if room.encrypted and self.settings.e2e_enabled and user.e2e_public_key:
+            self._enqueue([room_id], user_id, now)
+        self._notify(room_id, [user_id])
+
+    def leave_room(self, user_id: str, room_id: str) -> None:
+        """``removeUserFromRoom``: no re-keying (no forward secrecy); the leaver leaves the queue."""
+        room, _ = self._member(room_id, user_id)
+        del room.subscriptions[user_id]
+        del self._user_rooms[user_id][room_id]
+        self._dequeue(room, [user_id])
+
+    def send_message(
+        self,
+        user_id: str,
+        room_id: str,
+        *,
+        now: float,
+        msg: str | None = None,
+        content: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Store a message: ``content`` (``t = "e2e"``) or a plain ``msg``.
+
+        A plain message in an encrypted room is refused unless ``E2E_Allow_Unencrypted_Messages``.
+        """
+        room, _ = self._member(room_id, user_id)
+        if (msg is None) == (content is None):
+            raise ValidationError("error-invalid-params", "give exactly one of msg and content")
+        if content is not None:
+            if not isinstance(content, Mapping) or content.get("algorithm") not in MESSAGE_ALGORITHMS:
+                raise ValidationError("error-invalid-params", "content is not an E2E message content")
+            message = Message(new_id(self.entropy), room_id, user_id, now, t="e2e", content=dict(content))
+        else:
+            if not isinstance(msg, str):
+                raise ValidationError("error-invalid-params", "msg must be a string")
+            if room.encrypted and not self.settings.e2e_allow_unencrypted_messages:
+                raise E2EError("error-not-allowed", "unencrypted messages are not allowed in this room")
+            message = Message(new_id(self.entropy), room_id, user_id, now, msg=msg)
+        self._messages.setdefault(room_id, []).append(message)
+        return message.id
+
+    # ------------------------------------------------------------------ user keys
+
+    def e2e_fetch_my_keys(self, user_id: str) -> dict[str, str]:
+        """``e2e.fetchMyKeys``: ``{public_key, private_key}``, or ``{}`` when the user has none."""
+        user = self.user(user_id)
+        if user.e2e_public_key is None or user.e2e_private_key is None:
+            return {}
+        return {"public_key": user.e2e_public_key, "private_key": user.e2e_private_key}
+
+    def e2e_set_user_public_and_private_keys(
+        self, user_id: str, public_key: str, private_key: str, *, force: bool = False, now: float
+    ) -> None:
+        """``e2e.setUserPublicAndPrivateKeys``; then queue the user where it lacks an ``E2EKey``."""
+        user = self.user(user_id)
+        if (
+            not isinstance(public_key, str)
+            or not isinstance(private_key, str)
+            or not public_key
+            or not private_key
+        ):
+            raise E2EError("error-invalid-keys", "public_key and private_key must be non-empty strings")
+        if not force and user.e2e_public_key is not None and user.e2e_private_key is not None:
+            raise E2EError("error-keys-already-set", "the user already has keys")
+        user.e2e_public_key, user.e2e_private_key = public_key, private_key
+        # getSubscribedRoomIdsWithoutE2EKeys: encrypted rooms whose subscription has no E2EKey
+        # (a pending suggestion or a room without e2eKeyId still counts).  Code reading: a mere
+        # password change (force) re-queues the user too.
+        lacking = [
+            rid
+            for rid, room in self._rooms.items()
+            if room.encrypted and (sub := room.subscriptions.get(user_id)) is not None and sub.e2e_key is None
+        ]
+        self._enqueue(lacking, user_id, now)
+
+    # ------------------------------------------------------------------ room keys
+
+    def e2e_set_room_key_id(self, user_id: str, room_id: str, key_id: str) -> None:
+        """``e2e.setRoomKeyID``: first writer wins (``setE2eKeyIdIfNotSet``)."""
+        room, _ = self._member(room_id, user_id)
+        if not isinstance(key_id, str) or not key_id:
+            raise ValidationError("error-invalid-params", "key_id must be a non-empty string")
+        if room.e2e_key_id is not None:
+            raise E2EError("error-room-e2e-key-already-exists", "the room already has a key id")
+        room.e2e_key_id = key_id
+
+    def e2e_update_group_key(self, user_id: str, room_id: str, target_id: str, key: str) -> None:
+        """``e2e.updateGroupKey``: own key directly; another member's as a suggestion.
+
+        No check of the kid against the room's ``e2eKeyId`` (RC does none).  A caller without a
+        subscription is a silent no-op, as in RC.
+        """
+        room = self.room(room_id)
+        _check_wrapped(key)
+        if user_id not in room.subscriptions:
+            return
+        if target_id == user_id:
+            room.subscriptions[user_id].e2e_key = key
+            self._dequeue(room, [user_id])
+        elif (target := room.subscriptions.get(target_id)) is not None:
+            target.e2e_suggested_key = key
+            self._notify(room_id, [target_id])
+
+    def e2e_get_users_of_room_without_key(self, user_id: str, room_id: str) -> list[dict[str, str]]:
+        """``e2e.getUsersOfRoomWithoutKey``: members with no ``E2EKey`` who have a public key."""
+        room, _ = self._member(room_id, user_id)
+        out = []
+        for uid, sub in room.subscriptions.items():
+            public_key = self._users[uid].e2e_public_key
+            if sub.e2e_key is None and public_key:
+                out.append({"_id": uid, "public_key": public_key})
+        return out
+
+    def e2e_fetch_users_waiting_for_group_key(
+        self, user_id: str, room_ids: Sequence[str]
+    ) -> dict[str, list[dict[str, str]]]:
+        """``e2e.fetchUsersWaitingForGroupKey``: per room, up to 50 members lacking both
+        ``E2EKey`` and ``E2ESuggestedKey`` who have a public key (the caller excluded).
+
+        It reads subscriptions, not the queue, and checks no membership (code reading).
+        """
+        self.user(user_id)
+        if not self.settings.e2e_enabled:
+            return {}
+        out: dict[str, list[dict[str, str]]] = {}
+        for rid in room_ids:
+            room = self.room(rid)
+            users = []
+            for uid, sub in room.subscriptions.items():
+                public_key = self._users[uid].e2e_public_key
+                if uid != user_id and sub.e2e_key is None and sub.e2e_suggested_key is None and public_key:
+                    users.append({"_id": uid, "public_key": public_key})
+                    if len(users) == MAX_WAITING_USERS:
+                        break
+            if users:
+                out[rid] = users
+        return out
+
+    def e2e_provide_users_suggested_group_keys(
+        self, user_id: str, keys: Mapping[str, Sequence[Mapping[str, Any]]], *, now: float
+    ) -> None:
+        """``e2e.provideUsersSuggestedGroupKeys``: store suggestions, dequeue the served users.
+
+        ``keys`` maps a room id to entries ``{"_id", "key", "oldKeys"?}``; ``oldKeys`` is a list of
+        ``{"e2eKeyId", "ts", "E2EKey"}``.  Rooms the caller cannot access are skipped; an existing
+        suggestion (or even an existing ``E2EKey``) does not stop the write, as in RC.
+        """
+        self.user(user_id)
+        if not self.settings.e2e_enabled:
+            return
+        if not isinstance(keys, Mapping):
+            raise ValidationError("error-invalid-params", "keys must map room ids to lists")
+        for rid, entries in keys.items():
+            room = self._rooms.get(rid)
+            if room is None or user_id not in room.subscriptions:
+                continue
+            served = []
+            for entry in entries:
+                if not isinstance(entry, Mapping):
+                    raise ValidationError("error-invalid-params", "each key entry must be an object")
+                target_id, key = entry.get("_id"), entry.get("key")
+                _check_wrapped(key)
+                sub = room.subscriptions.get(target_id) if isinstance(target_id, str) else None
+                if sub is None:
+                    continue
+                sub.e2e_suggested_key = key
+                if entry.get("oldKeys") is not None:
+                    sub.suggested_old_room_keys = _old_keys(entry["oldKeys"])
+                served.append(sub.user_id)
+            self._dequeue(room, served)
+            self._notify(rid, served)
+
+    def e2e_accept_suggested_group_key(self, user_id: str, room_id: str) -> None:
+        """``e2e.acceptSuggestedGroupKey``: the suggestion becomes ``E2EKey``.
+
+        The suggested old keys are copied only when ``oldRoomKeys`` is absent (an empty list
+        counts as present), uncapped, exactly as RC.  Nothing is authenticated.
+        """
+        room, sub = self._suggestion(user_id, room_id)
+        assert sub.e2e_suggested_key is not None
+        sub.e2e_key = sub.e2e_suggested_key
+        if sub.old_room_keys is None and sub.suggested_old_room_keys is not None:
+            sub.old_room_keys = list(sub.suggested_old_room_keys)
+        self._dequeue(room, [user_id])
+        sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+
+    def e2e_reject_suggested_group_key(self, user_id: str, room_id: str, *, now: float) -> None:
+        """``e2e.rejectSuggestedGroupKey``: the suggestion is cleared and the user queued again."""
+        _, sub = self._suggestion(user_id, room_id)
+        self._enqueue([room_id], user_id, now)
+        sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+
+    def _suggestion(self, user_id: str, room_id: str) -> tuple[Room, Subscription]:
+        self.user(user_id)
+        room = self.room(room_id)
+        sub = room.subscriptions.get(user_id)
+        if sub is None:
+            raise NotFoundError("error-subscription-not-found", f"{user_id!r} is not in {room_id!r}")
+        if not sub.e2e_suggested_key:
+            raise E2EError("error-no-suggested-key-available", "no suggested key to handle")
+        return room, sub
+
+    def e2e_reset_room_key(
+        self, user_id: str, room_id: str, e2e_key: str, e2e_key_id: str, *, now: float
+    ) -> None:
+        """``e2e.resetRoomKey`` (#33328): a new room key; every current ``E2EKey`` becomes an old key.
+
+        Needs ``toggle-room-e2e-encryption``.  A per-room lock refuses a second reset while one is
+        in progress; RC deletes it when the call ends, and only a call that fails the access
+        check leaves it to expire after 10 s.  Every other member (holder or not, the first 50) is
+        queued; the caller holds the new key at once.
+        """
+        room = self.room(room_id)
+        self.user(user_id)
+        if not self.has_permission(user_id, "toggle-room-e2e-encryption", room_id):
+            raise PermissionDenied("error-not-allowed", "toggle-room-e2e-encryption is required")
+        if now < room.reset_locked_until:
+            raise E2EError("error-e2e-key-reset-in-progress", "a room key reset is in progress")
+        if user_id not in room.subscriptions:
+            room.reset_locked_until = now + ROOM_KEY_RESET_LOCK_SECONDS  # never released (RC)
+            raise PermissionDenied("error-not-allowed", f"{user_id!r} cannot access {room_id!r}")
+        caller = self._users[user_id]
+        reason = None
+        if caller.e2e_public_key is None or caller.e2e_private_key is None:
+            reason = "error-user-has-no-keys"
+        elif room.e2e_key_id is None:
+            reason = "error-room-not-encrypted"
+        elif not isinstance(e2e_key_id, str) or not e2e_key_id:
+            reason = "error-invalid-params"
+        if reason is not None:
+            raise E2EError("error-e2e-key-reset-failed", reason)
+        _check_wrapped(e2e_key)
+        old_kid = room.e2e_key_id
+        assert old_kid is not None
+        queue: list[WaitingUser] = []
+        for uid, sub in room.subscriptions.items():
+            if sub.e2e_key is not None:
+                older = sorted(sub.old_room_keys or [], key=lambda k: k.ts, reverse=True)
+                sub.old_room_keys = [OldRoomKey(old_kid, now, sub.e2e_key), *older][:MAX_OLD_ROOM_KEYS]
+            sub.e2e_key = sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+            if uid != user_id and len(queue) < MAX_WAITING_USERS:
+                queue.append(WaitingUser(uid, now))
+        room.e2e_key_id = e2e_key_id
+        room.users_waiting = queue if self._queue_enabled else None
+        room.subscriptions[user_id].e2e_key = e2e_key
+        self._notify(room_id, [uid for uid in room.subscriptions if uid != user_id])
+
+    # ------------------------------------------------------------------ resetting a user's key
+
+    def e2e_reset_own_key(
+        self,
+        user_id: str,
+        code: str | None,
+        *,
+        now: float,
+        login_token: str | None = None,
+        method: str | None = None,
+    ) -> None:
+        """``e2e.resetOwnE2EKey``: behind the 2FA gate; see :meth:`_reset_user_e2e_key`."""
+        self.twofactor.check(self.user(user_id), code, method=method, now=now, login_token=login_token)
+        self._reset_user_e2e_key(user_id, now)
+
+    def admin_reset_e2e_key(
+        self, actor_id: str, user_id: str, code: str | None, *, now: float, login_token: str | None = None
+    ) -> None:
+        """``users.resetE2EKey``: 2FA of the caller, and ``edit-other-user-e2ee`` for another user."""
+        actor = self.user(actor_id)
+        self.user(user_id)
+        self.twofactor.check(actor, code, now=now, login_token=login_token)
+        if actor_id != user_id and not self.has_permission(actor_id, "edit-other-user-e2ee"):
+            raise PermissionDenied("error-not-allowed", "edit-other-user-e2ee is required")
+        self._reset_user_e2e_key(user_id, now)
+
+    def _reset_user_e2e_key(self, user_id: str, now: float) -> None:
+        """``resetUserE2EEncriptionKey``: forget the key pair, clear the user's room keys (not
+        ``suggestedOldRoomKeys``), queue it in every room, and log it out everywhere.  Rooms are
+        not re-keyed; other members keep their keys.
+        """
+        user = self.user(user_id)
+        user.e2e_public_key = user.e2e_private_key = None
+        mine = self.rooms_of(user_id)
+        for rid in mine:
+            sub = self._rooms[rid].subscriptions[user_id]
+            sub.e2e_key = sub.e2e_suggested_key = None
+            sub.old_room_keys = None
+        self._enqueue(mine, user_id, now)
+        user.login_tokens.clear()
+
+    # ------------------------------------------------------------------ live requests (legacy)
+
+    def e2e_request_subscription_keys(self, user_id: str, room_id: str, *, now: float) -> list[KeyRequest]:
+        """A legacy live key request for one room (``notify-room-users`` ``e2ekeyRequest``).
+
+        It reaches only members connected at this moment (holding a session); nothing is stored.
+        Returns the deliveries, which are also queued for :meth:`drain_notifications`.
+        """
+        room, sub = self._member(room_id, user_id)
+        if not room.encrypted or room.e2e_key_id is None or sub.e2e_key is not None:
+            return []
+        deliveries = [
+            KeyRequest(uid, room_id, user_id, room.e2e_key_id, now)
+            for uid in room.subscriptions
+            if uid != user_id and self._users[uid].login_tokens
+        ]
+        self._notifications.extend(deliveries)
+        return deliveries
+
+    def _notify(self, room_id: str, user_ids: Iterable[str]) -> None:
+        """Push a subscription change to those of ``user_ids`` who are connected."""
+        for uid in user_ids:
+            if self._users[uid].login_tokens:
+                self._notifications.append(SubscriptionChanged(uid, room_id))
+
+    def drain_notifications(self) -> list[Notification]:
+        """Take the notifications produced since the last drain, oldest first (for the transport).
+
+        A notification is only ever addressed to a member connected when it was produced; one
+        who is offline learns the state at its next login instead.
+        """
+        out, self._notifications[:] = list(self._notifications), []
+        return out
+
+    # ------------------------------------------------------------------ key backup (policy "backup")
+
+    def e2e_backup_set_public_key(self, user_id: str, public_key: str) -> None:
+        """Register the public half of the user's recovery key (set once, like Matrix's backup
+        version); the private half never reaches the server."""
+        self._require_backup()
+        user = self.user(user_id)
+        if not isinstance(public_key, str) or not public_key:
+            raise ValidationError("error-invalid-params", "public_key must be a non-empty string")
+        if user.e2e_backup_public_key is not None:
+            raise E2EError("error-keys-already-set", "the user already has a backup key")
+        user.e2e_backup_public_key = public_key
+
+    def e2e_backup_upload(self, user_id: str, room_id: str, key_id: str, wrapped: str) -> None:
+        """Store one room key wrapped for the user's recovery key."""
+        self._require_backup()
+        self._member(room_id, user_id)
+        _check_wrapped(wrapped)
+        self._backups.setdefault((user_id, room_id), {})[key_id] = wrapped
+
+    def e2e_backup_fetch(self, user_id: str, room_id: str) -> dict[str, str]:
+        """The backed-up keys of one room: kid -> key wrapped for the recovery key."""
+        self._require_backup()
+        self._member(room_id, user_id)
+        return dict(self._backups.get((user_id, room_id), {}))
+
+    def _require_backup(self) -> None:
+        if self.policy != "backup":
+            raise E2EError("error-not-allowed", f"key backup needs policy 'backup', not {self.policy!r}")
+
+    # ------------------------------------------------------------------ state
+
+    def _e2e_dump(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "rooms": [room.to_document() for room in self._rooms.values()],
+            "subscriptions": [
+                {"_id": f"{rid}:{uid}", **sub.to_document()}
+                for rid, room in self._rooms.items()
+                for uid, sub in room.subscriptions.items()
+            ],
+            "messages": [m.to_document() for msgs in self._messages.values() for m in msgs],
+            "e2eKeyBackups": [
+                {"userId": uid, "rid": rid, "keys": dict(keys)} for (uid, rid), keys in self._backups.items()
+            ],
+        }
+
+
+def _check_wrapped(key: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValidationError("error-invalid-params", "a wrapped key must be a non-empty string")
+
+
+def _old_keys(value: object) -> list[OldRoomKey]:
+    if not isinstance(value, list):
+        raise ValidationError("error-invalid-params", "oldKeys must be a list")
+    out = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise ValidationError("error-invalid-params", "each old key must be an object")
+        kid, ts, key = item.get("e2eKeyId"), item.get("ts"), item.get("E2EKey")
+        if not isinstance(kid, str) or not isinstance(ts, int | float) or isinstance(ts, bool):
+            raise ValidationError("error-invalid-params", "old key needs e2eKeyId and ts")
+        _check_wrapped(key)
+        assert isinstance(key, str)
+        out.append(OldRoomKey(kid, float(ts), key))
+    return out
