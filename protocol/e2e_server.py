@@ -187,6 +187,7 @@ class E2EServerMixin:
         for uid in members:
             if uid not in room.subscriptions:
                 self._subscribe(room, uid, ())
+        self._notify(room.id, list(room.subscriptions))
         return room.id
 
     def _subscribe(self, room: Room, user_id: str, roles: tuple[str, ...]) -> None:
@@ -199,7 +200,7 @@ class E2EServerMixin:
         if room.t != "d" and not self.has_permission(user_id, "toggle-room-e2e-encryption", room_id):
             raise PermissionDenied("error-not-allowed", "toggle-room-e2e-encryption is required")
         room.encrypted = bool(encrypted)
-        self._notify(room_id, [uid for uid in room.subscriptions if uid != user_id])
+        self._notify(room_id, list(room.subscriptions))
 
     def add_user_to_room(self, actor_id: str, room_id: str, user_id: str, *, now: float) -> None:
         """``addUserToRoom``: a member adds another; a new member with a public key is queued."""

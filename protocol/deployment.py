@@ -1,0 +1,132 @@
+"""A deployment: one server, one client per device, and the transport between them.
+
+:class:`Deployment` is the harness that tests, the simulator and ``keysim check`` share.  It
+creates users with their clients, remembers what each *person* knows (account password, E2E
+password, recovery key), and delivers the server's pushes to the devices connected at that
+moment (:meth:`Deployment.pump`), which is what makes the ``live`` policy depend on co-presence.
+It is sans-IO like the rest of :mod:`protocol`: time is the ``now`` argument.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .crypto import CryptoBackend, PrivateKey, get_backend
+from .e2e_client import Client
+from .ledger import KeyLedger
+from .server import Server
+from .settings import Settings
+
+__all__ = ["Deployment", "Person"]
+
+
+@dataclass(slots=True)
+class Person:
+    """What a human keeps outside any device."""
+
+    username: str
+    account_password: str
+    e2e_password: str | None = None
+    recovery_key: PrivateKey | None = None
+    backup_codes: list[str] = field(default_factory=list)
+
+
+class Deployment:
+    def __init__(
+        self,
+        *,
+        policy: str = "queue",
+        crypto: str | CryptoBackend = "symbolic",
+        seed: int = 0,
+        settings: Settings | None = None,
+        profile: str = "rocketchat",
+    ) -> None:
+        if settings is None:
+            settings = Settings(
+                e2e_enabled=True,
+                e2e_default_direct_rooms=True,
+                e2e_default_private_rooms=True,
+                email_auto_opt_in=False,
+                enforce_password_fallback=False,
+            )
+        self._rng = random.Random(seed)
+        self.server = Server(
+            settings, profile=profile, entropy=random.Random(self._rng.getrandbits(64)), policy=policy
+        )
+        self.backend = crypto if isinstance(crypto, CryptoBackend) else get_backend(crypto)
+        self.ledger = KeyLedger()
+        self.clients: dict[str, Client] = {}
+        self.people: dict[str, Person] = {}
+
+    def add_user(self, username: str, *, roles: tuple[str, ...] = ("user",)) -> str:
+        password = f"pw-{username}"
+        user_id = self.server.create_user(username, password, roles=roles)
+        self.people[user_id] = Person(username, password)
+        self.clients[user_id] = Client(
+            self.server,
+            user_id,
+            self.backend,
+            entropy=random.Random(self._rng.getrandbits(64)),
+            ledger=self.ledger,
+        )
+        return user_id
+
+    def client(self, user_id: str) -> Client:
+        return self.clients[user_id]
+
+    def login(self, user_id: str, *, now: float, remember_password: bool = True) -> Client:
+        """Log the person in on its device and unlock E2EE the way a person would: save a newly
+        generated password, or type the remembered one."""
+        client, person = self.clients[user_id], self.people[user_id]
+        client.login(person.account_password, now=now)
+        if client.random_password is not None and client.state.value == "SAVE_PASSWORD":
+            person.e2e_password = client.random_password
+            client.confirm_password_saved()
+            if client.recovery_key is not None:
+                person.recovery_key = client.recovery_key
+        elif client.state.value == "ENTER_PASSWORD" and remember_password and person.e2e_password:
+            client.enter_password(person.e2e_password, now=now)
+        self.pump(now)
+        return client
+
+    def logout(self, user_id: str, *, now: float) -> None:
+        self.clients[user_id].logout()
+        self.pump(now)
+
+    def reset(self, user_id: str, *, now: float, code: str | None = None) -> None:
+        """The person resets its E2E key (2FA code if needed); every device is logged out."""
+        self.clients[user_id].reset_own_key(code, now=now)
+        self.people[user_id].e2e_password = None
+        for uid, client in self.clients.items():
+            if uid == user_id and client.online:
+                client.logout()
+        self.pump(now)
+
+    def tick(self, user_id: str, *, now: float) -> int:
+        served = self.clients[user_id].tick(now=now)
+        self.pump(now)
+        return served
+
+    def tick_all(self, *, now: float) -> int:
+        """One distribution round: every connected device ticks once, in user order."""
+        served = 0
+        for user_id, client in self.clients.items():
+            if client.functional:
+                served += self.tick(user_id, now=now)
+        return served
+
+    def pump(self, now: float) -> int:
+        """Deliver the server's pending pushes to the devices connected now; returns how many
+        were delivered.  Pushes to a user with no connected device are lost, as in RC."""
+        delivered = 0
+        for _ in range(10_000):  # handling a push can cause more pushes; bounded
+            pending = self.server.drain_notifications()
+            if not pending:
+                return delivered
+            for note in pending:
+                client = self.clients.get(note.recipient_id)
+                if client is not None and client.online:
+                    client.notify(note, now=now)
+                    delivered += 1
+        raise RuntimeError("notification storm: pushes did not settle")

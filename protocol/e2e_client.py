@@ -1,0 +1,733 @@
+"""End-to-end encryption, client side: one device of one user.
+
+Theory of operation.  A :class:`Client` is Rocket.Chat's web client E2EE module
+(``apps/meteor/client/lib/e2ee/rocketchat.e2e.ts``) and its per-room machines
+(``rocketchat.e2e.room.ts``), without I/O: it calls the :class:`~protocol.Server` directly, as a
+transport would, and every call takes ``now``.  What the *person* knows (account password, E2E
+password, 2FA codes, a recovery key) is passed in by the caller; what the *device* keeps (the
+unlocked private key, room keys) is wiped at logout, as RC wipes it at every logout.
+
+Two machines, both tables:
+
+* the global :class:`E2EEState`, driven by :data:`GLOBAL_TRANSITIONS`, ``(state, event) -> state``;
+  a miss raises :class:`~protocol.errors.E2EError` (``error-invalid-state``).  The client decrypts,
+  creates and serves keys only in READY or SAVE_PASSWORD (RC ``isReady()``).
+* one :class:`E2ERoomState` per room, moved through :data:`ROOM_MUTATIONS`, RC's
+  ``permitedMutations`` copied exactly, with RC's ``filterMutation`` semantics: a state absent from
+  the table may move anywhere, a refused move is ignored (RC logs it and carries on).
+
+Server pushes (:class:`~protocol.e2e_server.SubscriptionChanged`, live
+:class:`~protocol.e2e_server.KeyRequest`) reach a connected client through :meth:`Client.notify`.
+The key-distribution loop is :meth:`Client.tick`, which a driver calls every 10 s while there is
+work (RC PR #32197).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from .crypto import CryptoBackend, PrivateKey, RoomKey, generate_passphrase
+from .e2e_server import KeyRequest, Notification, SubscriptionChanged
+from .entropy import Entropy, default_entropy
+from .errors import CryptoError, E2EError, ProtocolError
+from .ledger import KeyLedger
+from .rooms import Message
+from .server import Server
+
+__all__ = [
+    "GLOBAL_TRANSITIONS",
+    "ROOMS_PER_TICK",
+    "ROOM_MUTATIONS",
+    "TICK_SECONDS",
+    "Client",
+    "E2EEState",
+    "E2ERoomState",
+    "KeyAcquired",
+    "RoomSession",
+]
+
+#: ``setInterval(keyDistribution, 10000)``
+TICK_SECONDS = 10.0
+#: ``ROOM_KEY_EXCHANGE_SIZE``: rooms sampled per tick
+ROOMS_PER_TICK = 10
+#: ``getSample(roomIds, limit = 3)``: independent draws before giving up
+SAMPLE_DRAWS = 3
+
+
+class E2EEState(enum.Enum):
+    NOT_STARTED = "NOT_STARTED"
+    DISABLED = "DISABLED"
+    LOADING_KEYS = "LOADING_KEYS"
+    READY = "READY"
+    SAVE_PASSWORD = "SAVE_PASSWORD"
+    ENTER_PASSWORD = "ENTER_PASSWORD"
+    ERROR = "ERROR"
+
+
+class E2ERoomState(enum.Enum):
+    NOT_STARTED = "NOT_STARTED"
+    ESTABLISHING = "ESTABLISHING"
+    READY = "READY"
+    CREATING_KEYS = "CREATING_KEYS"
+    WAITING_KEYS = "WAITING_KEYS"
+    KEYS_RECEIVED = "KEYS_RECEIVED"
+    ERROR = "ERROR"
+    DISABLED = "DISABLED"
+
+
+G = E2EEState
+#: (state, event) -> next state (rocketchat.e2e.ts ``startClient``/``stopClient``).
+GLOBAL_TRANSITIONS: dict[tuple[E2EEState, str], E2EEState] = {
+    (G.NOT_STARTED, "start"): G.LOADING_KEYS,
+    (G.DISABLED, "start"): G.LOADING_KEYS,
+    (G.NOT_STARTED, "disable"): G.DISABLED,
+    (G.DISABLED, "disable"): G.DISABLED,
+    (G.LOADING_KEYS, "fetch_failed"): G.ERROR,  # #32653: a failed fetch creates nothing
+    (G.LOADING_KEYS, "keys_found"): G.ENTER_PASSWORD,
+    (G.LOADING_KEYS, "keys_created"): G.SAVE_PASSWORD,
+    (G.LOADING_KEYS, "upload_failed"): G.ERROR,
+    (G.ENTER_PASSWORD, "password_wrong"): G.ENTER_PASSWORD,  # stays; E2EE off this session
+    (G.ENTER_PASSWORD, "unlocked"): G.READY,
+    (G.ENTER_PASSWORD, "unlocked_unsaved"): G.SAVE_PASSWORD,  # e2e.randomPassword still stored
+    (G.SAVE_PASSWORD, "password_saved"): G.READY,
+    **{(state, "logout"): G.DISABLED for state in E2EEState},  # stopClient
+}
+
+R = E2ERoomState
+#: ``permitedMutations`` (rocketchat.e2e.room.ts), exactly; states absent here may move anywhere.
+ROOM_MUTATIONS: dict[E2ERoomState, frozenset[E2ERoomState]] = {
+    R.NOT_STARTED: frozenset({R.ESTABLISHING, R.DISABLED, R.KEYS_RECEIVED}),
+    R.READY: frozenset({R.DISABLED, R.CREATING_KEYS, R.WAITING_KEYS}),
+    R.ERROR: frozenset({R.KEYS_RECEIVED, R.NOT_STARTED}),
+    R.WAITING_KEYS: frozenset({R.KEYS_RECEIVED, R.ERROR, R.DISABLED}),
+    R.ESTABLISHING: frozenset(
+        {R.READY, R.KEYS_RECEIVED, R.ERROR, R.DISABLED, R.WAITING_KEYS, R.CREATING_KEYS}
+    ),
+}
+
+
+def room_move_allowed(current: E2ERoomState, new: E2ERoomState) -> bool:
+    """RC ``filterMutation``: the same state again only for ERROR; unlisted states go anywhere."""
+    if current == new:
+        return new == R.ERROR
+    allowed = ROOM_MUTATIONS.get(current)
+    return allowed is None or new in allowed
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAcquired:
+    """How this device came to hold a room key (for invariants and the simulator's outcomes)."""
+
+    room_id: str
+    kid: str
+    #: ``created``, ``E2EKey``, ``suggestion``, ``old``, ``backup``
+    source: str
+    at: float
+
+
+@dataclass(slots=True)
+class RoomSession:
+    """An ``E2ERoom`` instance: one room's machine and keys on this device."""
+
+    room_id: str
+    state: E2ERoomState = E2ERoomState.NOT_STARTED
+    key_id: str | None = None
+    #: ``groupSessionKey``
+    key: RoomKey | None = None
+    #: ``oldKeys``: kid -> (key, ts), decrypted from ``oldRoomKeys`` once, at the first READY
+    old_keys: dict[str, tuple[RoomKey, float]] | None = None
+    ready_once: bool = False
+
+
+@dataclass(slots=True)
+class _Local:
+    """What the device holds while logged in; wiped at logout."""
+
+    login_token: str | None = None
+    private_key: PrivateKey | None = None
+    public_key: str | None = None
+    rooms: dict[str, RoomSession] = field(default_factory=dict)
+
+
+class Client:
+    def __init__(
+        self,
+        server: Server,
+        user_id: str,
+        backend: CryptoBackend,
+        *,
+        entropy: Entropy | None = None,
+        ledger: KeyLedger | None = None,
+    ) -> None:
+        server.user(user_id)
+        self.server = server
+        self.user_id = user_id
+        self.backend = backend
+        self.entropy = entropy if entropy is not None else default_entropy()
+        self.ledger = ledger
+        self.state = E2EEState.NOT_STARTED
+        self._local = _Local()
+        #: ``localStorage['e2e.randomPassword']``: the generated E2E password until the person
+        #: confirms it was saved; it survives logout on this device (RC ``stopClient``).
+        self.random_password: str | None = None
+        #: policy ``backup``: the recovery key made with the first keys; the person must keep it.
+        self.recovery_key: PrivateKey | None = None
+        #: every key this device obtained, in order
+        self.acquired: list[KeyAcquired] = []
+        #: (message id, kid) of every message this device decrypted
+        self.decrypted: list[tuple[str, str]] = []
+        self._backed_up: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def online(self) -> bool:
+        token = self._local.login_token
+        return token is not None and self.server.is_logged_in(self.user_id, token)
+
+    @property
+    def login_token(self) -> str | None:
+        return self._local.login_token
+
+    @property
+    def functional(self) -> bool:
+        """RC ``isReady()``: READY or SAVE_PASSWORD, and still logged in."""
+        return self.state in (E2EEState.READY, E2EEState.SAVE_PASSWORD) and self.online
+
+    @property
+    def public_key(self) -> str | None:
+        return self._local.public_key
+
+    @property
+    def private_key(self) -> PrivateKey | None:
+        return self._local.private_key
+
+    def session(self, room_id: str) -> RoomSession | None:
+        return self._local.rooms.get(room_id)
+
+    def room_state(self, room_id: str) -> E2ERoomState | None:
+        session = self._local.rooms.get(room_id)
+        return session.state if session is not None else None
+
+    def held_keys(self, room_id: str) -> dict[str, RoomKey]:
+        """kid -> key for every key of ``room_id`` this device holds now."""
+        session = self._local.rooms.get(room_id)
+        if session is None:
+            return {}
+        out = {kid: key for kid, (key, _) in (session.old_keys or {}).items()}
+        if session.key is not None and session.key_id is not None:
+            out[session.key_id] = session.key
+        return out
+
+    def holds_current_key(self, room_id: str) -> bool:
+        """Whether this device can read and write ``room_id`` under the room's current key."""
+        session = self._local.rooms.get(room_id)
+        kid = self.server.room(room_id).e2e_key_id
+        return (
+            session is not None
+            and session.key is not None
+            and kid is not None
+            and session.key.kid == kid
+            and session.state == E2ERoomState.READY
+        )
+
+    # ------------------------------------------------------------------ global machine
+
+    def _fire(self, event: str) -> None:
+        try:
+            self.state = GLOBAL_TRANSITIONS[(self.state, event)]
+        except KeyError:
+            raise E2EError(
+                "error-invalid-state", f"E2EE state {self.state.value} does not accept {event!r}"
+            ) from None
+
+    def login(self, password: str, *, now: float, code: str | None = None, method: str | None = None) -> None:
+        """Log in (password and second factor) and start E2EE (``startClient``)."""
+        if self.online:
+            raise E2EError("error-invalid-state", "already logged in on this device")
+        self._local = _Local(
+            login_token=self.server.login(self.user_id, password, now=now, code=code, method=method)
+        )
+        self.state = E2EEState.NOT_STARTED
+        if not self.server.settings.e2e_enabled:
+            self._fire("disable")
+            return
+        self._fire("start")
+        keys = self.server.e2e_fetch_my_keys(self.user_id)
+        if keys:
+            self._local.public_key = keys["public_key"]
+            self._fire("keys_found")
+            return
+        self._create_keys(now)
+
+    def _create_keys(self, now: float) -> None:
+        """``createAndLoadKeys`` + ``persistKeys``: a new pair and a new 12-word password."""
+        pair = self.backend.generate_key_pair(self.entropy)
+        password = generate_passphrase(self.entropy)
+        blob = self.backend.encrypt_private_key(
+            pair.private_key, user_id=self.user_id, password=password, entropy=self.entropy
+        )
+        try:
+            self.server.e2e_set_user_public_and_private_keys(self.user_id, pair.public_key, blob, now=now)
+        except ProtocolError:
+            self._fire("upload_failed")
+            raise
+        self._local.private_key, self._local.public_key = pair.private_key, pair.public_key
+        self.random_password = password
+        if self.server.policy == "backup" and self.server.user(self.user_id).e2e_backup_public_key is None:
+            recovery = self.backend.generate_key_pair(self.entropy)
+            self.server.e2e_backup_set_public_key(self.user_id, recovery.public_key)
+            self.recovery_key = recovery.private_key
+        self._fire("keys_created")
+        self._on_ready(now)
+
+    def enter_password(self, password: str, *, now: float) -> bool:
+        """Unlock the stored private key; a wrong password leaves E2EE off (``ENTER_PASSWORD``)."""
+        if self.state != E2EEState.ENTER_PASSWORD or not self.online:
+            raise E2EError("error-invalid-state", f"no password is expected in state {self.state.value}")
+        blob = self.server.e2e_fetch_my_keys(self.user_id).get("private_key")
+        if blob is None:
+            raise E2EError("error-invalid-state", "the server holds no private key for this user")
+        try:
+            private_key = self.backend.decrypt_private_key(blob, user_id=self.user_id, password=password)
+        except CryptoError:
+            self._fire("password_wrong")
+            return False
+        self._local.private_key = private_key
+        self._local.public_key = self.backend.public_key_text(private_key)
+        self._fire("unlocked_unsaved" if self.random_password is not None else "unlocked")
+        self._on_ready(now)
+        return True
+
+    def confirm_password_saved(self) -> None:
+        """The person confirms the generated password is saved (SaveE2EPasswordModal)."""
+        self._fire("password_saved")
+        self.random_password = None
+
+    def change_password(self, new_password: str, *, now: float) -> None:
+        """Re-wrap the same private key (always v2) and upload it with ``force``.
+
+        Room keys are untouched; the server re-queues the user where it lacks an ``E2EKey``.
+        """
+        self._require_functional()
+        assert self._local.private_key is not None and self._local.public_key is not None
+        blob = self.backend.encrypt_private_key(
+            self._local.private_key, user_id=self.user_id, password=new_password, entropy=self.entropy
+        )
+        self.server.e2e_set_user_public_and_private_keys(
+            self.user_id, self._local.public_key, blob, force=True, now=now
+        )
+        if self.random_password is not None:
+            self.random_password = new_password
+
+    def reset_own_key(self, code: str | None, *, now: float, method: str | None = None) -> None:
+        """``e2e.resetOwnE2EKey`` behind 2FA: the server forgets the key pair and logs the user out
+        everywhere, this device included.  The next login makes new keys and a new password."""
+        if not self.online:
+            raise E2EError("error-invalid-state", "log in first")
+        self.server.e2e_reset_own_key(
+            self.user_id, code, now=now, login_token=self._local.login_token, method=method
+        )
+        self.random_password = None
+        self._wipe()
+
+    def logout(self) -> None:
+        """Log out; the device forgets its private key and room keys (RC ``stopClient``)."""
+        token = self._local.login_token
+        if token is not None:
+            self.server.logout(self.user_id, token)
+        self._wipe()
+
+    def _wipe(self) -> None:
+        self._local = _Local()
+        self._fire("logout")
+
+    def _require_functional(self) -> None:
+        if not self.functional:
+            raise E2EError("error-invalid-state", f"E2EE is not ready (state {self.state.value})")
+
+    # ------------------------------------------------------------------ rooms
+
+    def _on_ready(self, now: float) -> None:
+        """``onE2EEReady``: handshake every room, then handle pending suggestions."""
+        for room_id in self.server.rooms_of(self.user_id):
+            self._instance(room_id, now)
+        for room_id in self.server.rooms_of(self.user_id):
+            sub = self.server.room(room_id).subscriptions[self.user_id]
+            if sub.e2e_suggested_key and not sub.e2e_key:
+                self._handle_suggestion(room_id, now)
+
+    def _instance(self, room_id: str, now: float) -> RoomSession | None:
+        """``getInstanceByRoomId``: only encrypted ``p``/``d`` rooms; a changed kid means the room
+        key was reset (``onRoomKeyReset``)."""
+        room = self.server.room(room_id)
+        if room.t not in ("p", "d") or not room.encrypted or self.user_id not in room.subscriptions:
+            return None
+        session = self._local.rooms.get(room_id)
+        if session is None:
+            session = self._local.rooms[room_id] = RoomSession(room_id)
+            self.handshake(room_id, now=now)
+        elif session.key_id is not None and room.e2e_key_id is not None and session.key_id != room.e2e_key_id:
+            self._move(session, R.WAITING_KEYS, now)
+            session.key_id, session.key, session.old_keys = room.e2e_key_id, None, None
+        return session
+
+    def _move(self, session: RoomSession, new: E2ERoomState, now: float) -> bool:
+        if not room_move_allowed(session.state, new):
+            return False
+        session.state = new
+        if new == R.READY and not session.ready_once:
+            session.ready_once = True  # once('READY', decryptOldRoomKeys)
+            self._load_old_keys(session, now)
+        return True
+
+    def handshake(self, room_id: str, *, now: float) -> None:
+        """``E2ERoom.handshake``: use the stored key, create the room's first key, or wait."""
+        session = self._local.rooms.get(room_id)
+        if not self.functional or session is None:
+            return
+        if session.state not in (R.NOT_STARTED, R.KEYS_RECEIVED):
+            return
+        self._move(session, R.ESTABLISHING, now)
+        room = self.server.room(room_id)
+        sub = room.subscriptions[self.user_id]
+        if sub.e2e_key:
+            # importGroupKey returns false on failure without throwing: the room still goes
+            # READY, with no usable key (code reading, rocketchat.e2e.room.ts).
+            self._import_group_key(session, sub.e2e_key, "E2EKey", now)
+            self._move(session, R.READY, now)
+        elif room.e2e_key_id is None:
+            self._move(session, R.CREATING_KEYS, now)
+            if self._create_group_key(session, now):
+                self._move(session, R.READY, now)
+            else:
+                self._move(session, R.ERROR, now)
+        else:
+            self._move(session, R.WAITING_KEYS, now)
+            if self.server.policy == "live":
+                self.server.e2e_request_subscription_keys(self.user_id, room_id, now=now)
+
+    def _create_group_key(self, session: RoomSession, now: float) -> bool:
+        """``createGroupKey``: a new key, ``setRoomKeyID`` (first writer wins), own ``E2EKey``,
+        then a suggestion for every member without a key (creator push)."""
+        key = self.backend.generate_room_key(self.entropy)
+        try:
+            self.server.e2e_set_room_key_id(self.user_id, session.room_id, key.kid)
+        except E2EError:
+            return False
+        assert self._local.public_key is not None
+        session.key, session.key_id = key, key.kid
+        self._acquired(session.room_id, key, "created", now)
+        if self.ledger is not None:
+            self.ledger.created(session.room_id, key, self.user_id, now)
+        wrapped = self.backend.wrap_room_key(key, self._local.public_key, self.entropy)
+        self.server.e2e_update_group_key(self.user_id, session.room_id, self.user_id, wrapped)
+        self._encrypt_key_for_other_participants(session, now)
+        return True
+
+    def _encrypt_key_for_other_participants(self, session: RoomSession, now: float) -> None:
+        users = self.server.e2e_get_users_of_room_without_key(self.user_id, session.room_id)
+        entries = []
+        for user in users:
+            entry = self._wrap_for(session, user["_id"], user["public_key"])
+            if entry is None:
+                return  # RC: one failed wrap and nothing at all is sent
+            entries.append(entry)
+        if entries:
+            self.server.e2e_provide_users_suggested_group_keys(
+                self.user_id, {session.room_id: entries}, now=now
+            )
+
+    def _wrap_for(self, session: RoomSession, user_id: str, public_key: str) -> dict[str, Any] | None:
+        assert session.key is not None
+        try:
+            entry: dict[str, Any] = {
+                "_id": user_id,
+                "key": self.backend.wrap_room_key(self._current(session), public_key, self.entropy),
+            }
+            if session.old_keys:
+                entry["oldKeys"] = [
+                    {
+                        "e2eKeyId": kid,
+                        "ts": ts,
+                        "E2EKey": self.backend.wrap_room_key(key, public_key, self.entropy),
+                    }
+                    for kid, (key, ts) in session.old_keys.items()
+                ]
+        except CryptoError:
+            return None
+        return entry
+
+    def _current(self, session: RoomSession) -> RoomKey:
+        # Messages and wraps carry the instance's keyID, which importGroupKey does not update
+        # once set (code reading): normally the same as the key's own kid.
+        assert session.key is not None and session.key_id is not None
+        if session.key.kid == session.key_id:
+            return session.key
+        return RoomKey(session.key_id, session.key.key)
+
+    def _import_group_key(self, session: RoomSession, wrapped: str, source: str, now: float) -> bool:
+        """``importGroupKey``: unwrap with the private key; False when it does not open."""
+        try:
+            kid = self.backend.wrapped_kid(wrapped)
+        except (CryptoError, ProtocolError):
+            return False
+        if session.key_id == kid and session.key is not None:
+            return True
+        assert self._local.private_key is not None
+        try:
+            key = self.backend.unwrap_room_key(wrapped, self._local.private_key)
+        except CryptoError:
+            return False
+        session.key = key
+        if session.key_id is None:
+            session.key_id = kid
+        self._acquired(session.room_id, key, source, now)
+        return True
+
+    def _load_old_keys(self, session: RoomSession, now: float) -> None:
+        """``decryptOldRoomKeys``: open every ``oldRoomKeys`` entry with the current private key."""
+        sub = self.server.room(session.room_id).subscriptions.get(self.user_id)
+        if sub is None or not sub.old_room_keys or self._local.private_key is None:
+            return
+        opened: dict[str, tuple[RoomKey, float]] = {}
+        for old in sub.old_room_keys:
+            try:
+                key = self.backend.unwrap_room_key(old.e2e_key, self._local.private_key)
+            except CryptoError:
+                continue
+            opened[old.e2e_key_id] = (key, old.ts)
+            self._acquired(session.room_id, key, "old", now)
+        session.old_keys = opened
+
+    def _handle_suggestion(self, room_id: str, now: float) -> None:
+        session = self._instance(room_id, now)
+        sub = self.server.room(room_id).subscriptions[self.user_id]
+        if session is None or not sub.e2e_suggested_key:
+            return
+        if self._import_group_key(session, sub.e2e_suggested_key, "suggestion", now):
+            self.server.e2e_accept_suggested_group_key(self.user_id, room_id)
+            self._key_received(session, now)
+        else:
+            self.server.e2e_reject_suggested_group_key(self.user_id, room_id, now=now)
+
+    def _key_received(self, session: RoomSession, now: float) -> None:
+        if self._move(session, R.KEYS_RECEIVED, now):
+            self.handshake(session.room_id, now=now)
+
+    def notify(self, notification: Notification, *, now: float) -> None:
+        """A server push reached this device (only while it is connected)."""
+        if not self.functional or notification.recipient_id != self.user_id:
+            return
+        if isinstance(notification, SubscriptionChanged):
+            self._on_subscription_changed(notification.room_id, now)
+        elif isinstance(notification, KeyRequest):
+            self._provide_key_to_user(notification, now)
+
+    def _on_subscription_changed(self, room_id: str, now: float) -> None:
+        """``onSubscriptionChanged``: take a suggestion (even over an existing key: suggestions
+        are unauthenticated), or finish waiting when an ``E2EKey`` arrived."""
+        room = self.server.room(room_id)
+        sub = room.subscriptions.get(self.user_id)
+        if sub is None or (not room.encrypted and not sub.e2e_key):
+            self._local.rooms.pop(room_id, None)
+            return
+        session = self._instance(room_id, now)
+        if session is None:
+            return
+        if sub.e2e_suggested_key:
+            self._handle_suggestion(room_id, now)
+        if sub.e2e_key and session.state == R.WAITING_KEYS:
+            self._key_received(session, now)
+
+    def sync(self, *, now: float) -> None:
+        """Process every room as a fresh subscription observer would (for drivers that do not
+        deliver each push)."""
+        if not self.functional:
+            return
+        for room_id in self.server.rooms_of(self.user_id):
+            self._on_subscription_changed(room_id, now)
+
+    def _provide_key_to_user(self, request: KeyRequest, now: float) -> None:
+        """Legacy ``provideKeyToUser``: answer a live request if this device has that key."""
+        session = self._instance(request.room_id, now)
+        if session is None or session.key_id != request.key_id or session.key is None:
+            return
+        self._encrypt_key_for_other_participants(session, now)
+        self._move(session, R.READY, now)
+
+    # ------------------------------------------------------------------ distribution loop (queue)
+
+    def distribution_candidates(self) -> list[str]:
+        """Rooms with a waiting queue in which this user does not wait (RC's room filter)."""
+        out = []
+        for room_id in self.server.rooms_of(self.user_id):
+            room = self.server.room(room_id)
+            if room.users_waiting is not None and not room.is_waiting(self.user_id):
+                out.append(room_id)
+        return out
+
+    def has_distribution_work(self) -> bool:
+        """Whether a tick now could serve anyone: functional, and a queued room whose key it holds."""
+        if not self.functional:
+            return False
+        for room_id in self.distribution_candidates():
+            session = self._local.rooms.get(room_id)
+            if session is not None and session.key is not None:
+                return True
+        return False
+
+    def tick(self, *, now: float) -> int:
+        """One run of the key-distribution loop; returns how many users it served."""
+        if not self.functional:
+            return 0
+        sample = self._sample(self.distribution_candidates(), now)
+        if not sample:
+            return 0
+        waiting = self.server.e2e_fetch_users_waiting_for_group_key(self.user_id, sample)
+        keys: dict[str, list[dict[str, Any]]] = {}
+        for room_id, users in waiting.items():
+            session = self._local.rooms.get(room_id)
+            if session is None or session.state != R.READY or session.key is None:
+                continue  # encryptGroupKeyForParticipantsWaitingForTheKeys: READY only
+            entries = [self._wrap_for(session, u["_id"], u["public_key"]) for u in users]
+            keys[room_id] = [e for e in entries if e is not None]
+        if not any(keys.values()):
+            return 0
+        self.server.e2e_provide_users_suggested_group_keys(self.user_id, keys, now=now)
+        return sum(len(v) for v in keys.values())
+
+    def _sample(self, room_ids: list[str], now: float) -> list[str]:
+        """``getSample``: up to 10 random rooms whose key this device holds; 3 draws at most."""
+        for _ in range(SAMPLE_DRAWS):
+            draw = self.entropy.sample(room_ids, min(ROOMS_PER_TICK, len(room_ids)))
+            kept = []
+            for room_id in draw:
+                session = self._instance(room_id, now)
+                if session is not None and session.key is not None:
+                    kept.append(room_id)
+            if kept:
+                return kept
+        return []
+
+    # ------------------------------------------------------------------ room-key reset
+
+    def reset_room_key(self, room_id: str, *, now: float) -> str:
+        """``E2ERoom.resetRoomKey`` + ``e2e.resetRoomKey``: a new key, no history; returns the kid."""
+        self._require_functional()
+        assert self._local.public_key is not None
+        key = self.backend.generate_room_key(self.entropy)
+        wrapped = self.backend.wrap_room_key(key, self._local.public_key, self.entropy)
+        self.server.e2e_reset_room_key(self.user_id, room_id, wrapped, key.kid, now=now)
+        session = self._local.rooms.get(room_id)
+        if session is None:
+            session = self._local.rooms[room_id] = RoomSession(room_id, state=R.ESTABLISHING)
+        self._move(session, R.CREATING_KEYS, now)
+        session.key, session.key_id = key, key.kid
+        self._acquired(room_id, key, "created", now)
+        if self.ledger is not None:
+            self.ledger.created(room_id, key, self.user_id, now)
+        session.state = R.READY
+        return key.kid
+
+    # ------------------------------------------------------------------ messages
+
+    def send(self, room_id: str, text: str, *, now: float) -> str:
+        """Encrypt ``text`` under the room key and send it; returns the message id."""
+        self._require_functional()
+        session = self._local.rooms.get(room_id)
+        if session is None or session.state != R.READY or session.key is None:
+            raise E2EError("error-invalid-state", f"room {room_id!r} has no usable key on this device")
+        content = self.backend.encrypt_message(self._current(session), {"msg": text}, self.entropy)
+        return self.server.send_message(self.user_id, room_id, content=content, now=now)
+
+    def decrypt(self, message: Message) -> dict[str, Any] | None:
+        """The plaintext of ``message``, or None when this device cannot open it.
+
+        ``retrieveDecryptionKey``: the old key with the message's kid, else the current key.
+        """
+        if message.t != "e2e" or message.content is None:
+            return {"msg": message.msg}
+        session = self._local.rooms.get(message.rid)
+        if not self.functional or session is None:
+            return None
+        try:
+            kid = self.backend.message_kid(message.content)
+        except ProtocolError:
+            return None
+        old = (session.old_keys or {}).get(kid)
+        key = old[0] if old is not None else session.key
+        if key is None:
+            return None
+        try:
+            plaintext = self.backend.decrypt_message(message.content, key)
+        except CryptoError:
+            return None
+        self.decrypted.append((message.id, key.kid))
+        return plaintext
+
+    # ------------------------------------------------------------------ key backup (policy backup)
+
+    def _acquired(self, room_id: str, key: RoomKey, source: str, now: float) -> None:
+        self.acquired.append(KeyAcquired(room_id, key.kid, source, now))
+        if self.server.policy != "backup" or (room_id, key.kid) in self._backed_up:
+            return
+        backup_public = self.server.user(self.user_id).e2e_backup_public_key
+        if backup_public is None:
+            return
+        wrapped = self.backend.wrap_room_key(key, backup_public, self.entropy)
+        self.server.e2e_backup_upload(self.user_id, room_id, key.kid, wrapped)
+        self._backed_up.add((room_id, key.kid))
+
+    def restore_from_backup(self, recovery_key: PrivateKey, *, now: float) -> list[str]:
+        """Open the server-side backup with the recovery key the person kept; returns the rooms
+        whose current key came back.  Each restored key reaches this device as a suggestion to
+        itself, so the ordinary accept path stores it (with the old keys, as history)."""
+        self._require_functional()
+        assert self._local.public_key is not None
+        restored = []
+        for room_id in self.server.rooms_of(self.user_id):
+            room = self.server.room(room_id)
+            sub = room.subscriptions[self.user_id]
+            if not room.encrypted or sub.e2e_key or room.e2e_key_id is None:
+                continue
+            opened: dict[str, RoomKey] = {}
+            for kid, wrapped in self.server.e2e_backup_fetch(self.user_id, room_id).items():
+                try:
+                    opened[kid] = self.backend.unwrap_room_key(wrapped, recovery_key)
+                except CryptoError:
+                    continue
+            current = opened.pop(room.e2e_key_id, None)
+            if current is None:
+                continue
+            for key in opened.values():
+                self._backed_up.add((room_id, key.kid))
+            self._backed_up.add((room_id, current.kid))
+            entry = {
+                "_id": self.user_id,
+                "key": self.backend.wrap_room_key(current, self._local.public_key, self.entropy),
+                "oldKeys": [
+                    {
+                        "e2eKeyId": kid,
+                        "ts": now,
+                        "E2EKey": self.backend.wrap_room_key(k, self._local.public_key, self.entropy),
+                    }
+                    for kid, k in opened.items()
+                ],
+            }
+            self.server.e2e_provide_users_suggested_group_keys(self.user_id, {room_id: [entry]}, now=now)
+            self.server.drain_notifications()  # our own push; handled right here
+            self._handle_suggestion_from_backup(room_id, now)
+            restored.append(room_id)
+        return restored
+
+    def _handle_suggestion_from_backup(self, room_id: str, now: float) -> None:
+        session = self._instance(room_id, now)
+        sub = self.server.room(room_id).subscriptions[self.user_id]
+        if session is None or not sub.e2e_suggested_key:
+            return
+        if self._import_group_key(session, sub.e2e_suggested_key, "backup", now):
+            self.server.e2e_accept_suggested_group_key(self.user_id, room_id)
+            self._key_received(session, now)
