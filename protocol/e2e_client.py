@@ -176,8 +176,12 @@ class Client:
         self.recovery_key: PrivateKey | None = None
         #: every key this device obtained, in order
         self.acquired: list[KeyAcquired] = []
-        #: (message id, kid) of every message this device decrypted
-        self.decrypted: list[tuple[str, str]] = []
+        #: (room id, message id, kid) of every message this device decrypted
+        self.decrypted: list[tuple[str, str, str]] = []
+        #: (room id, message id, plaintext) of every message this device sent
+        self.sent: list[tuple[str, str, str]] = []
+        #: when this user reset its key from this device
+        self.resets: list[float] = []
         self._backed_up: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ views
@@ -206,6 +210,10 @@ class Client:
 
     def session(self, room_id: str) -> RoomSession | None:
         return self._local.rooms.get(room_id)
+
+    def session_room_ids(self) -> list[str]:
+        """The rooms this device has a session for."""
+        return list(self._local.rooms)
 
     def room_state(self, room_id: str) -> E2ERoomState | None:
         session = self._local.rooms.get(room_id)
@@ -331,6 +339,7 @@ class Client:
             self.user_id, code, now=now, login_token=self._local.login_token, method=method
         )
         self.random_password = None
+        self.resets.append(now)
         self._wipe()
 
     def logout(self) -> None:
@@ -641,7 +650,9 @@ class Client:
         if session is None or session.state != R.READY or session.key is None:
             raise E2EError("error-invalid-state", f"room {room_id!r} has no usable key on this device")
         content = self.backend.encrypt_message(self._current(session), {"msg": text}, self.entropy)
-        return self.server.send_message(self.user_id, room_id, content=content, now=now)
+        message_id = self.server.send_message(self.user_id, room_id, content=content, now=now)
+        self.sent.append((room_id, message_id, text))
+        return message_id
 
     def decrypt(self, message: Message) -> dict[str, Any] | None:
         """The plaintext of ``message``, or None when this device cannot open it.
@@ -665,7 +676,7 @@ class Client:
             plaintext = self.backend.decrypt_message(message.content, key)
         except CryptoError:
             return None
-        self.decrypted.append((message.id, key.kid))
+        self.decrypted.append((message.rid, message.id, key.kid))
         return plaintext
 
     # ------------------------------------------------------------------ key backup (policy backup)

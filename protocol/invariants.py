@@ -1,0 +1,192 @@
+"""The protocol's promises as code: functions that return the violations they find.
+
+Each check takes a server and the clients of one deployment (and, where it needs ground truth, the
+:class:`~protocol.ledger.KeyLedger`) and returns a list of :class:`Violation`; an empty list means
+the invariant holds.  Tests, the simulator and ``keysim check`` call :func:`check_all` after steps.
+
+* :func:`no_secrets_on_server`: the server's dump contains no password, plaintext private key,
+  plaintext room key or message body.  Meaningful with the ``real`` backend only: the symbolic
+  backend's records carry their payload readably by design, so the check skips it.
+* :func:`stored_keys_open`: every ``E2EKey`` opens, for its owner's current key pair, to the key a
+  legitimate member created for that kid.
+* :func:`queue_is_clean`: nobody on a room's queue holds the room's current key (after settling).
+* :func:`keys_are_legitimate`: every key a client holds, and every key it decrypted with, is one a
+  legitimate member created for that room, and the client has a record of how it got it.
+* :func:`reset_users_recover_properly`: after a reset, a user's first key for a room comes from a
+  holder's suggestion, the backup, or a key it created (a room-key reset or a new room), never
+  from the server alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .e2e_client import Client
+from .errors import CryptoError, ProtocolError
+from .ledger import KeyLedger
+from .server import Server
+
+__all__ = [
+    "Violation",
+    "check_all",
+    "keys_are_legitimate",
+    "no_secrets_on_server",
+    "queue_is_clean",
+    "reset_users_recover_properly",
+    "stored_keys_open",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.invariant}: {self.detail}"
+
+
+def no_secrets_on_server(
+    server: Server, clients: Mapping[str, Client], passwords: Iterable[str] = ()
+) -> list[Violation]:
+    """No password, plaintext private key, plaintext room key or message body in the dump."""
+    try:
+        text = json.dumps(server.dump(), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        return [Violation("no_secrets_on_server", f"dump is not JSON-serialisable: {exc}")]
+    out = []
+    secrets: list[tuple[str, str]] = [("password", p) for p in passwords if p]
+    for uid, client in clients.items():
+        for _, _, body in client.sent:
+            if len(body) >= 8:  # short bodies collide with base64 by chance
+                secrets.append((f"message body of {uid}", body))
+        if client.random_password:
+            secrets.append((f"E2E password of {uid}", client.random_password))
+        if client.backend.name != "real":
+            continue
+        from .crypto import real
+
+        if client.private_key is not None:
+            jwk = real.private_jwk(client.private_key)
+            secrets += [(f"private key of {uid}", jwk[f]) for f in ("d", "p", "q")]
+        for room_id in server.rooms_of(uid) if uid in server.user_ids else ():
+            for key in client.held_keys(room_id).values():
+                secrets.append((f"room key {key.kid} held by {uid}", real.room_key_jwk(key)["k"]))
+    for what, secret in secrets:
+        if secret in text:
+            out.append(Violation("no_secrets_on_server", f"the dump contains the {what}"))
+    return out
+
+
+def stored_keys_open(server: Server, clients: Mapping[str, Client], ledger: KeyLedger) -> list[Violation]:
+    """Every ``E2EKey`` opens, under its owner's key pair, to the legitimate key for its kid."""
+    out = []
+    for room_id in server.room_ids:
+        for uid, sub in server.room(room_id).subscriptions.items():
+            client = clients.get(uid)
+            if sub.e2e_key is None or client is None or client.private_key is None:
+                continue
+            if client.public_key != server.user(uid).e2e_public_key:
+                continue  # this device holds an older key pair; nothing to open with
+            try:
+                key = client.backend.unwrap_room_key(sub.e2e_key, client.private_key)
+            except (CryptoError, ProtocolError):
+                out.append(Violation("stored_keys_open", f"{uid}'s E2EKey in {room_id} does not open"))
+                continue
+            if not ledger.is_legitimate(room_id, key.kid, key):
+                out.append(
+                    Violation(
+                        "stored_keys_open", f"{uid}'s E2EKey in {room_id} is not the key made for {key.kid}"
+                    )
+                )
+    return out
+
+
+def queue_is_clean(server: Server, clients: Mapping[str, Client]) -> list[Violation]:
+    """Nobody waiting in a room's queue holds the room's current key."""
+    out = []
+    for room_id in server.room_ids:
+        room = server.room(room_id)
+        for waiting in room.users_waiting or ():
+            sub = room.subscriptions.get(waiting.user_id)
+            if sub is None:
+                out.append(
+                    Violation(
+                        "queue_is_clean", f"{waiting.user_id} waits in {room_id} without being a member"
+                    )
+                )
+            elif sub.e2e_key is not None and room.e2e_key_id is not None:
+                client = clients.get(waiting.user_id)
+                if client is not None and client.backend.wrapped_kid(sub.e2e_key) == room.e2e_key_id:
+                    out.append(
+                        Violation("queue_is_clean", f"{waiting.user_id} waits in {room_id} but holds its key")
+                    )
+    return out
+
+
+def keys_are_legitimate(clients: Mapping[str, Client], ledger: KeyLedger) -> list[Violation]:
+    """Every key held or used by a client is a legitimately created key it has a record of."""
+    out = []
+    for uid, client in clients.items():
+        obtained = {(a.room_id, a.kid) for a in client.acquired}
+        for room_id in client.session_room_ids():
+            for kid, key in client.held_keys(room_id).items():
+                if not ledger.is_legitimate(room_id, key.kid, key):
+                    out.append(
+                        Violation("keys_are_legitimate", f"{uid} holds a planted key {kid} for {room_id}")
+                    )
+                elif (room_id, key.kid) not in obtained:
+                    out.append(
+                        Violation("keys_are_legitimate", f"{uid} holds {kid} for {room_id} with no record")
+                    )
+        for room_id, message_id, kid in client.decrypted:
+            if (room_id, kid) not in obtained or ledger.current(room_id, kid) is None:
+                out.append(
+                    Violation(
+                        "keys_are_legitimate", f"{uid} decrypted {message_id} with unrecorded key {kid}"
+                    )
+                )
+    return out
+
+
+def reset_users_recover_properly(clients: Mapping[str, Client]) -> list[Violation]:
+    """After a user's latest reset, its first key per room came from a holder, the backup or
+    its own creation (room-key reset or new room)."""
+    out = []
+    for uid, client in clients.items():
+        if not client.resets:
+            continue
+        since = client.resets[-1]
+        first: dict[str, str] = {}
+        for acq in client.acquired:
+            if acq.at >= since and acq.room_id not in first:
+                first[acq.room_id] = acq.source
+        for room_id, source in first.items():
+            if source not in ("suggestion", "backup", "created"):
+                out.append(
+                    Violation(
+                        "reset_users_recover_properly",
+                        f"{uid} regained {room_id} after its reset from {source!r}, not from a holder",
+                    )
+                )
+    return out
+
+
+def check_all(
+    server: Server,
+    clients: Mapping[str, Client],
+    ledger: KeyLedger,
+    *,
+    passwords: Iterable[str] = (),
+    settled: bool = True,
+) -> list[Violation]:
+    """Every invariant; ``settled=False`` skips the ones that hold only between steps."""
+    out = no_secrets_on_server(server, clients, passwords)
+    out += stored_keys_open(server, clients, ledger)
+    if settled:
+        out += queue_is_clean(server, clients)
+    out += keys_are_legitimate(clients, ledger)
+    out += reset_users_recover_properly(clients)
+    return out
