@@ -35,6 +35,23 @@ def _cmd_2fa_demo(args: argparse.Namespace) -> int:
     return 0 if result.disabled else 1
 
 
+def _cmd_vectors(args: argparse.Namespace) -> int:
+    from protocol.crypto.vectors import dumps_vectors, make_vectors
+
+    from .atomic import atomic_write_text
+
+    out: Path | None = args.out
+    if out is not None and not out.parent.exists():
+        raise UsageError(f"--out: directory {str(out.parent)!r} does not exist")
+    text = dumps_vectors(make_vectors(args.seed))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(out, text)
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keysim",
@@ -71,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the server's entropy (default: 0)")
     demo.add_argument("--no-qr", action="store_true", help="do not draw the QR code in the terminal")
     demo.set_defaults(handler=_cmd_2fa_demo)
+
+    vectors = commands.add_parser(
+        "vectors",
+        help="write E2EE interop test vectors (real crypto, Rocket.Chat's formats)",
+        description=(
+            'Write a JSON document {"cases": [...]} of private keys (v2 and v1 blobs), wrapped room '
+            "keys and messages made with real crypto and a fixed seed, for checking another "
+            "implementation against keysim and Rocket.Chat's formats."
+        ),
+    )
+    vectors.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+    vectors.add_argument("--seed", type=int, default=0, help="seed of the vectors (default: 0)")
+    vectors.set_defaults(handler=_cmd_vectors)
     return parser
 
 
