@@ -232,9 +232,11 @@ class Client:
     def holds_current_key(self, room_id: str) -> bool:
         """Whether this device can read and write ``room_id`` under the room's current key."""
         session = self._local.rooms.get(room_id)
-        kid = self.server.room(room_id).e2e_key_id
+        room = self.server.room(room_id)
+        kid = room.e2e_key_id
         return (
-            session is not None
+            self.user_id in room.subscriptions
+            and session is not None
             and session.key is not None
             and kid is not None
             and session.key.kid == kid

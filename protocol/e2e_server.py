@@ -221,6 +221,7 @@ class E2EServerMixin:
         del room.subscriptions[user_id]
         del self._user_rooms[user_id][room_id]
         self._dequeue(room, [user_id])
+        self._notify(room_id, [user_id])
 
     def send_message(
         self,
