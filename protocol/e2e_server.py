@@ -22,7 +22,7 @@ differ:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,8 @@ class E2EServerMixin:
     _backups: dict[tuple[str, str], dict[str, str]]
     _notifications: list[Notification]
     _user_rooms: dict[str, dict[str, None]]
+    #: observers of key events, called as ``listener(event, room_id, user_id)``; see :meth:`_emit`
+    listeners: list[Callable[[str, str, str], None]]
 
     if TYPE_CHECKING:
 
@@ -136,6 +138,7 @@ class E2EServerMixin:
             waiting = room.users_waiting if room.users_waiting is not None else []
             waiting.append(WaitingUser(user_id, now))
             room.users_waiting = waiting[-MAX_WAITING_USERS:]  # $slice: -50 keeps the newest
+            self._emit("queued", rid, [user_id])
 
     def _dequeue(self, room: Room, user_ids: Iterable[str]) -> None:
         """``removeUsersFromE2EEQueueByRoomId``; the field is removed when it empties."""
@@ -281,8 +284,8 @@ class E2EServerMixin:
         # password change (force) re-queues the user too.
         lacking = [
             rid
-            for rid, room in self._rooms.items()
-            if room.encrypted and (sub := room.subscriptions.get(user_id)) is not None and sub.e2e_key is None
+            for rid in self._user_rooms.get(user_id, ())
+            if self._rooms[rid].encrypted and self._rooms[rid].subscriptions[user_id].e2e_key is None
         ]
         self._enqueue(lacking, user_id, now)
 
@@ -310,9 +313,11 @@ class E2EServerMixin:
         if target_id == user_id:
             room.subscriptions[user_id].e2e_key = key
             self._dequeue(room, [user_id])
+            self._emit("stored", room_id, [user_id])
         elif (target := room.subscriptions.get(target_id)) is not None:
             target.e2e_suggested_key = key
             self._notify(room_id, [target_id])
+            self._emit("suggested", room_id, [target_id])
 
     def e2e_get_users_of_room_without_key(self, user_id: str, room_id: str) -> list[dict[str, str]]:
         """``e2e.getUsersOfRoomWithoutKey``: members with no ``E2EKey`` who have a public key."""
@@ -382,6 +387,7 @@ class E2EServerMixin:
                 served.append(sub.user_id)
             self._dequeue(room, served)
             self._notify(rid, served)
+            self._emit("suggested", rid, served)
 
     def e2e_accept_suggested_group_key(self, user_id: str, room_id: str) -> None:
         """``e2e.acceptSuggestedGroupKey``: the suggestion becomes ``E2EKey``.
@@ -396,6 +402,7 @@ class E2EServerMixin:
             sub.old_room_keys = list(sub.suggested_old_room_keys)
         self._dequeue(room, [user_id])
         sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+        self._emit("accepted", room_id, [user_id])
 
     def e2e_reject_suggested_group_key(self, user_id: str, room_id: str, *, now: float) -> None:
         """``e2e.rejectSuggestedGroupKey``: the suggestion is cleared and the user queued again."""
@@ -457,6 +464,8 @@ class E2EServerMixin:
         room.users_waiting = queue if self._queue_enabled else None
         room.subscriptions[user_id].e2e_key = e2e_key
         self._notify(room_id, [uid for uid in room.subscriptions if uid != user_id])
+        self._emit("stored", room_id, [user_id])
+        self._emit("queued", room_id, [w.user_id for w in queue])
 
     # ------------------------------------------------------------------ resetting a user's key
 
@@ -517,6 +526,14 @@ class E2EServerMixin:
         ]
         self._notifications.extend(deliveries)
         return deliveries
+
+    def _emit(self, event: str, room_id: str, user_ids: Iterable[str]) -> None:
+        """Tell observers (the simulator's bookkeeping) about a key event: ``suggested`` (a key
+        was stored for the user), ``accepted`` (the user made a suggestion its ``E2EKey``),
+        ``stored`` (the user set its own ``E2EKey``), ``queued``.  Observers must not call back."""
+        for listener in self.listeners:
+            for uid in user_ids:
+                listener(event, room_id, uid)
 
     def _notify(self, room_id: str, user_ids: Iterable[str]) -> None:
         """Push a subscription change to those of ``user_ids`` who are connected."""

@@ -13,6 +13,7 @@ sessions and the login blocker, and checks permissions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .accounts import (
@@ -80,6 +81,7 @@ class Server(E2EServerMixin):
         self._backups: dict[tuple[str, str], dict[str, str]] = {}
         self._notifications: list[Notification] = []
         self._user_rooms: dict[str, dict[str, None]] = {}
+        self.listeners: list[Callable[[str, str, str], None]] = []
 
     # ------------------------------------------------------------------ users and sessions
 
