@@ -864,6 +864,7 @@ def test_holder_serves_old_keys_from_its_subscription_without_relogin() -> None:
     d.clients[a].reset_room_key(rid, now=T0 + 10)  # alice's own kid1 key is now in her oldRoomKeys
     d.pump(T0 + 10)
     assert [k.e2e_key_id for k in d.server.subscription(rid, a).old_room_keys] == [kid1]  # type: ignore[union-attr]
+    d.login(c, now=T0 + 19, remember_password=False)
     d.reset(c, now=T0 + 20)  # carol loses everything, oldRoomKeys included
     d.login(c, now=T0 + 30)
     d.tick(a, now=T0 + 40)  # alice has not logged in again
