@@ -32,8 +32,11 @@ offline gap is drawn as usual in *operational time* and mapped to real time thro
 ``H(t) = integral_0^t r``: a gap starting at s ends at ``H^-1(H(s) + gap)`` (safeguarded Newton).
 For exponential gaps this is exactly a non-homogeneous Poisson process of rate r(t)/mean_off.
 Online sessions are not warped.  Because r averages to 1 over a period, ``H(t) - t`` is periodic
-and bounded by ``a P / pi``; the long-run mean offline gap is preserved up to that bounded phase
-term, whose average is tiny in practice (measured below 1 % in the tests).  "weekly" uses the
+(it varies by at most ``a P / pi``), so the long-run mean offline gap is preserved up to a phase
+term: a gap starting shortly after a login near the peak is stretched slightly more than average.
+To first order it lengthens the mean gap by about ``a**2 * mean_online_s / 2`` when sessions are
+short relative to P (+0.1 % for a = 0.5, 30-min sessions, 16-h gaps; +3 % for the extreme a = 0.8,
+1-h sessions, 10-h gaps); it vanishes as sessions grow long relative to P.  "weekly" uses the
 single weekly period (no separate weekend dip), and ``rhythm_peak_hour`` then counts hours from
 the start of the week, t = 0 (0 <= hour < 168); for "daily" it is the hour of day (0 <= hour < 24).
 The equilibrium start ignores the rhythm's phase (the first gap is a residual in operational time).
