@@ -722,13 +722,20 @@ def test_malformed_private_key_blob_looks_like_a_wrong_password(blob: str) -> No
 # ---------------------------------------------------------------------------- wrapped keys and contents through the client
 
 
-def test_suggestion_wrapped_for_someone_else_is_rejected() -> None:
+@pytest.mark.parametrize("wrapped_for", ["someone else", "an older key pair"])
+def test_suggestion_that_does_not_open_is_rejected(wrapped_for: str) -> None:
     w = Room3()
-    cc = w.d.login(w.c, now=T0 + 50)
+    if wrapped_for == "someone else":
+        w.d.login(w.c, now=T0 + 50)
+        key = w.wrap_for(w.b)
+    else:
+        key = w.wrap_for(w.c)  # for carol's current pair, which she then resets
+        w.d.login(w.c, now=T0 + 40, remember_password=False)
+        w.d.reset(w.c, now=T0 + 45)
+        w.d.login(w.c, now=T0 + 50)
+    cc = w.d.clients[w.c]
     assert cc.room_state(w.rid) == E2ERoomState.WAITING_KEYS
-    w.d.server.e2e_provide_users_suggested_group_keys(
-        w.a, {w.rid: [{"_id": w.c, "key": w.wrap_for(w.b)}]}, now=T0 + 51
-    )
+    w.d.server.e2e_provide_users_suggested_group_keys(w.a, {w.rid: [{"_id": w.c, "key": key}]}, now=T0 + 51)
     w.d.pump(T0 + 51)
     sub = w.d.server.subscription(w.rid, w.c)
     assert sub.e2e_suggested_key is None and sub.e2e_key is None and w.d.server.room(w.rid).is_waiting(w.c)
