@@ -848,3 +848,22 @@ def test_garbage_suggestion_knocks_a_holder_onto_the_queue_and_out_of_serving() 
     assert [v.detail for v in violations(w.d)] == [f"{w.a} waits in {w.rid} but holds its key"]
     w.d.tick_all(now=T0 + 60)  # bob serves carol; alice stays queued for good
     assert room.is_waiting(w.a) and not room.is_waiting(w.c)
+
+
+def test_unopenable_suggestion_with_the_current_kid_replaces_a_holders_e2ekey_rc_weakness() -> None:
+    """RC-faithful weakness: importGroupKey returns true at once when the kid equals the loaded
+    one, without decrypting, so the holder's device *accepts* any blob carrying the right kid
+    prefix and the server makes it the holder's E2EKey.  At the next login the key does not open,
+    and nobody ever serves the holder again (not queued; the fetch skips members with an E2EKey)."""
+    w = Room3()
+    blob = w.kid + base64.b64encode(bytes(256)).decode()  # type: ignore[operator]
+    w.d.server.e2e_provide_users_suggested_group_keys(w.c, {w.rid: [{"_id": w.b, "key": blob}]}, now=T0 + 50)
+    w.d.pump(T0 + 50)
+    assert w.d.server.subscription(w.rid, w.b).e2e_key == blob
+    assert [v.detail for v in violations(w.d)] == [f"{w.b}'s E2EKey in {w.rid} does not open"]
+    w.d.logout(w.b, now=T0 + 60)
+    cb = w.d.login(w.b, now=T0 + 61)
+    for k in range(3):
+        w.d.tick_all(now=T0 + 70 + 10 * k)
+    assert cb.room_state(w.rid) == E2ERoomState.READY and not cb.holds_current_key(w.rid)
+    assert not w.d.server.room(w.rid).is_waiting(w.b)
