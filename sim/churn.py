@@ -41,6 +41,10 @@ single weekly period (no separate weekend dip), and ``rhythm_peak_hour`` then co
 the start of the week, t = 0 (0 <= hour < 168); for "daily" it is the hour of day (0 <= hour < 24).
 The equilibrium start ignores the rhythm's phase (the first gap is a residual in operational time).
 
+Cost (measured, pure Python): about 0.8 us per period generated (1.5 us with a rhythm), i.e. 1.6 s
+per million online/offline cycles; about 0.3 us per query when one user's queries move forward in
+time (a cursor per user), 0.5 us in random order (bisection).
+
 Semantics shared by :class:`Presence` and :class:`TracePresence`.  Times are seconds from 0.
 Online periods are half-open, ``[start, end)``: at a change time the user is already in the new
 state.  Stored change times are strictly increasing (two flips at the same instant cancel).
@@ -109,10 +113,12 @@ class ChurnParams:
             raise ValueError(f"model: must be one of {', '.join(MODELS)} (got {self.model!r})")
         _positive_finite("mean_online_s", self.mean_online_s, "seconds")
         _positive_finite("mean_offline_s", self.mean_offline_s, "seconds")
-        lo, hi = _SHAPE_RANGE
-        if not (isinstance(self.shape, int | float) and lo <= self.shape <= hi):
+        lo, hi = _SHAPE_RANGE  # shape and sigma are checked only where used
+        if self.model == "weibull" and not (isinstance(self.shape, int | float) and lo <= self.shape <= hi):
             raise ValueError(f"shape: the Weibull shape must be between {lo} and {hi} (got {self.shape!r})")
-        if not (isinstance(self.sigma, int | float) and 0 < self.sigma <= _SIGMA_MAX):
+        if self.model == "lognormal" and not (
+            isinstance(self.sigma, int | float) and 0 < self.sigma <= _SIGMA_MAX
+        ):
             raise ValueError(
                 f"sigma: the lognormal sigma must be > 0 and <= {_SIGMA_MAX} (got {self.sigma!r})"
             )

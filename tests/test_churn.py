@@ -47,8 +47,8 @@ def _band(n: int, p: float, z: float = 4.5) -> float:
         ({"mean_online_s": 0.0}, "mean_online_s"),
         ({"mean_online_s": math.inf}, "mean_online_s"),
         ({"mean_offline_s": -5.0}, "mean_offline_s"),
-        ({"shape": 0.0}, "shape"),
-        ({"sigma": -1.0}, "sigma"),
+        ({"model": "weibull", "shape": 0.0}, "shape"),
+        ({"model": "lognormal", "sigma": -1.0}, "sigma"),
         ({"rhythm": "monthly"}, "rhythm"),
         ({"rhythm": "daily", "rhythm_amplitude": 1.0}, "rhythm_amplitude"),
         ({"rhythm": "daily", "rhythm_peak_hour": 24.0}, "rhythm_peak_hour"),
@@ -59,6 +59,10 @@ def test_bad_params_name_the_parameter(kwargs: dict[str, object], name: str) -> 
     base: dict[str, object] = {"model": "exponential", "mean_online_s": 60.0, "mean_offline_s": 60.0}
     with pytest.raises(ValueError, match=f"^{name}:"):
         ChurnParams(**(base | kwargs))  # type: ignore[arg-type]
+
+
+def test_shape_and_sigma_are_checked_only_where_used() -> None:
+    assert ChurnParams("exponential", 60.0, 60.0, shape=0.0, sigma=0.0).stationary_online == 0.5
 
 
 def test_weekly_peak_hour_may_exceed_a_day() -> None:
