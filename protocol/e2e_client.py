@@ -180,8 +180,9 @@ class Client:
         self.decrypted: list[tuple[str, str, str]] = []
         #: (room id, message id, plaintext) of every message this device sent
         self.sent: list[tuple[str, str, str]] = []
-        #: when this user reset its key from this device
+        #: when this user reset its key from this device, and how long ``acquired`` was then
         self.resets: list[float] = []
+        self.reset_marks: list[int] = []
         self._backed_up: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ views
@@ -342,6 +343,7 @@ class Client:
         )
         self.random_password = None
         self.resets.append(now)
+        self.reset_marks.append(len(self.acquired))
         self._wipe()
 
     def logout(self) -> None:
@@ -440,9 +442,10 @@ class Client:
 
     def _encrypt_key_for_other_participants(self, session: RoomSession, now: float) -> None:
         users = self.server.e2e_get_users_of_room_without_key(self.user_id, session.room_id)
+        old_keys = self._exported_old_keys(session.room_id) if users else []
         entries = []
         for user in users:
-            entry = self._wrap_for(session, user["_id"], user["public_key"])
+            entry = self._wrap_for(session, user["_id"], user["public_key"], old_keys)
             if entry is None:
                 return  # RC: one failed wrap and nothing at all is sent
             entries.append(entry)
@@ -451,21 +454,43 @@ class Client:
                 self.user_id, {session.room_id: entries}, now=now
             )
 
-    def _wrap_for(self, session: RoomSession, user_id: str, public_key: str) -> dict[str, Any] | None:
+    def _exported_old_keys(self, room_id: str) -> list[tuple[str, float, RoomKey]]:
+        """``exportOldRoomKeys(mySub.oldRoomKeys)``: read from the subscription each time (not
+        from the instance's memory), failures skipped."""
+        sub = self.server.room(room_id).subscriptions.get(self.user_id)
+        if sub is None or not sub.old_room_keys or self._local.private_key is None:
+            return []
+        out = []
+        for old in sub.old_room_keys:
+            try:
+                out.append(
+                    (
+                        old.e2e_key_id,
+                        old.ts,
+                        self.backend.unwrap_room_key(old.e2e_key, self._local.private_key),
+                    )
+                )
+            except CryptoError:
+                continue
+        return out
+
+    def _wrap_for(
+        self, session: RoomSession, user_id: str, public_key: str, old_keys: list[tuple[str, float, RoomKey]]
+    ) -> dict[str, Any] | None:
         assert session.key is not None
         try:
             entry: dict[str, Any] = {
                 "_id": user_id,
                 "key": self.backend.wrap_room_key(self._current(session), public_key, self.entropy),
             }
-            if session.old_keys:
+            if old_keys:
                 entry["oldKeys"] = [
                     {
                         "e2eKeyId": kid,
                         "ts": ts,
                         "E2EKey": self.backend.wrap_room_key(key, public_key, self.entropy),
                     }
-                    for kid, (key, ts) in session.old_keys.items()
+                    for kid, ts, key in old_keys
                 ]
         except CryptoError:
             return None
@@ -603,7 +628,8 @@ class Client:
             session = self._local.rooms.get(room_id)
             if session is None or session.state != R.READY or session.key is None:
                 continue  # encryptGroupKeyForParticipantsWaitingForTheKeys: READY only
-            entries = [self._wrap_for(session, u["_id"], u["public_key"]) for u in users]
+            old_keys = self._exported_old_keys(room_id)
+            entries = [self._wrap_for(session, u["_id"], u["public_key"], old_keys) for u in users]
             keys[room_id] = [e for e in entries if e is not None]
         if not any(keys.values()):
             return 0
@@ -731,7 +757,6 @@ class Client:
                 ],
             }
             self.server.e2e_provide_users_suggested_group_keys(self.user_id, {room_id: [entry]}, now=now)
-            self.server.drain_notifications()  # our own push; handled right here
             self._handle_suggestion_from_backup(room_id, now)
             restored.append(room_id)
         return restored

@@ -22,6 +22,7 @@ differ:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -245,6 +246,10 @@ class E2EServerMixin:
         if content is not None:
             if not isinstance(content, Mapping) or content.get("algorithm") not in MESSAGE_ALGORITHMS:
                 raise ValidationError("error-invalid-params", "content is not an E2E message content")
+            try:
+                json.dumps(content)
+            except (TypeError, ValueError):
+                raise ValidationError("error-invalid-params", "content must be JSON") from None
             message = Message(new_id(self.entropy), room_id, user_id, now, t="e2e", content=dict(content))
         else:
             if not isinstance(msg, str):
@@ -368,26 +373,39 @@ class E2EServerMixin:
             return
         if not isinstance(keys, Mapping):
             raise ValidationError("error-invalid-params", "keys must map room ids to lists")
+        # Validate the whole request before writing anything (RC validates the body first).
+        plan: list[tuple[Room, list[tuple[Subscription, str, list[OldRoomKey] | None]]]] = []
         for rid, entries in keys.items():
-            room = self._rooms.get(rid)
-            if room is None or user_id not in room.subscriptions:
-                continue
-            served = []
+            if not isinstance(entries, list | tuple):
+                raise ValidationError("error-invalid-params", f"keys[{rid!r}] must be a list")
+            writes = []
             for entry in entries:
                 if not isinstance(entry, Mapping):
                     raise ValidationError("error-invalid-params", "each key entry must be an object")
                 target_id, key = entry.get("_id"), entry.get("key")
                 _check_wrapped(key)
-                sub = room.subscriptions.get(target_id) if isinstance(target_id, str) else None
-                if sub is None:
-                    continue
+                assert isinstance(key, str)
+                old = _old_keys(entry["oldKeys"]) if entry.get("oldKeys") is not None else None
+                room = self._rooms.get(rid) if isinstance(rid, str) else None
+                sub = (
+                    room.subscriptions.get(target_id)
+                    if room is not None and isinstance(target_id, str)
+                    else None
+                )
+                if sub is not None:
+                    writes.append((sub, key, old))
+            room = self._rooms.get(rid) if isinstance(rid, str) else None
+            if room is not None and user_id in room.subscriptions:  # canAccessRoom, else skip
+                plan.append((room, writes))
+        for room, writes in plan:
+            for sub, key, old in writes:
                 sub.e2e_suggested_key = key
-                if entry.get("oldKeys") is not None:
-                    sub.suggested_old_room_keys = _old_keys(entry["oldKeys"])
-                served.append(sub.user_id)
+                if old is not None:
+                    sub.suggested_old_room_keys = old
+            served = [sub.user_id for sub, _, _ in writes]
             self._dequeue(room, served)
-            self._notify(rid, served)
-            self._emit("suggested", rid, served)
+            self._notify(room.id, served)
+            self._emit("suggested", room.id, served)
 
     def e2e_accept_suggested_group_key(self, user_id: str, room_id: str) -> None:
         """``e2e.acceptSuggestedGroupKey``: the suggestion becomes ``E2EKey``.
@@ -416,8 +434,10 @@ class E2EServerMixin:
         sub = room.subscriptions.get(user_id)
         if sub is None:
             raise NotFoundError("error-subscription-not-found", f"{user_id!r} is not in {room_id!r}")
-        if not sub.e2e_suggested_key:
+        suggested = (sub.e2e_suggested_key or "").strip()  # RC trims the suggestion
+        if not suggested:
             raise E2EError("error-no-suggested-key-available", "no suggested key to handle")
+        sub.e2e_suggested_key = suggested
         return room, sub
 
     def e2e_reset_room_key(

@@ -119,7 +119,11 @@ def queue_is_clean(server: Server, clients: Mapping[str, Client]) -> list[Violat
                 )
             elif sub.e2e_key is not None and room.e2e_key_id is not None:
                 client = clients.get(waiting.user_id)
-                if client is not None and client.backend.wrapped_kid(sub.e2e_key) == room.e2e_key_id:
+                try:
+                    holds = client is not None and client.backend.wrapped_kid(sub.e2e_key) == room.e2e_key_id
+                except ProtocolError:
+                    holds = False  # a malformed E2EKey opens to nothing
+                if holds:
                     out.append(
                         Violation("queue_is_clean", f"{waiting.user_id} waits in {room_id} but holds its key")
                     )
@@ -158,10 +162,9 @@ def reset_users_recover_properly(clients: Mapping[str, Client]) -> list[Violatio
     for uid, client in clients.items():
         if not client.resets:
             continue
-        since = client.resets[-1]
         first: dict[str, str] = {}
-        for acq in client.acquired:
-            if acq.at >= since and acq.room_id not in first:
+        for acq in client.acquired[client.reset_marks[-1] :]:
+            if acq.room_id not in first:
                 first[acq.room_id] = acq.source
         for room_id, source in first.items():
             if source not in ("suggestion", "backup", "created"):

@@ -52,6 +52,45 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    if args.seed is not None:
+        scenario = scenario.with_seed(args.seed)
+    out: Path = args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {str(out)!r} exists and is not a directory")
+    from .engine import run_scenario
+    from .outputs import terminal_table, write_run
+
+    bar = None
+    progress = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        days = scenario.horizon_s / 86400.0
+        bar = tqdm(total=round(days, 2), unit="day", desc=scenario.name, delay=2.0, leave=False)
+
+        def progress(fraction: float) -> None:
+            assert bar is not None
+            bar.update(round(days * fraction, 2) - bar.n)
+
+    try:
+        result = run_scenario(scenario, progress=progress, check_invariants=args.check_invariants)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = write_run(result, out, plots=not args.no_plots)
+    if not args.quiet:
+        print(terminal_table(summary))
+        print(f"  outputs in {out}/")
+    return 1 if result.violations else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keysim",
@@ -88,6 +127,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the server's entropy (default: 0)")
     demo.add_argument("--no-qr", action="store_true", help="do not draw the QR code in the terminal")
     demo.set_defaults(handler=_cmd_2fa_demo)
+
+    run = commands.add_parser(
+        "run",
+        help="simulate a scenario: which encrypted rooms come back after key resets",
+        description=(
+            "Run one scenario (a TOML file, see scenarios/README.md) through the protocol and "
+            "write outcomes.parquet, rooms.parquet, summary.json and plots/*.png under --out."
+        ),
+    )
+    run.add_argument("scenario", type=Path, help="scenario file (TOML)")
+    run.add_argument("--seed", type=int, help="override simulation.seed")
+    run.add_argument(
+        "--out", type=Path, metavar="DIR", help="output directory (default: runs/<scenario>-<seed>/)"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    run.add_argument(
+        "--check-invariants",
+        action="store_true",
+        help="check the protocol invariants at the end (exit 1 on a violation)",
+    )
+    run.set_defaults(handler=_cmd_run)
 
     vectors = commands.add_parser(
         "vectors",

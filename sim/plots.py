@@ -1,0 +1,101 @@
+"""The figures of one run (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from .engine import RunResult
+
+__all__ = ["plot_run"]
+
+
+def plot_run(result: RunResult, summary: dict[str, Any], folder: Path) -> list[Path]:
+    from .outputs import outcomes_frame
+
+    outcomes = outcomes_frame(result)
+    written = [
+        _restored_vs_holders(outcomes, result, folder / "restored_vs_holders_online.png"),
+        _kaplan_meier(outcomes, result, folder / "time_to_restore_km.png"),
+        _rooms_without_holder(result, folder / "rooms_without_holder.png"),
+    ]
+    return written
+
+
+def _restored_vs_holders(outcomes: Any, result: RunResult, path: Path) -> Path:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    policy = result.scenario.get("simulation.policy")
+    if not outcomes.empty:
+        tick = float(result.scenario.get("simulation.tick_seconds"))
+        delay = outcomes["restored_at"] - outcomes["relogin_at"]
+        outcomes = outcomes.assign(at_once=(delay <= tick) & outcomes["restored"])
+        by = outcomes.groupby("holders_online_at_relogin")
+        x = list(by.groups)
+        left.plot(x, by["restored"].mean().values, "o-", label="restored by the horizon")
+        left.plot(x, by["at_once"].mean().values, "s--", label="restored at once (one tick)")
+        for xi, count in zip(x, by.size().values, strict=True):
+            left.annotate(f"n={count}", (xi, 0.02), ha="center", fontsize=7, color="gray")
+        groups = outcomes.assign(any_online=outcomes["holders_online_at_relogin"] > 0).groupby("room_size")
+        sizes = list(groups.groups)
+        right.plot(sizes, groups["any_online"].mean().values, "o", label="simulated")
+        p = result.stationary_online
+        if p is not None and result.scenario.get("churn.model") == "exponential" and sizes:
+            ks = list(range(2, max(sizes) + 1))
+            right.plot(ks, [1 - (1 - p) ** (k - 1) for k in ks], "-", label=f"1 - (1 - p)^(k-1), p = {p:.3f}")
+    left.set_xlabel("holders online at relogin")
+    left.set_ylabel("fraction of (reset, room)")
+    left.set_ylim(-0.02, 1.02)
+    left.set_title(f"Restoration against holders online ({policy})")
+    left.legend(fontsize=8)
+    right.set_xlabel("room size k")
+    right.set_ylabel("P(at least one holder online at relogin)")
+    right.set_ylim(-0.02, 1.02)
+    right.set_title("A holder online at relogin")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _kaplan_meier(outcomes: Any, result: RunResult, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    rows = outcomes[outcomes["relogin_at"].notna()] if not outcomes.empty else outcomes
+    if not rows.empty:
+        from lifelines import KaplanMeierFitter
+
+        horizon = result.scenario.horizon_s
+        durations = (rows["restored_at"].fillna(horizon) - rows["relogin_at"]).clip(lower=0.0) / 3600.0
+        kmf = KaplanMeierFitter(label="not yet restored")
+        kmf.fit(durations, event_observed=rows["restored"].astype(bool))
+        kmf.plot_survival_function(ax=ax)
+    ax.set_xlabel("hours since relogin")
+    ax.set_ylabel("fraction not restored (Kaplan-Meier)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"Time to restore ({result.scenario.get('simulation.policy')})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _rooms_without_holder(result: RunResult, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    timeline = [*result.lost_timeline, (result.scenario.horizon_s, result.lost_timeline[-1][1])]
+    xs = [t / 86400.0 for t, _ in timeline]
+    ys = [c for _, c in timeline]
+    ax.step(xs, ys, where="post")
+    ax.set_xlabel("days")
+    ax.set_ylabel("encrypted rooms with no key holder")
+    ax.set_title("Rooms whose current key nobody holds")
+    ax.set_ylim(bottom=0, top=max(1, max(ys) * 1.1 if not math.isnan(max(ys)) else 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
