@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/keysim 2fa demo --png qr.png
+	$(BIN)/keysim run scenarios/baseline.toml
 
 test: $(STAMP) lint
 	$(BIN)/mypy protocol

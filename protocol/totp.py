@@ -77,9 +77,10 @@ def is_well_formed(code: str, digits: int = DIGITS) -> bool:
 
 
 def candidate_steps(now: float, window: int) -> Iterator[int]:
-    """Steps T-window .. T+window, oldest first (speakeasy ``totp.verifyDelta`` order)."""
+    """Steps T-window .. T+window, oldest first (speakeasy ``totp.verifyDelta`` order); steps
+    before the epoch do not exist."""
     t = time_step(now)
-    return iter(range(t - window, t + window + 1))
+    return iter(range(max(0, t - window), max(0, t + window + 1)))
 
 
 def matching_step(secret: str, code: str, now: float, window: int) -> int | None:

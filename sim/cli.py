@@ -52,11 +52,29 @@ def _cmd_vectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(pairs: list[str] | None) -> dict[str, object]:
+    """``--set key=value`` pairs; the value is read as TOML (``5``, ``true``, ``"live"``), else
+    taken as a bare string (``--set simulation.policy=live``)."""
+    import tomllib
+
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or "." not in key:
+            raise UsageError(f"--set: expected section.key=value, got {pair!r}")
+        try:
+            value: object = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        out[key.strip()] = value
+    return out
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .scenario import ScenarioError, load_scenario
 
     try:
-        scenario = load_scenario(args.scenario)
+        scenario = load_scenario(args.scenario, overrides=_overrides(args.set))
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     if args.seed is not None:
@@ -138,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("scenario", type=Path, help="scenario file (TOML)")
     run.add_argument("--seed", type=int, help="override simulation.seed")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a scenario key, e.g. --set simulation.policy=live (repeatable)",
+    )
     run.add_argument(
         "--out", type=Path, metavar="DIR", help="output directory (default: runs/<scenario>-<seed>/)"
     )

@@ -42,7 +42,7 @@ from typing import Any
 import numpy
 import simpy
 
-from protocol import Client, E2EEState, ProtocolError, Server, Settings, TwoFactorError
+from protocol import Client, E2EEState, ProtocolError, Server, Settings
 from protocol import totp as totp_lib
 from protocol.crypto import CryptoBackend, get_backend
 from protocol.ledger import KeyLedger
@@ -94,6 +94,13 @@ ROOM_COLUMNS = (
 )
 
 _NAN = math.nan
+
+
+class _Wait(Exception):
+    """The person cannot act before ``until`` (no fresh 2FA code yet)."""
+
+    def __init__(self, until: float) -> None:
+        self.until = until
 
 
 @dataclass(slots=True)
@@ -190,6 +197,7 @@ class Simulation:
         self.index: dict[str, int] = {}
         self.e2e_password: list[str | None] = []
         self.totp_secret: dict[int, str] = {}
+        self._last_step: dict[int, int] = {}
         self.devices: list[_Device] = []
         self.room_ids: list[str] = []
         self.specs: dict[str, RoomSpec] = {}
@@ -277,9 +285,7 @@ class Simulation:
             self.devices.append(_Device())
             self.e2e_password.append(None)
             if twofa and rng_2fa.random() < twofa:
-                enrollment = self.server.totp_enable(uid, now=0.0)
-                self.server.totp_validate_temp_token(uid, totp_lib.totp(enrollment.secret, -60.0), now=-60.0)
-                self.totp_secret[u] = enrollment.secret
+                self.totp_secret[u] = ""  # enrolled once the keys exist, below
         # every user creates its keys through the client
         for u in range(self.n):
             self._login(u, 0.0, unlock=True)
@@ -310,6 +316,12 @@ class Simulation:
         for u in range(self.n):
             self._logout(u, 0.0)
             self.devices[u].client = None
+        for u in sorted(self.totp_secret):
+            uid = self.user_ids[u]
+            enrollment = self.server.totp_enable(uid, now=0.0)
+            self.server.totp_validate_temp_token(uid, totp_lib.totp(enrollment.secret, 0.0), now=0.0)
+            self.totp_secret[u] = enrollment.secret
+            self._last_step[u] = 0
         self.lost_count = 0
 
     def _room_specs(self) -> list[RoomSpec]:
@@ -338,24 +350,49 @@ class Simulation:
 
     # ------------------------------------------------------------------ devices
 
+    def _totp(self, u: int, now: float) -> str | None:
+        """The authenticator's code.  A person whose code of this step was already used waits
+        for the next one (the hardened profile refuses a replay); the wait of at most 30 s is
+        not simulated, the next step's code is accepted inside the window."""
+        secret = self.totp_secret.get(u)
+        if not secret:
+            return None
+        step = totp_lib.time_step(now)
+        if self.server.profile.reject_replay:
+            step = max(step, self._last_step.get(u, -1) + 1)
+        self._last_step[u] = step
+        return totp_lib.hotp(secret, step)
+
+    def _code_ready_at(self, u: int, now: float) -> float:
+        """When the person next has an unused code inside the window (hardened: T-1..T+1)."""
+        if not self.totp_secret.get(u) or not self.server.profile.reject_replay:
+            return now
+        return max(now, float(self._last_step.get(u, -1)) * 30.0)
+
     def _code(self, u: int, now: float) -> str | None:
         """What the person types at a 2FA prompt: its authenticator's code, else (RC's password
         fallback) its account password."""
-        secret = self.totp_secret.get(u)
-        return totp_lib.totp(secret, now) if secret is not None else f"pw-u{u}"
+        code = self._totp(u, now)
+        return code if code is not None else f"pw-u{u}"
 
     def _login_code(self, u: int, now: float) -> str | None:
-        secret = self.totp_secret.get(u)
-        return totp_lib.totp(secret, now) if secret is not None else None
+        return self._totp(u, now)
 
     def _login(self, u: int, now: float, *, unlock: bool = True) -> Client:
-        """Log user ``u`` in on its device; unlock E2EE with the remembered password."""
+        """Log user ``u`` in on its device; unlock E2EE with the remembered password.
+
+        Under the hardened profile a person who already used this step's and the next step's
+        codes must wait for a fresh one: :class:`_Wait` says until when.
+        """
         dev = self.devices[u]
         if dev.client is None:
             dev.client = self._new_client(u)
         client = dev.client
         if client.online:
             return client
+        ready = self._code_ready_at(u, now)
+        if ready > now:
+            raise _Wait(ready)
         self.counters["logins"] += 1
         client.login(f"pw-u{u}", now=now, code=self._login_code(u, now))
         if client.state == E2EEState.SAVE_PASSWORD:
@@ -432,7 +469,12 @@ class Simulation:
             return
         if self.policy == "live":
             self._co_present_members(u, now)
-        self._login(u, now)
+        try:
+            self._login(u, now)
+        except _Wait as wait:
+            dev.pending_login = wait.until
+            self._at(wait.until, self._session_start, u)
+            return
         dev.online_until = self.presence.session_end(u, now)
         self._at(dev.online_until, self._session_end, u)
         self._after_login(u, now)
@@ -491,7 +533,10 @@ class Simulation:
                     and self.presence.is_online(m, now)
                     and now >= self.devices[m].locked_until
                 ):
-                    self._login(m, now)
+                    try:
+                        self._login(m, now)
+                    except _Wait:
+                        continue  # still waiting for a code: misses this request
                     dev = self.devices[m]
                     dev.online_until = self.presence.session_end(m, now)
                     self._at(dev.online_until, self._session_end, m)
@@ -624,6 +669,7 @@ class Simulation:
             # TOTP.  Until then the user is locked out; afterwards it logs in without TOTP,
             # on a new authenticator-less device, and resets its E2E key.
             self.totp_secret.pop(u, None)
+            self._last_step.pop(u, None)
             if self._online(u):
                 self._logout(u, now)
             delay = float(self.sc.get("resets.admin_delay_hours")) * 3600.0
@@ -636,7 +682,15 @@ class Simulation:
         # close what an earlier reset left open for this user
         for key in [k for k in self.open if k[0] == u]:
             del self.open[key]
-        client = self._login(u, now, unlock=reason != "forgot_password")
+        try:
+            client = self._login(u, now, unlock=reason != "forgot_password")
+        except _Wait as wait:
+            self._at(wait.until, self._reset, u, reason)
+            return
+        if self._code_ready_at(u, now) > now:  # no fresh code left for the reset itself
+            self._logout(u, now)
+            self._at(self._code_ready_at(u, now), self._reset, u, reason)
+            return
         rows = []
         for rid in self.server.rooms_of(uid):
             room = self.server.room(rid)
@@ -646,14 +700,7 @@ class Simulation:
             rows.append(outcome)
             self.outcomes.append(outcome)
             self.open[(u, rid)] = outcome
-        code = self._code(u, now)
-        try:
-            client.reset_own_key(code, now=now)
-        except TwoFactorError:
-            # hardened profile: the code was spent at login in this time step; the person waits
-            # for the next code
-            nxt = (math.floor(now / 30) + 1) * 30.0
-            client.reset_own_key(self._code(u, nxt), now=nxt)
+        client.reset_own_key(self._code(u, now), now=now)
         self.e2e_password[u] = None
         dev.online_until = -1.0
         dev.ticking = False
@@ -666,7 +713,7 @@ class Simulation:
     def _admin_resets_totp(self, u: int) -> None:
         now = self.env.now
         admin = self._admin_id()
-        self.server.admin_reset_totp(admin, self.user_ids[u], None, now=now)
+        self.server.admin_reset_totp(admin, self.user_ids[u], "admin-pw", now=now)  # password fallback
         self.devices[u].locked_until = now
         self._at(now, self._plan_reset, u, "after_lost_authenticator")
 
@@ -687,7 +734,11 @@ class Simulation:
             outcome.holders_online_at_relogin = sum(1 for m in holders if self.presence.is_online(m, now))
         if self.policy == "live":
             self._co_present_members(u, now)
-        self._login(u, now)
+        try:
+            self._login(u, now)
+        except _Wait as wait:
+            self._at(wait.until, self._relogin, u, rows)
+            return
         dev.online_until = max(
             self.presence.session_end(u, now) if self.presence.is_online(u, now) else now, now
         )
@@ -740,7 +791,10 @@ class Simulation:
         if uid not in self.server.room(room_id).subscriptions or now < self.devices[u].locked_until:
             return
         was_online = self._online(u)
-        client = self._login(u, now)
+        try:
+            client = self._login(u, now)
+        except _Wait:
+            return
         if not client.functional:
             return
         if not was_online:
@@ -785,7 +839,10 @@ class Simulation:
         if now < self.devices[sender].locked_until:
             return
         was_online = self._online(sender)
-        client = self._login(sender, now)
+        try:
+            client = self._login(sender, now)
+        except _Wait:
+            return
         if not was_online:
             dev = self.devices[sender]
             dev.online_until = self.presence.session_end(sender, now)

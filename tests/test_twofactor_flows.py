@@ -399,3 +399,16 @@ def test_settings_round_trip_rocketchat_names() -> None:
     assert rc["Block_Multiple_Failed_Logins_Time_To_Unblock_By_User_In_Minutes"] == 10
     assert Settings.from_rocketchat(rc) == s
     assert Settings().to_rocketchat()["Accounts_TwoFactorAuthentication_RememberFor"] == 1800
+
+
+@pytest.mark.parametrize("now", [0.0, 10.0, 29.9, -100.0])
+def test_checks_near_the_epoch_do_not_crash(now: float) -> None:
+    # the window T-1 .. T+1 must not ask for a step before 0 (pyotp rejects negative counters)
+    server = make_server()
+    uid = server.create_user("zed", "pw")
+    secret = server.totp_enable(uid, now=0.0).secret
+    server.totp_validate_temp_token(uid, T.totp(secret, 0.0), now=0.0)
+    wrong = "000000" if T.totp(secret, 0.0) != "000000" else "111111"
+    with pytest.raises(TwoFactorError) as exc:
+        server.check_two_factor(uid, wrong, now=now, method="totp", require_second_factor=True)
+    assert exc.value.code == "totp-invalid"
