@@ -329,12 +329,12 @@ def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenari
             raise ScenarioError("rooms.file", "is required when rooms.generator = 'file'")
         if not scenario.resolve(rooms["file"]).is_file():
             raise ScenarioError("rooms.file", f"file not found: {scenario.resolve(rooms['file'])}")
-    if rooms["group_size"] > rooms["group_size_max"]:
+    if rooms["groups"] and rooms["group_size"] > rooms["group_size_max"]:
         raise ScenarioError(
             "rooms.group_size", f"must be <= rooms.group_size_max ({rooms['group_size_max']})"
         )
-    if rooms["group_size_max"] > users:
-        raise ScenarioError("rooms.group_size_max", f"must be <= population.users ({users})")
+    if rooms["groups"] and rooms["group_size"] > users:
+        raise ScenarioError("rooms.group_size", f"must be <= population.users ({users})")
     horizon = values["simulation"]["horizon_days"] * 86400
     for r in scripted:
         if r.at > horizon:
