@@ -705,7 +705,7 @@ class Simulation:
         dev.online_until = -1.0
         dev.ticking = False
         self._pump(now)
-        for rid in {o.room for o in rows}:
+        for rid in dict.fromkeys(o.room for o in rows):
             self._note_loss(rid, now)
         # ... and logs in again at once
         self._relogin(u, rows)
