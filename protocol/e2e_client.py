@@ -24,17 +24,30 @@ work (RC PR #32197).
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
 from typing import Any
 
 from .crypto import CryptoBackend, PrivateKey, RoomKey, generate_passphrase
+from .e2e_recovery import RecoveryMixin
 from .e2e_server import KeyRequest, Notification, SubscriptionChanged
+from .e2e_states import (
+    GLOBAL_TRANSITIONS,
+    ROOM_MUTATIONS,
+    ROOMS_PER_TICK,
+    TICK_SECONDS,
+    E2EEState,
+    E2ERoomState,
+    KeyAcquired,
+    LocalState,
+    RoomSession,
+    room_move_allowed,
+)
 from .entropy import Entropy, default_entropy
 from .errors import CryptoError, E2EError, ProtocolError
 from .ledger import KeyLedger
 from .rooms import Message
 from .server import Server
+
+R = E2ERoomState
 
 __all__ = [
     "GLOBAL_TRANSITIONS",
@@ -48,110 +61,8 @@ __all__ = [
     "RoomSession",
 ]
 
-#: ``setInterval(keyDistribution, 10000)``
-TICK_SECONDS = 10.0
-#: ``ROOM_KEY_EXCHANGE_SIZE``: rooms sampled per tick
-ROOMS_PER_TICK = 10
-#: ``getSample(roomIds, limit = 3)``: independent draws before giving up
-SAMPLE_DRAWS = 3
 
-
-class E2EEState(enum.Enum):
-    NOT_STARTED = "NOT_STARTED"
-    DISABLED = "DISABLED"
-    LOADING_KEYS = "LOADING_KEYS"
-    READY = "READY"
-    SAVE_PASSWORD = "SAVE_PASSWORD"
-    ENTER_PASSWORD = "ENTER_PASSWORD"
-    ERROR = "ERROR"
-
-
-class E2ERoomState(enum.Enum):
-    NOT_STARTED = "NOT_STARTED"
-    ESTABLISHING = "ESTABLISHING"
-    READY = "READY"
-    CREATING_KEYS = "CREATING_KEYS"
-    WAITING_KEYS = "WAITING_KEYS"
-    KEYS_RECEIVED = "KEYS_RECEIVED"
-    ERROR = "ERROR"
-    DISABLED = "DISABLED"
-
-
-G = E2EEState
-#: (state, event) -> next state (rocketchat.e2e.ts ``startClient``/``stopClient``).
-GLOBAL_TRANSITIONS: dict[tuple[E2EEState, str], E2EEState] = {
-    (G.NOT_STARTED, "start"): G.LOADING_KEYS,
-    (G.DISABLED, "start"): G.LOADING_KEYS,
-    (G.NOT_STARTED, "disable"): G.DISABLED,
-    (G.DISABLED, "disable"): G.DISABLED,
-    (G.LOADING_KEYS, "fetch_failed"): G.ERROR,  # #32653: a failed fetch creates nothing
-    (G.LOADING_KEYS, "keys_found"): G.ENTER_PASSWORD,
-    (G.LOADING_KEYS, "keys_created"): G.SAVE_PASSWORD,
-    (G.LOADING_KEYS, "upload_failed"): G.ERROR,
-    (G.ENTER_PASSWORD, "password_wrong"): G.ENTER_PASSWORD,  # stays; E2EE off this session
-    (G.ENTER_PASSWORD, "unlocked"): G.READY,
-    (G.ENTER_PASSWORD, "unlocked_unsaved"): G.SAVE_PASSWORD,  # e2e.randomPassword still stored
-    (G.SAVE_PASSWORD, "password_saved"): G.READY,
-    **{(state, "logout"): G.DISABLED for state in E2EEState},  # stopClient
-}
-
-R = E2ERoomState
-#: ``permitedMutations`` (rocketchat.e2e.room.ts), exactly; states absent here may move anywhere.
-ROOM_MUTATIONS: dict[E2ERoomState, frozenset[E2ERoomState]] = {
-    R.NOT_STARTED: frozenset({R.ESTABLISHING, R.DISABLED, R.KEYS_RECEIVED}),
-    R.READY: frozenset({R.DISABLED, R.CREATING_KEYS, R.WAITING_KEYS}),
-    R.ERROR: frozenset({R.KEYS_RECEIVED, R.NOT_STARTED}),
-    R.WAITING_KEYS: frozenset({R.KEYS_RECEIVED, R.ERROR, R.DISABLED}),
-    R.ESTABLISHING: frozenset(
-        {R.READY, R.KEYS_RECEIVED, R.ERROR, R.DISABLED, R.WAITING_KEYS, R.CREATING_KEYS}
-    ),
-}
-
-
-def room_move_allowed(current: E2ERoomState, new: E2ERoomState) -> bool:
-    """RC ``filterMutation``: the same state again only for ERROR; unlisted states go anywhere."""
-    if current == new:
-        return new == R.ERROR
-    allowed = ROOM_MUTATIONS.get(current)
-    return allowed is None or new in allowed
-
-
-@dataclass(frozen=True, slots=True)
-class KeyAcquired:
-    """How this device came to hold a room key (for invariants and the simulator's outcomes)."""
-
-    room_id: str
-    kid: str
-    #: ``created``, ``E2EKey``, ``suggestion``, ``old``, ``backup``
-    source: str
-    at: float
-
-
-@dataclass(slots=True)
-class RoomSession:
-    """An ``E2ERoom`` instance: one room's machine and keys on this device."""
-
-    room_id: str
-    state: E2ERoomState = E2ERoomState.NOT_STARTED
-    key_id: str | None = None
-    #: ``groupSessionKey``
-    key: RoomKey | None = None
-    #: ``oldKeys``: kid -> (key, ts), decrypted from ``oldRoomKeys`` once, at the first READY
-    old_keys: dict[str, tuple[RoomKey, float]] | None = None
-    ready_once: bool = False
-
-
-@dataclass(slots=True)
-class _Local:
-    """What the device holds while logged in; wiped at logout."""
-
-    login_token: str | None = None
-    private_key: PrivateKey | None = None
-    public_key: str | None = None
-    rooms: dict[str, RoomSession] = field(default_factory=dict)
-
-
-class Client:
+class Client(RecoveryMixin):
     def __init__(
         self,
         server: Server,
@@ -168,7 +79,7 @@ class Client:
         self.entropy = entropy if entropy is not None else default_entropy()
         self.ledger = ledger
         self.state = E2EEState.NOT_STARTED
-        self._local = _Local()
+        self._local = LocalState()
         #: ``localStorage['e2e.randomPassword']``: the generated E2E password until the person
         #: confirms it was saved; it survives logout on this device (RC ``stopClient``).
         self.random_password: str | None = None
@@ -258,7 +169,7 @@ class Client:
         """Log in (password and second factor) and start E2EE (``startClient``)."""
         if self.online:
             raise E2EError("error-invalid-state", "already logged in on this device")
-        self._local = _Local(
+        self._local = LocalState(
             login_token=self.server.login(self.user_id, password, now=now, code=code, method=method)
         )
         self.state = E2EEState.NOT_STARTED
@@ -354,7 +265,7 @@ class Client:
         self._wipe()
 
     def _wipe(self) -> None:
-        self._local = _Local()
+        self._local = LocalState()
         self._fire("logout")
 
     def _require_functional(self) -> None:
@@ -594,81 +505,6 @@ class Client:
         self._encrypt_key_for_other_participants(session, now)
         self._move(session, R.READY, now)
 
-    # ------------------------------------------------------------------ distribution loop (queue)
-
-    def distribution_candidates(self) -> list[str]:
-        """Rooms with a waiting queue in which this user does not wait (RC's room filter)."""
-        out = []
-        for room_id in self.server.rooms_of(self.user_id):
-            room = self.server.room(room_id)
-            if room.users_waiting is not None and not room.is_waiting(self.user_id):
-                out.append(room_id)
-        return out
-
-    def has_distribution_work(self) -> bool:
-        """Whether a tick now could serve anyone: functional, and a queued room whose key it holds."""
-        if not self.functional:
-            return False
-        for room_id in self.distribution_candidates():
-            session = self._local.rooms.get(room_id)
-            if session is not None and session.key is not None:
-                return True
-        return False
-
-    def tick(self, *, now: float) -> int:
-        """One run of the key-distribution loop; returns how many users it served."""
-        if not self.functional:
-            return 0
-        sample = self._sample(self.distribution_candidates(), now)
-        if not sample:
-            return 0
-        waiting = self.server.e2e_fetch_users_waiting_for_group_key(self.user_id, sample)
-        keys: dict[str, list[dict[str, Any]]] = {}
-        for room_id, users in waiting.items():
-            session = self._local.rooms.get(room_id)
-            if session is None or session.state != R.READY or session.key is None:
-                continue  # encryptGroupKeyForParticipantsWaitingForTheKeys: READY only
-            old_keys = self._exported_old_keys(room_id)
-            entries = [self._wrap_for(session, u["_id"], u["public_key"], old_keys) for u in users]
-            keys[room_id] = [e for e in entries if e is not None]
-        if not any(keys.values()):
-            return 0
-        self.server.e2e_provide_users_suggested_group_keys(self.user_id, keys, now=now)
-        return sum(len(v) for v in keys.values())
-
-    def _sample(self, room_ids: list[str], now: float) -> list[str]:
-        """``getSample``: up to 10 random rooms whose key this device holds; 3 draws at most."""
-        for _ in range(SAMPLE_DRAWS):
-            draw = self.entropy.sample(room_ids, min(ROOMS_PER_TICK, len(room_ids)))
-            kept = []
-            for room_id in draw:
-                session = self._instance(room_id, now)
-                if session is not None and session.key is not None:
-                    kept.append(room_id)
-            if kept:
-                return kept
-        return []
-
-    # ------------------------------------------------------------------ room-key reset
-
-    def reset_room_key(self, room_id: str, *, now: float) -> str:
-        """``E2ERoom.resetRoomKey`` + ``e2e.resetRoomKey``: a new key, no history; returns the kid."""
-        self._require_functional()
-        assert self._local.public_key is not None
-        key = self.backend.generate_room_key(self.entropy)
-        wrapped = self.backend.wrap_room_key(key, self._local.public_key, self.entropy)
-        self.server.e2e_reset_room_key(self.user_id, room_id, wrapped, key.kid, now=now)
-        session = self._local.rooms.get(room_id)
-        if session is None:
-            session = self._local.rooms[room_id] = RoomSession(room_id, state=R.ESTABLISHING)
-        self._move(session, R.CREATING_KEYS, now)
-        session.key, session.key_id = key, key.kid
-        self._acquired(room_id, key, "created", now)
-        if self.ledger is not None:
-            self.ledger.created(room_id, key, self.user_id, now)
-        session.state = R.READY
-        return key.kid
-
     # ------------------------------------------------------------------ messages
 
     def send(self, room_id: str, text: str, *, now: float) -> str:
@@ -706,66 +542,3 @@ class Client:
             return None
         self.decrypted.append((message.rid, message.id, key.kid))
         return plaintext
-
-    # ------------------------------------------------------------------ key backup (policy backup)
-
-    def _acquired(self, room_id: str, key: RoomKey, source: str, now: float) -> None:
-        self.acquired.append(KeyAcquired(room_id, key.kid, source, now))
-        if self.server.policy != "backup" or (room_id, key.kid) in self._backed_up:
-            return
-        backup_public = self.server.user(self.user_id).e2e_backup_public_key
-        if backup_public is None:
-            return
-        wrapped = self.backend.wrap_room_key(key, backup_public, self.entropy)
-        self.server.e2e_backup_upload(self.user_id, room_id, key.kid, wrapped)
-        self._backed_up.add((room_id, key.kid))
-
-    def restore_from_backup(self, recovery_key: PrivateKey, *, now: float) -> list[str]:
-        """Open the server-side backup with the recovery key the person kept; returns the rooms
-        whose current key came back.  Each restored key reaches this device as a suggestion to
-        itself, so the ordinary accept path stores it (with the old keys, as history)."""
-        self._require_functional()
-        assert self._local.public_key is not None
-        restored = []
-        for room_id in self.server.rooms_of(self.user_id):
-            room = self.server.room(room_id)
-            sub = room.subscriptions[self.user_id]
-            if not room.encrypted or sub.e2e_key or room.e2e_key_id is None:
-                continue
-            opened: dict[str, RoomKey] = {}
-            for kid, wrapped in self.server.e2e_backup_fetch(self.user_id, room_id).items():
-                try:
-                    opened[kid] = self.backend.unwrap_room_key(wrapped, recovery_key)
-                except CryptoError:
-                    continue
-            current = opened.pop(room.e2e_key_id, None)
-            if current is None:
-                continue
-            for key in opened.values():
-                self._backed_up.add((room_id, key.kid))
-            self._backed_up.add((room_id, current.kid))
-            entry = {
-                "_id": self.user_id,
-                "key": self.backend.wrap_room_key(current, self._local.public_key, self.entropy),
-                "oldKeys": [
-                    {
-                        "e2eKeyId": kid,
-                        "ts": now,
-                        "E2EKey": self.backend.wrap_room_key(k, self._local.public_key, self.entropy),
-                    }
-                    for kid, k in opened.items()
-                ],
-            }
-            self.server.e2e_provide_users_suggested_group_keys(self.user_id, {room_id: [entry]}, now=now)
-            self._handle_suggestion_from_backup(room_id, now)
-            restored.append(room_id)
-        return restored
-
-    def _handle_suggestion_from_backup(self, room_id: str, now: float) -> None:
-        session = self._instance(room_id, now)
-        sub = self.server.room(room_id).subscriptions[self.user_id]
-        if session is None or not sub.e2e_suggested_key:
-            return
-        if self._import_group_key(session, sub.e2e_suggested_key, "backup", now):
-            self.server.e2e_accept_suggested_group_key(self.user_id, room_id)
-            self._key_received(session, now)

@@ -1,0 +1,208 @@
+"""The Rocket.Chat client's recovery paths: serving the queue, resetting a room key, key backup.
+
+:class:`RecoveryMixin` is part of :class:`protocol.e2e_client.Client`:
+
+* the key-distribution loop (:meth:`~RecoveryMixin.tick`, RC PR #32197): every 10 s a READY
+  device samples up to 10 rooms with a waiting queue whose key it holds, fetches up to 50 members
+  per room who lack a key, and posts the current key and the old keys it can open, wrapped for
+  each;
+* the room-key reset (:meth:`~RecoveryMixin.reset_room_key`, #33328): a new key, no history;
+* the key backup of policy ``backup`` (beyond RC): every key the device obtains is also stored
+  wrapped for the user's recovery key, and :meth:`~RecoveryMixin.restore_from_backup` opens it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .crypto import CryptoBackend, PrivateKey, RoomKey
+from .e2e_states import ROOMS_PER_TICK, SAMPLE_DRAWS, E2ERoomState, KeyAcquired, LocalState, RoomSession
+from .entropy import Entropy
+from .errors import CryptoError
+from .ledger import KeyLedger
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["RecoveryMixin"]
+
+R = E2ERoomState
+
+
+class RecoveryMixin:
+    server: Server
+    user_id: str
+    backend: CryptoBackend
+    entropy: Entropy
+    ledger: KeyLedger | None
+    acquired: list[KeyAcquired]
+    _backed_up: set[tuple[str, str]]
+    _local: LocalState
+
+    if TYPE_CHECKING:
+
+        @property
+        def functional(self) -> bool: ...
+
+        @property
+        def public_key(self) -> str | None: ...
+
+        def session(self, room_id: str) -> RoomSession | None: ...
+
+        def _require_functional(self) -> None: ...
+
+        def _instance(self, room_id: str, now: float) -> RoomSession | None: ...
+
+        def _move(self, session: RoomSession, new: E2ERoomState, now: float) -> bool: ...
+
+        def _exported_old_keys(self, room_id: str) -> list[tuple[str, float, RoomKey]]: ...
+
+        def _wrap_for(
+            self,
+            session: RoomSession,
+            user_id: str,
+            public_key: str,
+            old_keys: list[tuple[str, float, RoomKey]],
+        ) -> dict[str, Any] | None: ...
+
+        def _import_group_key(self, session: RoomSession, wrapped: str, source: str, now: float) -> bool: ...
+
+        def _key_received(self, session: RoomSession, now: float) -> None: ...
+
+    # ------------------------------------------------------------------ distribution loop (queue)
+
+    def distribution_candidates(self) -> list[str]:
+        """Rooms with a waiting queue in which this user does not wait (RC's room filter)."""
+        out = []
+        for room_id in self.server.rooms_of(self.user_id):
+            room = self.server.room(room_id)
+            if room.users_waiting is not None and not room.is_waiting(self.user_id):
+                out.append(room_id)
+        return out
+
+    def has_distribution_work(self) -> bool:
+        """Whether a tick now could serve anyone: functional, and a queued room whose key it holds."""
+        if not self.functional:
+            return False
+        for room_id in self.distribution_candidates():
+            session = self._local.rooms.get(room_id)
+            if session is not None and session.key is not None:
+                return True
+        return False
+
+    def tick(self, *, now: float) -> int:
+        """One run of the key-distribution loop; returns how many users it served."""
+        if not self.functional:
+            return 0
+        sample = self._sample(self.distribution_candidates(), now)
+        if not sample:
+            return 0
+        waiting = self.server.e2e_fetch_users_waiting_for_group_key(self.user_id, sample)
+        keys: dict[str, list[dict[str, Any]]] = {}
+        for room_id, users in waiting.items():
+            session = self._local.rooms.get(room_id)
+            if session is None or session.state != R.READY or session.key is None:
+                continue  # encryptGroupKeyForParticipantsWaitingForTheKeys: READY only
+            old_keys = self._exported_old_keys(room_id)
+            entries = [self._wrap_for(session, u["_id"], u["public_key"], old_keys) for u in users]
+            keys[room_id] = [e for e in entries if e is not None]
+        if not any(keys.values()):
+            return 0
+        self.server.e2e_provide_users_suggested_group_keys(self.user_id, keys, now=now)
+        return sum(len(v) for v in keys.values())
+
+    def _sample(self, room_ids: list[str], now: float) -> list[str]:
+        """``getSample``: up to 10 random rooms whose key this device holds; 3 draws at most."""
+        for _ in range(SAMPLE_DRAWS):
+            draw = self.entropy.sample(room_ids, min(ROOMS_PER_TICK, len(room_ids)))
+            kept = []
+            for room_id in draw:
+                session = self._instance(room_id, now)
+                if session is not None and session.key is not None:
+                    kept.append(room_id)
+            if kept:
+                return kept
+        return []
+
+    # ------------------------------------------------------------------ room-key reset
+
+    def reset_room_key(self, room_id: str, *, now: float) -> str:
+        """``E2ERoom.resetRoomKey`` + ``e2e.resetRoomKey``: a new key, no history; returns the kid."""
+        self._require_functional()
+        assert self._local.public_key is not None
+        key = self.backend.generate_room_key(self.entropy)
+        wrapped = self.backend.wrap_room_key(key, self._local.public_key, self.entropy)
+        self.server.e2e_reset_room_key(self.user_id, room_id, wrapped, key.kid, now=now)
+        session = self._local.rooms.get(room_id)
+        if session is None:
+            session = self._local.rooms[room_id] = RoomSession(room_id, state=R.ESTABLISHING)
+        self._move(session, R.CREATING_KEYS, now)
+        session.key, session.key_id = key, key.kid
+        self._acquired(room_id, key, "created", now)
+        if self.ledger is not None:
+            self.ledger.created(room_id, key, self.user_id, now)
+        session.state = R.READY
+        return key.kid
+
+    # ------------------------------------------------------------------ key backup (policy backup)
+
+    def _acquired(self, room_id: str, key: RoomKey, source: str, now: float) -> None:
+        self.acquired.append(KeyAcquired(room_id, key.kid, source, now))
+        if self.server.policy != "backup" or (room_id, key.kid) in self._backed_up:
+            return
+        backup_public = self.server.user(self.user_id).e2e_backup_public_key
+        if backup_public is None:
+            return
+        wrapped = self.backend.wrap_room_key(key, backup_public, self.entropy)
+        self.server.e2e_backup_upload(self.user_id, room_id, key.kid, wrapped)
+        self._backed_up.add((room_id, key.kid))
+
+    def restore_from_backup(self, recovery_key: PrivateKey, *, now: float) -> list[str]:
+        """Open the server-side backup with the recovery key the person kept; returns the rooms
+        whose current key came back.  Each restored key reaches this device as a suggestion to
+        itself, so the ordinary accept path stores it (with the old keys, as history)."""
+        self._require_functional()
+        assert self._local.public_key is not None
+        restored = []
+        for room_id in self.server.rooms_of(self.user_id):
+            room = self.server.room(room_id)
+            sub = room.subscriptions[self.user_id]
+            if not room.encrypted or sub.e2e_key or room.e2e_key_id is None:
+                continue
+            opened: dict[str, RoomKey] = {}
+            for kid, wrapped in self.server.e2e_backup_fetch(self.user_id, room_id).items():
+                try:
+                    opened[kid] = self.backend.unwrap_room_key(wrapped, recovery_key)
+                except CryptoError:
+                    continue
+            current = opened.pop(room.e2e_key_id, None)
+            if current is None:
+                continue
+            for key in opened.values():
+                self._backed_up.add((room_id, key.kid))
+            self._backed_up.add((room_id, current.kid))
+            entry = {
+                "_id": self.user_id,
+                "key": self.backend.wrap_room_key(current, self._local.public_key, self.entropy),
+                "oldKeys": [
+                    {
+                        "e2eKeyId": kid,
+                        "ts": now,
+                        "E2EKey": self.backend.wrap_room_key(k, self._local.public_key, self.entropy),
+                    }
+                    for kid, k in opened.items()
+                ],
+            }
+            self.server.e2e_provide_users_suggested_group_keys(self.user_id, {room_id: [entry]}, now=now)
+            self._handle_suggestion_from_backup(room_id, now)
+            restored.append(room_id)
+        return restored
+
+    def _handle_suggestion_from_backup(self, room_id: str, now: float) -> None:
+        session = self._instance(room_id, now)
+        sub = self.server.room(room_id).subscriptions[self.user_id]
+        if session is None or not sub.e2e_suggested_key:
+            return
+        if self._import_group_key(session, sub.e2e_suggested_key, "backup", now):
+            self.server.e2e_accept_suggested_group_key(self.user_id, room_id)
+            self._key_received(session, now)
