@@ -449,12 +449,13 @@ class Client(RecoveryMixin):
             self._acquired(session.room_id, key, "old", now)
         session.old_keys = opened
 
-    def _handle_suggestion(self, room_id: str, now: float) -> None:
+    def _handle_suggestion(self, room_id: str, now: float, source: str = "suggestion") -> None:
+        """Import the stored suggestion: accept it if it opens, else reject (re-queued)."""
         session = self._instance(room_id, now)
         sub = self.server.room(room_id).subscriptions[self.user_id]
         if session is None or not sub.e2e_suggested_key:
             return
-        if self._import_group_key(session, sub.e2e_suggested_key, "suggestion", now):
+        if self._import_group_key(session, sub.e2e_suggested_key, source, now):
             self.server.e2e_accept_suggested_group_key(self.user_id, room_id)
             self._key_received(session, now)
         else:

@@ -69,6 +69,8 @@ class RecoveryMixin:
 
         def _key_received(self, session: RoomSession, now: float) -> None: ...
 
+        def _handle_suggestion(self, room_id: str, now: float, source: str = "suggestion") -> None: ...
+
     # ------------------------------------------------------------------ distribution loop (queue)
 
     def distribution_candidates(self) -> list[str]:
@@ -194,15 +196,6 @@ class RecoveryMixin:
                 ],
             }
             self.server.e2e_provide_users_suggested_group_keys(self.user_id, {room_id: [entry]}, now=now)
-            self._handle_suggestion_from_backup(room_id, now)
+            self._handle_suggestion(room_id, now, source="backup")
             restored.append(room_id)
         return restored
-
-    def _handle_suggestion_from_backup(self, room_id: str, now: float) -> None:
-        session = self._instance(room_id, now)
-        sub = self.server.room(room_id).subscriptions[self.user_id]
-        if session is None or not sub.e2e_suggested_key:
-            return
-        if self._import_group_key(session, sub.e2e_suggested_key, "backup", now):
-            self.server.e2e_accept_suggested_group_key(self.user_id, room_id)
-            self._key_received(session, now)
