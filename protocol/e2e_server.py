@@ -131,7 +131,9 @@ class E2EServerMixin(RoomServerMixin):
             return {}
         out: dict[str, list[dict[str, str]]] = {}
         for rid in room_ids:
-            room = self.room(rid)
+            room = self._rooms.get(rid) if isinstance(rid, str) else None
+            if room is None:
+                continue  # an unknown room yields nothing (the aggregate matches no subscription)
             users = []
             for uid, sub in room.subscriptions.items():
                 public_key = self._users[uid].e2e_public_key

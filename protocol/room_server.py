@@ -151,9 +151,16 @@ class RoomServerMixin:
     def create_direct_message(
         self, user_id: str, other_id: str, *, encrypted: bool | None = None, now: float
     ) -> str:
-        """A direct message between two users; encrypted per ``E2E_Enabled_Default_DirectRooms``."""
+        """A direct message between two users; encrypted per ``E2E_Enabled_Default_DirectRooms``.
+
+        An existing DM between the two is returned as it is (RC ``createDirectRoom``)."""
         if user_id == other_id:
             raise ValidationError("error-invalid-params", "a DM needs two different users")
+        self.user(other_id)
+        for rid in self.rooms_of(user_id):
+            room = self._rooms[rid]
+            if room.t == "d" and other_id in room.subscriptions:
+                return rid
         if encrypted is None:
             encrypted = self.settings.e2e_enabled and self.settings.e2e_default_direct_rooms
         names = sorted((self.user(user_id).username, self.user(other_id).username))
@@ -186,7 +193,7 @@ class RoomServerMixin:
         """Switch a room's E2EE on or off: ``toggle-room-e2e-encryption``, DMs exempt."""
         room, _ = self._member(room_id, user_id)
         if room.t != "d" and not self.has_permission(user_id, "toggle-room-e2e-encryption", room_id):
-            raise PermissionDenied("error-not-allowed", "toggle-room-e2e-encryption is required")
+            raise PermissionDenied("error-action-not-allowed", "toggle-room-e2e-encryption is required")
         room.encrypted = bool(encrypted)
         self._notify(room_id, list(room.subscriptions))
 

@@ -425,7 +425,7 @@ def test_switch_room_to_encrypted_needs_permission_dms_exempt() -> None:
     d.server.send_message(b, rid, msg="plain is fine here", now=T0 + 4)
     with pytest.raises(PermissionDenied) as exc:
         d.server.set_room_encrypted(b, rid, True)  # a plain member
-    assert exc.value.code == "error-not-allowed" and not d.server.room(rid).encrypted
+    assert exc.value.code == "error-action-not-allowed" and not d.server.room(rid).encrypted
     with pytest.raises(PermissionDenied):
         d.server.set_room_encrypted(admin, rid, True)  # an admin who is not a member cannot access it
     d.server.set_room_encrypted(a, rid, True)  # owner
