@@ -14,7 +14,13 @@ Two runs of one scenario, each in a fresh child interpreter so that each peak re
   is one timeout, i.e. one scheduled SimPy event, counted as the engine counts its own (the engine
   schedules nothing at or past the horizon, and neither does the bare model).  A stationary
   alternating renewal process makes on average ``2 H / (mean_on + mean_off)`` changes in
-  ``[0, H]``, which is the bare model's expected event count.
+  ``[0, H]``, which is the bare model's expected event count.  SimPy also processes two events per
+process (its start and its end), about 1 % more for a month: not counted, as the engine's few
+bookkeeping events are not.
+
+Wall time is what each model spends after loading the scenario: the engine's ``establish_s +
+simulate_s``; the bare model's set-up (creating the processes) plus its run.  Events per second
+are over the simulation phase only.  ``child_wall_s`` adds interpreter start and imports.
 
 The bare model draws from one seeded ``random.Random`` (the stream ``"bench-bare"`` of the
 scenario's seed), in event order.  It ignores a churn rhythm (the rhythm moves logins around the
