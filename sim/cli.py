@@ -109,6 +109,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.violations else 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .atomic import atomic_write_text
+    from .bench import run_bench
+    from .scenario import ScenarioError
+
+    if not args.scenario.is_file():
+        raise UsageError(f"scenario: file not found: {args.scenario}")
+    if args.skip_full and args.skip_bare:
+        raise UsageError("--skip-full and --skip-bare: nothing left to run")
+    if args.json is not None and not args.json.parent.exists():
+        raise UsageError(f"--json: directory {str(args.json.parent)!r} does not exist")
+    try:
+        figures = run_bench(
+            args.scenario,
+            users=args.users,
+            horizon_days=args.days,
+            skip_full=args.skip_full,
+            skip_bare=args.skip_bare,
+        )
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    except RuntimeError as exc:
+        print(f"keysim: bench failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keysim",
@@ -173,6 +204,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the protocol invariants at the end (exit 1 on a violation)",
     )
     run.set_defaults(handler=_cmd_run)
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the simulator against a bare SimPy churn model",
+        description=(
+            "Run the full simulation of a scenario (default scenarios/bench.toml: 100,000 users, "
+            "30 days) and a bare SimPy model of the same population and churn (one process per "
+            "user toggling it online and offline), each in its own process; print wall time, "
+            "events, events per second, peak memory and the ratio, against the targets "
+            "(full run under 3 minutes and 4 GB, no slower than the bare model)."
+        ),
+    )
+    bench.add_argument("scenario", type=Path, nargs="?", default=Path("scenarios/bench.toml"))
+    bench.add_argument("--users", type=int, help="scale the population (rooms scale with it)")
+    bench.add_argument("--days", type=float, help="override the horizon, days")
+    bench.add_argument("--skip-full", action="store_true", help="run only the bare model")
+    bench.add_argument("--skip-bare", action="store_true", help="run only the full simulation")
+    bench.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    bench.set_defaults(handler=_cmd_bench)
 
     vectors = commands.add_parser(
         "vectors",
