@@ -99,6 +99,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         result = run_scenario(scenario, progress=progress, check_invariants=args.check_invariants)
+    except ScenarioError as exc:  # found while setting up: trace contents, topology limits
+        raise UsageError(str(exc)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -107,6 +109,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(terminal_table(summary))
         print(f"  outputs in {out}/")
     return 1 if result.violations else 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepError, sweep_command
+
+    try:
+        return sweep_command(
+            args.sweep,
+            out=args.out,
+            workers=args.workers,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            quiet=args.quiet,
+        )
+    except SweepError as exc:  # raised before anything is written
+        raise UsageError(str(exc)) from None
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -204,6 +222,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the protocol invariants at the end (exit 1 on a violation)",
     )
     run.set_defaults(handler=_cmd_run)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run a grid of scenario variants with replications; resumable",
+        description=(
+            "Run every point of a sweep file (a base scenario, axes, replications; see "
+            "scenarios/README.md, section Sweeps) on a local process pool or a Dask cluster. "
+            "Results go to --out: runs.sqlite (the run log), outcomes/, rooms/, summaries/. "
+            "Running the same sweep again skips finished runs."
+        ),
+    )
+    sweep.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    sweep.add_argument(
+        "--out", type=Path, metavar="DIR", help="output directory (default: runs/sweeps/<name>/)"
+    )
+    sweep.add_argument("--workers", type=int, metavar="N", help="parallel runs (default: the CPUs available)")
+    sweep.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        help="local: a process pool (default); dask: a dask.distributed LocalCluster",
+    )
+    sweep.add_argument(
+        "--scheduler", metavar="ADDRESS", help="submit to an existing Dask scheduler, e.g. tcp://host:8786"
+    )
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar and no closing line")
+    sweep.set_defaults(handler=_cmd_sweep)
 
     bench = commands.add_parser(
         "bench",

@@ -48,7 +48,7 @@ from protocol.crypto import CryptoBackend, get_backend
 from protocol.ledger import KeyLedger
 
 from .churn import ChurnParams, Presence, PresenceModel, TracePresence
-from .scenario import Scenario
+from .scenario import Scenario, ScenarioError
 from .streams import stream, stream_seed
 from .topology import RoomSpec, TopologyParams, generate_rooms
 
@@ -177,6 +177,8 @@ class Simulation:
         self.progress = progress
         self.check_invariants = check_invariants
         self.env = simpy.Environment()
+        #: the exact time of the action being run (see :meth:`_fire`)
+        self.now = 0.0
         self.backend: CryptoBackend = get_backend(scenario.get("simulation.crypto"))
         self.ledger = KeyLedger()
         settings = Settings(
@@ -255,10 +257,14 @@ class Simulation:
 
     def _make_presence(self) -> PresenceModel:
         c = self.sc.values["churn"]
-        if c["model"] == "trace":
-            names = {f"u{i}": i for i in range(self.n)}
-            return TracePresence.from_csv(self.sc.resolve(c["trace"]), names)
-        presence = Presence(self.seed, self._churn_params(), self.n)
+        try:
+            if c["model"] == "trace":
+                names = {f"u{i}": i for i in range(self.n)}
+                return TracePresence.from_csv(self.sc.resolve(c["trace"]), names)
+            presence = Presence(self.seed, self._churn_params(), self.n)
+            presence.params(0)
+        except ValueError as exc:
+            raise ScenarioError("churn.trace" if c["model"] == "trace" else "churn", str(exc)) from None
         p = presence.params(0)
         if not self.sc.classes:
             self.stationary_online: float | None = p.stationary_online
@@ -346,7 +352,13 @@ class Simulation:
             RoomSpec(t=e.type, members=e.members, encrypted=e.encrypted, owner=e.members[0])
             for e in self.sc.explicit_rooms
         ]
-        return generate_rooms(params, self.n, stream(self.seed, "topology"), explicit=explicit)
+        try:
+            return generate_rooms(params, self.n, stream(self.seed, "topology"), explicit=explicit)
+        except ValueError as exc:
+            # topology's messages start with the parameter's name ("dms: ...")
+            name = str(exc).split(":", 1)[0].strip()
+            key = f"rooms.{name}" if name in self.sc.values["rooms"] else "rooms"
+            raise ScenarioError(key, str(exc).split(":", 1)[-1].strip()) from None
 
     # ------------------------------------------------------------------ devices
 
@@ -437,17 +449,23 @@ class Simulation:
         """Run ``action(*args)`` at time ``t`` (now if ``t`` is not in the future)."""
         if t >= self.horizon:
             return
-        delay = max(0.0, t - self.env.now)
+        when = max(t, self.now)
         self.counters["events"] += 1
-        event = self.env.timeout(delay)
-        event.callbacks.append(lambda _ev: action(*args))
+        event = self.env.timeout(max(0.0, when - self.env.now))
+        event.callbacks.append(lambda _ev: self._fire(when, action, args))
+
+    def _fire(self, when: float, action: Callable[..., None], args: tuple[Any, ...]) -> None:
+        # SimPy reaches now + (when - now), which can miss ``when`` by one ulp; actions read the
+        # exact intended time, so "online at its session start" stays true.
+        self.now = when
+        action(*args)
 
     # -- following a user's presence
 
     def follow(self, u: int) -> None:
         """Make sure ``u``'s device is logged in whenever ``u`` is online, from now on."""
         dev = self.devices[u]
-        now = self.env.now
+        now = self.now
         if self._online(u) or dev.pending_login is not None:
             return
         start = self.presence.next_online_start(u, now)
@@ -462,7 +480,7 @@ class Simulation:
     def _session_start(self, u: int) -> None:
         dev = self.devices[u]
         dev.pending_login = None
-        now = self.env.now
+        now = self.now
         if self._online(u) or now < dev.locked_until or not self.presence.is_online(u, now):
             if not self._online(u) and now < dev.locked_until:
                 self._at(dev.locked_until, self._resume_after_lock, u)
@@ -483,7 +501,7 @@ class Simulation:
         self.follow(u)
 
     def _session_end(self, u: int) -> None:
-        now = self.env.now
+        now = self.now
         dev = self.devices[u]
         if dev.online_until > now + 1e-9 or not self._online(u):
             return  # a later session superseded this end
@@ -555,7 +573,7 @@ class Simulation:
         client = dev.client
         if dev.ticking or client is None or not client.has_distribution_work():
             return
-        now = self.env.now
+        now = self.now
         k = math.ceil((now - dev.login_at) / self.tick_s - 1e-9)
         t = dev.login_at + max(0, k) * self.tick_s
         if t >= dev.online_until:
@@ -565,7 +583,7 @@ class Simulation:
 
     def _tick(self, u: int) -> None:
         dev = self.devices[u]
-        now = self.env.now
+        now = self.now
         client = dev.client
         if client is None or not client.online or now >= dev.online_until:
             dev.ticking = False
@@ -591,7 +609,7 @@ class Simulation:
     # ------------------------------------------------------------------ key events
 
     def _on_key_event(self, event: str, room_id: str, user_id: str) -> None:
-        now = self.env.now
+        now = self.now
         u = self.index.get(user_id)
         if u is None:
             return
@@ -651,14 +669,14 @@ class Simulation:
 
     def _plan_reset(self, u: int, reason: str) -> None:
         """A reset is due: it happens at the user's next online moment."""
-        now = self.env.now
+        now = self.now
         start = self.presence.next_online_start(u, now)
         if start is None or start >= self.horizon:
             return
         self._at(start, self._reset, u, reason)
 
     def _reset(self, u: int, reason: str) -> None:
-        now = self.env.now
+        now = self.now
         dev = self.devices[u]
         if now < dev.locked_until:
             self._at(dev.locked_until, self._reset, u, reason)
@@ -711,7 +729,7 @@ class Simulation:
         self._relogin(u, rows)
 
     def _admin_resets_totp(self, u: int) -> None:
-        now = self.env.now
+        now = self.now
         admin = self._admin_id()
         self.server.admin_reset_totp(admin, self.user_ids[u], "admin-pw", now=now)  # password fallback
         self.devices[u].locked_until = now
@@ -723,7 +741,7 @@ class Simulation:
         return self._admin
 
     def _relogin(self, u: int, rows: list[_Outcome]) -> None:
-        now = self.env.now
+        now = self.now
         uid = self.user_ids[u]
         dev = self.devices[u]
         for outcome in rows:
@@ -784,7 +802,7 @@ class Simulation:
                     self._at(max(start, now), self._owner_resets_room, owners[0], room_id)
 
     def _owner_resets_room(self, u: int, room_id: str) -> None:
-        now = self.env.now
+        now = self.now
         if self._holders(room_id) or not self.presence.is_online(u, now):
             return
         uid = self.user_ids[u]
@@ -827,7 +845,7 @@ class Simulation:
             self._at(t, self._message, self.room_ids[r], pick)
 
     def _message(self, room_id: str, pick: float) -> None:
-        now = self.env.now
+        now = self.now
         room = self.server.room(room_id)
         if not room.encrypted:
             return
@@ -868,7 +886,7 @@ class Simulation:
                 self._at(t, self._membership, kind, groups[r], pick)
 
     def _membership(self, kind: str, room_id: str, pick: float) -> None:
-        now = self.env.now
+        now = self.now
         room = self.server.room(room_id)
         members = list(room.subscriptions)
         if kind == "join":

@@ -273,29 +273,12 @@ def test_invalid_scenario_leaves_no_default_output_directory(
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a trace CSV naming a user outside the population (or with offline_at <= online_at) "
-        "is only read when the run starts (sim/engine.py Simulation._make_presence -> "
-        "TracePresence.from_csv raises ValueError), which sim/cli.py main does not catch: "
-        "traceback and exit 1 instead of exit 2 naming churn.trace"
-    ),
-)
 def test_invalid_trace_contents_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "trace.csv").write_text("user,online_at,offline_at\nu1,0,100\nu99,0,100\n")
     bad = _write_bad(tmp_path, ('model = "exponential"\n', 'model = "trace"\ntrace = "trace.csv"\n'))
     _assert_rejected(tmp_path, capsys, bad, "churn.trace")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: more DMs than the social graph has edges is only found when the run builds the rooms "
-        "(sim/topology.py generate_rooms raises ValueError 'dms: ...'), uncaught by sim/cli.py main: "
-        "traceback and exit 1 instead of exit 2 naming rooms.dms"
-    ),
-)
 def test_impossible_dm_count_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = _write_bad(tmp_path, ("dms = 30\n", "dms = 3000\n"))
     _assert_rejected(tmp_path, capsys, bad, "rooms.dms")

@@ -279,30 +279,12 @@ def test_room_waiting_and_no_online_holder_times(
 # --- times that are not exact in binary floating point -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: sim/engine.py Simulation._at schedules env.timeout(t - now); now + (t - now) can land "
-        "one ulp before t (e.g. 128.3 + (1000.1 - 128.3) < 1000.1), and _session_start then sees "
-        "the holder offline (presence.is_online(u, now) is False) and returns without re-arming "
-        "follow(): the holder's whole session is skipped and the queue is never served"
-    ),
-)
 def test_holder_session_starting_at_an_inexact_time_still_serves() -> None:
     # u0 resets at 128.3 (online 128.3-500, again 1500-1600); holder u1 online 1000.1-2000
     result = run("queue", FLOAT_TIMES)
     check(result, "u0", reset_at=128.3, online=0, holders=1, served=1000.1, restored=1500, via="holder")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: same root cause in sim/engine.py _plan_reset -> _at(start, _reset): the reset runs "
-        "at 1000.0999999999999, one ulp before u2's online start 1000.1, so reset_at is not the "
-        "start; _relogin then finds the user offline (presence.is_online false at that instant) and "
-        "ends its device session after 1 s (it is logged in again by follow())"
-    ),
-)
 def test_scripted_reset_at_an_inexact_online_start() -> None:
     # u2 scripted at 128.3, offline then, online 1000.1-3000; holder u3 online 2000-2500
     result = run("queue", FLOAT_TIMES)
