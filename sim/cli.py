@@ -127,6 +127,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import ReportError, make_report
+
+    try:
+        page = make_report(args.dir, args.out, fmt=args.format)
+    except ReportError as exc:  # names the path; nothing is left behind
+        raise UsageError(str(exc)) from None
+    print(f"wrote {page}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
@@ -248,6 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar and no closing line")
     sweep.set_defaults(handler=_cmd_sweep)
+
+    report = commands.add_parser(
+        "report",
+        help="figures and one page from a run or a sweep directory",
+        description=(
+            "Read a run directory (keysim run) or a sweep directory (keysim sweep; finished runs "
+            "only) and write PNG figures, headline.csv and report.md or report.html under --out: "
+            "restoration against each swept axis with Wilson 95 %% bands, policies side by side, "
+            "Kaplan-Meier curves of the time to restore, rooms lost, a table of headline figures."
+        ),
+    )
+    report.add_argument("dir", type=Path, metavar="DIR", help="a run directory or a sweep directory")
+    report.add_argument("--out", type=Path, metavar="DIR", help="output directory (default: DIR/report/)")
+    report.add_argument("--format", choices=["md", "html"], default="md", help="the page (default: md)")
+    report.set_defaults(handler=_cmd_report)
 
     bench = commands.add_parser(
         "bench",
