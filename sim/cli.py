@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Read a run directory (keysim run) or a sweep directory (keysim sweep; finished runs "
             "only) and write PNG figures, headline.csv and report.md or report.html under --out: "
-            "restoration against each swept axis with Wilson 95 %% bands, policies side by side, "
+            "restoration against each swept axis with Wilson 95 % bands, policies side by side, "
             "Kaplan-Meier curves of the time to restore, rooms lost, a table of headline figures."
         ),
     )
