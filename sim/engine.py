@@ -36,10 +36,8 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy
 import simpy
 
 from protocol import Client, E2EEState, ProtocolError, Server, Settings
@@ -48,116 +46,17 @@ from protocol.crypto import CryptoBackend, get_backend
 from protocol.ledger import KeyLedger
 
 from .churn import ChurnParams, Presence, PresenceModel, TracePresence
+from .collect import collect
+from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Device, Outcome, RoomStats, RunResult, Wait
 from .scenario import Scenario, ScenarioError
 from .streams import stream, stream_seed
 from .topology import RoomSpec, TopologyParams, generate_rooms
+from .workload import WorkloadMixin
 
 __all__ = ["OUTCOME_COLUMNS", "ROOM_COLUMNS", "RunResult", "Simulation", "run_scenario"]
 
-OUTCOME_COLUMNS = (
-    "run_id",
-    "seed",
-    "policy",
-    "reset_id",
-    "reason",
-    "user",
-    "room",
-    "room_type",
-    "room_size",
-    "reset_at",
-    "relogin_at",
-    "holders_online_at_relogin",
-    "holders_at_relogin",
-    "served_at",
-    "restored_at",
-    "restored",
-    "restored_via",
-    "lost",
-    "old_keys_recovered",
-    "history_messages",
-    "history_unreadable",
-)
-ROOM_COLUMNS = (
-    "run_id",
-    "seed",
-    "policy",
-    "room",
-    "room_type",
-    "room_size",
-    "encrypted",
-    "waiting_s",
-    "no_online_holder_s",
-    "lost",
-    "lost_at",
-    "room_key_resets",
-    "messages",
-)
 
-_NAN = math.nan
-
-
-class _Wait(Exception):
-    """The person cannot act before ``until`` (no fresh 2FA code yet)."""
-
-    def __init__(self, until: float) -> None:
-        self.until = until
-
-
-@dataclass(slots=True)
-class _Outcome:
-    reset_id: int
-    reason: str
-    user: int
-    room: str
-    room_type: str
-    room_size: int
-    reset_at: float
-    relogin_at: float = _NAN
-    holders_online_at_relogin: int = 0
-    holders_at_relogin: int = 0
-    served_at: float = _NAN
-    restored_at: float = _NAN
-    restored_via: str = ""
-    holders: tuple[int, ...] = ()
-
-
-@dataclass(slots=True)
-class _RoomStats:
-    waiting_since: float | None = None
-    waiting_s: float = 0.0
-    no_online_holder_s: float = 0.0
-    lost_at: float = _NAN
-    room_key_resets: int = 0
-    messages: int = 0
-
-
-@dataclass(slots=True)
-class _Device:
-    """The simulator's view of one user's device."""
-
-    client: Client | None = None
-    online_until: float = -1.0
-    login_at: float = 0.0
-    pending_login: float | None = None
-    ticking: bool = False
-    locked_until: float = -1.0
-
-
-@dataclass
-class RunResult:
-    """Everything one run produced, as tidy rows and a few figures."""
-
-    scenario: Scenario
-    run_id: str
-    outcomes: list[dict[str, Any]]
-    rooms: list[dict[str, Any]]
-    lost_timeline: list[tuple[float, int]]
-    stats: dict[str, Any] = field(default_factory=dict)
-    violations: list[str] = field(default_factory=list)
-    stationary_online: float | None = None
-
-
-class Simulation:
+class Simulation(WorkloadMixin):
     """One run of one scenario with one seed."""
 
     def __init__(
@@ -200,12 +99,12 @@ class Simulation:
         self.e2e_password: list[str | None] = []
         self.totp_secret: dict[int, str] = {}
         self._last_step: dict[int, int] = {}
-        self.devices: list[_Device] = []
+        self.devices: list[Device] = []
         self.room_ids: list[str] = []
         self.specs: dict[str, RoomSpec] = {}
-        self.room_stats: dict[str, _RoomStats] = {}
-        self.outcomes: list[_Outcome] = []
-        self.open: dict[tuple[int, str], _Outcome] = {}
+        self.room_stats: dict[str, RoomStats] = {}
+        self.outcomes: list[Outcome] = []
+        self.open: dict[tuple[int, str], Outcome] = {}
         self.lost_count = 0
         self.lost_timeline: list[tuple[float, int]] = [(0.0, 0)]
         self.reset_counter = 0
@@ -270,7 +169,7 @@ class Simulation:
             self.stationary_online: float | None = p.stationary_online
         return presence
 
-    def _device(self, u: int) -> _Device:
+    def _device(self, u: int) -> Device:
         return self.devices[u]
 
     def _new_client(self, u: int) -> Client:
@@ -288,7 +187,7 @@ class Simulation:
             uid = self.server.create_user(f"u{u}", f"pw-u{u}")
             self.user_ids.append(uid)
             self.index[uid] = u
-            self.devices.append(_Device())
+            self.devices.append(Device())
             self.e2e_password.append(None)
             if twofa and rng_2fa.random() < twofa:
                 self.totp_secret[u] = ""  # enrolled once the keys exist, below
@@ -307,7 +206,7 @@ class Simulation:
                 )
             self.room_ids.append(rid)
             self.specs[rid] = spec
-            self.room_stats[rid] = _RoomStats()
+            self.room_stats[rid] = RoomStats()
             self._pump(0.0)
         # everybody settles, then logs out; presence takes over
         for u in range(self.n):
@@ -394,7 +293,7 @@ class Simulation:
         """Log user ``u`` in on its device; unlock E2EE with the remembered password.
 
         Under the hardened profile a person who already used this step's and the next step's
-        codes must wait for a fresh one: :class:`_Wait` says until when.
+        codes must wait for a fresh one: :class:`Wait` says until when.
         """
         dev = self.devices[u]
         if dev.client is None:
@@ -404,7 +303,7 @@ class Simulation:
             return client
         ready = self._code_ready_at(u, now)
         if ready > now:
-            raise _Wait(ready)
+            raise Wait(ready)
         self.counters["logins"] += 1
         client.login(f"pw-u{u}", now=now, code=self._login_code(u, now))
         if client.state == E2EEState.SAVE_PASSWORD:
@@ -489,7 +388,7 @@ class Simulation:
             self._co_present_members(u, now)
         try:
             self._login(u, now)
-        except _Wait as wait:
+        except Wait as wait:
             dev.pending_login = wait.until
             self._at(wait.until, self._session_start, u)
             return
@@ -553,7 +452,7 @@ class Simulation:
                 ):
                     try:
                         self._login(m, now)
-                    except _Wait:
+                    except Wait:
                         continue  # still waiting for a code: misses this request
                     dev = self.devices[m]
                     dev.online_until = self.presence.session_end(m, now)
@@ -635,276 +534,6 @@ class Simulation:
 
     _restoring_from_backup = False
 
-    # ------------------------------------------------------------------ resets
-
-    def schedule_resets(self) -> None:
-        r = self.sc.values["resets"]
-        days = self.horizon / 86400.0
-        plans: list[tuple[float, int, str]] = []
-        for reason, rate in (
-            ("reset", r["rate_per_user_day"]),
-            ("forgot_password", r["forgot_password_rate_per_user_day"]),
-        ):
-            if rate > 0:
-                count = _poisson(self._rng_resets, rate * self.n * days)
-                plans += [
-                    (self._rng_resets.uniform(0, self.horizon), self._rng_resets.randrange(self.n), reason)
-                    for _ in range(count)
-                ]
-        lost_rate = r["lost_authenticator_rate_per_user_day"]
-        if lost_rate > 0 and self.totp_secret:
-            twofa_users = sorted(self.totp_secret)
-            count = _poisson(self._rng_resets, lost_rate * len(twofa_users) * days)
-            plans += [
-                (
-                    self._rng_resets.uniform(0, self.horizon),
-                    self._rng_resets.choice(twofa_users),
-                    "lost_authenticator",
-                )
-                for _ in range(count)
-            ]
-        plans += [(s.at, s.user, "scripted") for s in self.sc.scripted_resets]
-        for t, u, reason in sorted(plans):
-            self._at(t, self._plan_reset, u, reason)
-
-    def _plan_reset(self, u: int, reason: str) -> None:
-        """A reset is due: it happens at the user's next online moment."""
-        now = self.now
-        start = self.presence.next_online_start(u, now)
-        if start is None or start >= self.horizon:
-            return
-        self._at(start, self._reset, u, reason)
-
-    def _reset(self, u: int, reason: str) -> None:
-        now = self.now
-        dev = self.devices[u]
-        if now < dev.locked_until:
-            self._at(dev.locked_until, self._reset, u, reason)
-            return
-        uid = self.user_ids[u]
-        if reason == "lost_authenticator":
-            # The person cannot pass the 2FA gate: login fails, and an admin must reset its
-            # TOTP.  Until then the user is locked out; afterwards it logs in without TOTP,
-            # on a new authenticator-less device, and resets its E2E key.
-            self.totp_secret.pop(u, None)
-            self._last_step.pop(u, None)
-            if self._online(u):
-                self._logout(u, now)
-            delay = float(self.sc.get("resets.admin_delay_hours")) * 3600.0
-            dev.locked_until = now + delay
-            self._at(now + delay, self._admin_resets_totp, u)
-            return
-        self.counters["resets"] += 1
-        self.reset_counter += 1
-        reset_id = self.reset_counter
-        # close what an earlier reset left open for this user
-        for key in [k for k in self.open if k[0] == u]:
-            del self.open[key]
-        try:
-            client = self._login(u, now, unlock=reason != "forgot_password")
-        except _Wait as wait:
-            self._at(wait.until, self._reset, u, reason)
-            return
-        if self._code_ready_at(u, now) > now:  # no fresh code left for the reset itself
-            self._logout(u, now)
-            self._at(self._code_ready_at(u, now), self._reset, u, reason)
-            return
-        rows = []
-        for rid in self.server.rooms_of(uid):
-            room = self.server.room(rid)
-            if not room.encrypted:
-                continue
-            outcome = _Outcome(reset_id, reason, u, rid, room.t, len(room.subscriptions), now)
-            rows.append(outcome)
-            self.outcomes.append(outcome)
-            self.open[(u, rid)] = outcome
-        client.reset_own_key(self._code(u, now), now=now)
-        self.e2e_password[u] = None
-        dev.online_until = -1.0
-        dev.ticking = False
-        self._pump(now)
-        for rid in dict.fromkeys(o.room for o in rows):
-            self._note_loss(rid, now)
-        # ... and logs in again at once
-        self._relogin(u, rows)
-
-    def _admin_resets_totp(self, u: int) -> None:
-        now = self.now
-        admin = self._admin_id()
-        self.server.admin_reset_totp(admin, self.user_ids[u], "admin-pw", now=now)  # password fallback
-        self.devices[u].locked_until = now
-        self._at(now, self._plan_reset, u, "after_lost_authenticator")
-
-    def _admin_id(self) -> str:
-        if not hasattr(self, "_admin"):
-            self._admin = self.server.create_user("keysim-admin", "admin-pw", roles=("admin",))
-        return self._admin
-
-    def _relogin(self, u: int, rows: list[_Outcome]) -> None:
-        now = self.now
-        uid = self.user_ids[u]
-        dev = self.devices[u]
-        for outcome in rows:
-            holders = self._holders(outcome.room, exclude=uid)
-            outcome.relogin_at = now
-            outcome.holders_at_relogin = len(holders)
-            outcome.holders = tuple(holders)
-            outcome.holders_online_at_relogin = sum(1 for m in holders if self.presence.is_online(m, now))
-        if self.policy == "live":
-            self._co_present_members(u, now)
-        try:
-            self._login(u, now)
-        except _Wait as wait:
-            self._at(wait.until, self._relogin, u, rows)
-            return
-        dev.online_until = max(
-            self.presence.session_end(u, now) if self.presence.is_online(u, now) else now, now
-        )
-        if dev.online_until <= now:
-            dev.online_until = now + 1.0
-        self._at(dev.online_until, self._session_end, u)
-        self._pump(now)
-        if self.policy == "backup" and u in self.recovery_keys:
-            keep = float(self.sc.get("resets.recovery_key_kept_fraction"))
-            client = dev.client
-            assert client is not None
-            if self._rng_recovery.random() < keep:
-                self._restoring_from_backup = True
-                try:
-                    client.restore_from_backup(self.recovery_keys[u], now=now)
-                finally:
-                    self._restoring_from_backup = False
-                self._pump(now)
-            else:
-                del self.recovery_keys[u]
-        if dev.client is not None and dev.client.recovery_key is not None:
-            self.recovery_keys[u] = dev.client.recovery_key
-        for outcome in rows:
-            if (u, outcome.room) in self.open:
-                self._wake_holders(outcome.room, uid)
-        self._maybe_tick(u)
-
-    def _note_loss(self, room_id: str, now: float) -> None:
-        """After a reset: if no member holds the room's current key any more, the room is lost."""
-        room = self.server.room(room_id)
-        if not room.encrypted or self._holders(room_id):
-            return
-        stats = self.room_stats[room_id]
-        if math.isnan(stats.lost_at):
-            stats.lost_at = now
-        self.lost_count += 1
-        self.lost_timeline.append((now, self.lost_count))
-        if self.sc.get("recovery.owner_resets_lost_rooms"):
-            owners = [self.index[uid] for uid, sub in room.subscriptions.items() if "owner" in sub.roles]
-            if owners:
-                start = self.presence.next_online_start(owners[0], now)
-                if start is not None:
-                    self._at(max(start, now), self._owner_resets_room, owners[0], room_id)
-
-    def _owner_resets_room(self, u: int, room_id: str) -> None:
-        now = self.now
-        if self._holders(room_id) or not self.presence.is_online(u, now):
-            return
-        uid = self.user_ids[u]
-        if uid not in self.server.room(room_id).subscriptions or now < self.devices[u].locked_until:
-            return
-        was_online = self._online(u)
-        try:
-            client = self._login(u, now)
-        except _Wait:
-            return
-        if not client.functional:
-            return
-        if not was_online:
-            dev = self.devices[u]
-            dev.online_until = self.presence.session_end(u, now)
-            self._at(dev.online_until, self._session_end, u)
-        try:
-            client.reset_room_key(room_id, now=now)
-        except ProtocolError:
-            return
-        self.room_stats[room_id].room_key_resets += 1
-        self.lost_count -= 1
-        self.lost_timeline.append((now, self.lost_count))
-        self._pump(now)
-        self._maybe_tick(u)
-
-    # ------------------------------------------------------------------ traffic and membership
-
-    def schedule_traffic(self) -> None:
-        rate = float(self.sc.get("traffic.messages_per_room_day"))
-        if rate <= 0:
-            return
-        rng = self._rng_traffic
-        count = _poisson(rng, rate * len(self.room_ids) * self.horizon / 86400.0)
-        plans = sorted(
-            (rng.uniform(0, self.horizon), rng.randrange(len(self.room_ids)), rng.random())
-            for _ in range(count)
-        )
-        for t, r, pick in plans:
-            self._at(t, self._message, self.room_ids[r], pick)
-
-    def _message(self, room_id: str, pick: float) -> None:
-        now = self.now
-        room = self.server.room(room_id)
-        if not room.encrypted:
-            return
-        members = [self.index[uid] for uid in room.subscriptions]
-        sender = members[int(pick * len(members)) % len(members)]
-        uid = self.user_ids[sender]
-        if not self._holds(room_id, uid) or not self.presence.is_online(sender, now):
-            return
-        if now < self.devices[sender].locked_until:
-            return
-        was_online = self._online(sender)
-        try:
-            client = self._login(sender, now)
-        except _Wait:
-            return
-        if not was_online:
-            dev = self.devices[sender]
-            dev.online_until = self.presence.session_end(sender, now)
-            self._at(dev.online_until, self._session_end, sender)
-        if client.holds_current_key(room_id):
-            client.send(room_id, f"message {self.counters['messages']}", now=now)
-            self.counters["messages"] += 1
-            self.room_stats[room_id].messages += 1
-
-    def schedule_membership(self) -> None:
-        m = self.sc.values["membership"]
-        rng = self._rng_membership
-        groups = [rid for rid in self.room_ids if self.server.room(rid).t == "p"]
-        if not groups:
-            return
-        for kind, rate in (("join", m["join_rate_per_room_day"]), ("leave", m["leave_rate_per_room_day"])):
-            if rate <= 0:
-                continue
-            count = _poisson(rng, rate * len(groups) * self.horizon / 86400.0)
-            for t, r, pick in sorted(
-                (rng.uniform(0, self.horizon), rng.randrange(len(groups)), rng.random()) for _ in range(count)
-            ):
-                self._at(t, self._membership, kind, groups[r], pick)
-
-    def _membership(self, kind: str, room_id: str, pick: float) -> None:
-        now = self.now
-        room = self.server.room(room_id)
-        members = list(room.subscriptions)
-        if kind == "join":
-            candidate = self.user_ids[int(pick * self.n) % self.n]
-            if candidate in room.subscriptions or not members:
-                return
-            self.server.add_user_to_room(members[0], room_id, candidate, now=now)
-            self._pump(now)
-            if room.is_waiting(candidate):
-                self._wake_holders(room_id, candidate)
-        else:
-            if len(members) <= 2:
-                return
-            leaver = members[1 + int(pick * (len(members) - 1)) % (len(members) - 1)]
-            self.server.leave_room(leaver, room_id)
-            self.open.pop((self.index[leaver], room_id), None)
-            self._pump(now)
-
     # ------------------------------------------------------------------ running
 
     def run(self) -> RunResult:
@@ -921,7 +550,7 @@ class Simulation:
             if self.progress is not None:
                 self.progress(i / steps)
         finished = time.perf_counter()
-        result = self._collect()
+        result = collect(self)
         result.stats.update(
             {
                 "wall_s": finished - started,
@@ -933,142 +562,6 @@ class Simulation:
             }
         )
         return result
-
-    def _collect(self) -> RunResult:
-        horizon = self.horizon
-        base = {"run_id": self.run_id, "seed": self.seed, "policy": self.policy}
-        outcomes = []
-        for o in self.outcomes:
-            uid = self.user_ids[o.user]
-            room = self.server.room(o.room)
-            sub = room.subscriptions.get(uid)
-            old = len(sub.old_room_keys or []) if sub is not None and not math.isnan(o.restored_at) else 0
-            held = self._kids_held(o.room, uid)
-            before = [m for m in self.server.messages(o.room) if m.ts < o.reset_at and m.content is not None]
-            unreadable = sum(1 for m in before if self.backend.message_kid(m.content or {}) not in held)
-            outcomes.append(
-                {
-                    **base,
-                    "reset_id": o.reset_id,
-                    "reason": o.reason,
-                    "user": f"u{o.user}",
-                    "room": o.room,
-                    "room_type": o.room_type,
-                    "room_size": o.room_size,
-                    "reset_at": o.reset_at,
-                    "relogin_at": o.relogin_at,
-                    "holders_online_at_relogin": o.holders_online_at_relogin,
-                    "holders_at_relogin": o.holders_at_relogin,
-                    "served_at": o.served_at,
-                    "restored_at": o.restored_at,
-                    "restored": not math.isnan(o.restored_at),
-                    "restored_via": o.restored_via,
-                    "lost": not self._holders(o.room),
-                    "old_keys_recovered": old,
-                    "history_messages": len(before),
-                    "history_unreadable": unreadable,
-                }
-            )
-        rooms = []
-        for rid in self.room_ids:
-            room = self.server.room(rid)
-            stats = self.room_stats[rid]
-            lost = room.encrypted and not self._holders(rid)
-            rooms.append(
-                {
-                    **base,
-                    "room": rid,
-                    "room_type": room.t,
-                    "room_size": len(room.subscriptions),
-                    "encrypted": room.encrypted,
-                    "waiting_s": stats.waiting_s,
-                    "no_online_holder_s": stats.no_online_holder_s,
-                    "lost": lost,
-                    "lost_at": stats.lost_at,
-                    "room_key_resets": stats.room_key_resets,
-                    "messages": stats.messages,
-                }
-            )
-        self._waiting_times(rooms, horizon)
-        violations: list[str] = []
-        if self.check_invariants:
-            from protocol import check_all
-
-            clients = {self.user_ids[u]: d.client for u, d in enumerate(self.devices) if d.client is not None}
-            violations = [str(v) for v in check_all(self.server, clients, self.ledger)]
-        return RunResult(
-            scenario=self.sc,
-            run_id=self.run_id,
-            outcomes=outcomes,
-            rooms=rooms,
-            lost_timeline=self.lost_timeline,
-            violations=violations,
-            stationary_online=getattr(self, "stationary_online", None),
-        )
-
-    def _kids_held(self, room_id: str, user_id: str) -> set[str]:
-        sub = self.server.room(room_id).subscriptions.get(user_id)
-        if sub is None:
-            return set()
-        kids = {old.e2e_key_id for old in sub.old_room_keys or []}
-        if sub.e2e_key is not None:
-            kids.add(self.backend.wrapped_kid(sub.e2e_key))
-        return kids
-
-    def _waiting_times(self, rooms: list[dict[str, Any]], horizon: float) -> None:
-        """Per room: time somebody waited for its key after a reset, and how much of that time
-        no holder was online.
-
-        A waiting period runs from a resetting member's relogin to its restoration (or the
-        horizon); its holders are the members who held the current key at that relogin.
-        """
-        waiting: dict[str, list[tuple[float, float]]] = {}
-        uncovered: dict[str, list[tuple[float, float]]] = {}
-        for o in self.outcomes:
-            if math.isnan(o.relogin_at):
-                continue
-            end = o.restored_at if not math.isnan(o.restored_at) else horizon
-            if end <= o.relogin_at:
-                continue
-            waiting.setdefault(o.room, []).append((o.relogin_at, end))
-            online: list[tuple[float, float]] = []
-            for m in o.holders:
-                online += self.presence.intervals(m, o.relogin_at, end)
-            uncovered.setdefault(o.room, []).extend(_complement(_merge(online), o.relogin_at, end))
-        by_room = {r["room"]: r for r in rooms}
-        for rid, spans in waiting.items():
-            by_room[rid]["waiting_s"] = sum(b - a for a, b in _merge(spans))
-            by_room[rid]["no_online_holder_s"] = sum(b - a for a, b in _merge(uncovered.get(rid, [])))
-
-
-def _complement(merged: list[tuple[float, float]], a: float, b: float) -> list[tuple[float, float]]:
-    out, cursor = [], a
-    for x, y in merged:
-        if x > cursor:
-            out.append((cursor, min(x, b)))
-        cursor = max(cursor, y)
-    if cursor < b:
-        out.append((cursor, b))
-    return out
-
-
-def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    out: list[tuple[float, float]] = []
-    for a, b in sorted(intervals):
-        if b <= a:
-            continue
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def _poisson(rng: random.Random, mean: float) -> int:
-    """A Poisson count, drawn by numpy from a seed taken from ``rng`` (deterministic)."""
-    if mean <= 0:
-        return 0
-    return int(numpy.random.default_rng(rng.getrandbits(64)).poisson(mean))
 
 
 def run_scenario(

@@ -1,0 +1,146 @@
+"""Reading a finished run: outcome rows, room rows, waiting times without an online holder."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from .records import RunResult
+
+if TYPE_CHECKING:
+    from .engine import Simulation
+
+__all__ = ["collect"]
+
+
+def collect(sim: Simulation) -> RunResult:
+    """The run's tidy rows, read off the server and the bookkeeping at the horizon."""
+    horizon = sim.horizon
+    base = {"run_id": sim.run_id, "seed": sim.seed, "policy": sim.policy}
+    outcomes = []
+    for o in sim.outcomes:
+        uid = sim.user_ids[o.user]
+        room = sim.server.room(o.room)
+        sub = room.subscriptions.get(uid)
+        old = len(sub.old_room_keys or []) if sub is not None and not math.isnan(o.restored_at) else 0
+        held = _kids_held(sim, o.room, uid)
+        before = [m for m in sim.server.messages(o.room) if m.ts < o.reset_at and m.content is not None]
+        unreadable = sum(1 for m in before if sim.backend.message_kid(m.content or {}) not in held)
+        outcomes.append(
+            {
+                **base,
+                "reset_id": o.reset_id,
+                "reason": o.reason,
+                "user": f"u{o.user}",
+                "room": o.room,
+                "room_type": o.room_type,
+                "room_size": o.room_size,
+                "reset_at": o.reset_at,
+                "relogin_at": o.relogin_at,
+                "holders_online_at_relogin": o.holders_online_at_relogin,
+                "holders_at_relogin": o.holders_at_relogin,
+                "served_at": o.served_at,
+                "restored_at": o.restored_at,
+                "restored": not math.isnan(o.restored_at),
+                "restored_via": o.restored_via,
+                "lost": not sim._holders(o.room),
+                "old_keys_recovered": old,
+                "history_messages": len(before),
+                "history_unreadable": unreadable,
+            }
+        )
+    rooms = []
+    for rid in sim.room_ids:
+        room = sim.server.room(rid)
+        stats = sim.room_stats[rid]
+        lost = room.encrypted and not sim._holders(rid)
+        rooms.append(
+            {
+                **base,
+                "room": rid,
+                "room_type": room.t,
+                "room_size": len(room.subscriptions),
+                "encrypted": room.encrypted,
+                "waiting_s": stats.waiting_s,
+                "no_online_holder_s": stats.no_online_holder_s,
+                "lost": lost,
+                "lost_at": stats.lost_at,
+                "room_key_resets": stats.room_key_resets,
+                "messages": stats.messages,
+            }
+        )
+    _waiting_times(sim, rooms, horizon)
+    violations: list[str] = []
+    if sim.check_invariants:
+        from protocol import check_all
+
+        clients = {sim.user_ids[u]: d.client for u, d in enumerate(sim.devices) if d.client is not None}
+        violations = [str(v) for v in check_all(sim.server, clients, sim.ledger)]
+    return RunResult(
+        scenario=sim.sc,
+        run_id=sim.run_id,
+        outcomes=outcomes,
+        rooms=rooms,
+        lost_timeline=sim.lost_timeline,
+        violations=violations,
+        stationary_online=getattr(sim, "stationary_online", None),
+    )
+
+
+def _kids_held(sim: Simulation, room_id: str, user_id: str) -> set[str]:
+    sub = sim.server.room(room_id).subscriptions.get(user_id)
+    if sub is None:
+        return set()
+    kids = {old.e2e_key_id for old in sub.old_room_keys or []}
+    if sub.e2e_key is not None:
+        kids.add(sim.backend.wrapped_kid(sub.e2e_key))
+    return kids
+
+
+def _waiting_times(sim: Simulation, rooms: list[dict[str, Any]], horizon: float) -> None:
+    """Per room: time somebody waited for its key after a reset, and how much of that time
+    no holder was online.
+
+    A waiting period runs from a resetting member's relogin to its restoration (or the
+    horizon); its holders are the members who held the current key at that relogin.
+    """
+    waiting: dict[str, list[tuple[float, float]]] = {}
+    uncovered: dict[str, list[tuple[float, float]]] = {}
+    for o in sim.outcomes:
+        if math.isnan(o.relogin_at):
+            continue
+        end = o.restored_at if not math.isnan(o.restored_at) else horizon
+        if end <= o.relogin_at:
+            continue
+        waiting.setdefault(o.room, []).append((o.relogin_at, end))
+        online: list[tuple[float, float]] = []
+        for m in o.holders:
+            online += sim.presence.intervals(m, o.relogin_at, end)
+        uncovered.setdefault(o.room, []).extend(_complement(_merge(online), o.relogin_at, end))
+    by_room = {r["room"]: r for r in rooms}
+    for rid, spans in waiting.items():
+        by_room[rid]["waiting_s"] = sum(b - a for a, b in _merge(spans))
+        by_room[rid]["no_online_holder_s"] = sum(b - a for a, b in _merge(uncovered.get(rid, [])))
+
+
+def _complement(merged: list[tuple[float, float]], a: float, b: float) -> list[tuple[float, float]]:
+    out, cursor = [], a
+    for x, y in merged:
+        if x > cursor:
+            out.append((cursor, min(x, b)))
+        cursor = max(cursor, y)
+    if cursor < b:
+        out.append((cursor, b))
+    return out
+
+
+def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(intervals):
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out

@@ -1,0 +1,117 @@
+"""What a simulation run records: the outcome and room rows, and per-device bookkeeping."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from protocol import Client
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+__all__ = ["OUTCOME_COLUMNS", "ROOM_COLUMNS", "Device", "Outcome", "RoomStats", "RunResult", "Wait"]
+
+
+OUTCOME_COLUMNS = (
+    "run_id",
+    "seed",
+    "policy",
+    "reset_id",
+    "reason",
+    "user",
+    "room",
+    "room_type",
+    "room_size",
+    "reset_at",
+    "relogin_at",
+    "holders_online_at_relogin",
+    "holders_at_relogin",
+    "served_at",
+    "restored_at",
+    "restored",
+    "restored_via",
+    "lost",
+    "old_keys_recovered",
+    "history_messages",
+    "history_unreadable",
+)
+ROOM_COLUMNS = (
+    "run_id",
+    "seed",
+    "policy",
+    "room",
+    "room_type",
+    "room_size",
+    "encrypted",
+    "waiting_s",
+    "no_online_holder_s",
+    "lost",
+    "lost_at",
+    "room_key_resets",
+    "messages",
+)
+
+_NAN = math.nan
+
+
+class Wait(Exception):
+    """The person cannot act before ``until`` (no fresh 2FA code yet)."""
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+
+
+@dataclass(slots=True)
+class Outcome:
+    reset_id: int
+    reason: str
+    user: int
+    room: str
+    room_type: str
+    room_size: int
+    reset_at: float
+    relogin_at: float = _NAN
+    holders_online_at_relogin: int = 0
+    holders_at_relogin: int = 0
+    served_at: float = _NAN
+    restored_at: float = _NAN
+    restored_via: str = ""
+    holders: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class RoomStats:
+    waiting_since: float | None = None
+    waiting_s: float = 0.0
+    no_online_holder_s: float = 0.0
+    lost_at: float = _NAN
+    room_key_resets: int = 0
+    messages: int = 0
+
+
+@dataclass(slots=True)
+class Device:
+    """The simulator's view of one user's device."""
+
+    client: Client | None = None
+    online_until: float = -1.0
+    login_at: float = 0.0
+    pending_login: float | None = None
+    ticking: bool = False
+    locked_until: float = -1.0
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced, as tidy rows and a few figures."""
+
+    scenario: Scenario
+    run_id: str
+    outcomes: list[dict[str, Any]]
+    rooms: list[dict[str, Any]]
+    lost_timeline: list[tuple[float, int]]
+    stats: dict[str, Any] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    stationary_online: float | None = None

@@ -1,0 +1,363 @@
+"""What happens to people during a run: resets (by rate, forgotten passwords, lost
+authenticators, scripted), room-key resets of lost rooms, messages, joins and leaves.
+
+:class:`WorkloadMixin` is part of :class:`sim.engine.Simulation`.  Every kind of event is drawn
+up front from its own named stream (so adding one never shifts another) and scheduled as a plain
+timeout callback; a reset then happens at the user's next online moment.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy
+
+from protocol import Client, ProtocolError, Server
+
+from .records import Device, Outcome, RoomStats, Wait
+
+if TYPE_CHECKING:
+    from .churn import PresenceModel
+    from .scenario import Scenario
+
+__all__ = ["WorkloadMixin"]
+
+
+class WorkloadMixin:
+    sc: Scenario
+    server: Server
+    presence: PresenceModel
+    policy: str
+    horizon: float
+    n: int
+    now: float
+    user_ids: list[str]
+    index: dict[str, int]
+    devices: list[Device]
+    room_ids: list[str]
+    room_stats: dict[str, RoomStats]
+    outcomes: list[Outcome]
+    open: dict[tuple[int, str], Outcome]
+    e2e_password: list[str | None]
+    totp_secret: dict[int, str]
+    _last_step: dict[int, int]
+    recovery_keys: dict[int, Any]
+    counters: dict[str, int]
+    lost_count: int
+    lost_timeline: list[tuple[float, int]]
+    reset_counter: int
+    _restoring_from_backup: bool
+    _rng_resets: random.Random
+    _rng_traffic: random.Random
+    _rng_membership: random.Random
+    _rng_recovery: random.Random
+
+    if TYPE_CHECKING:
+
+        def _at(self, t: float, action: Callable[..., None], *args: Any) -> None: ...
+
+        def _login(self, u: int, now: float, *, unlock: bool = True) -> Client: ...
+
+        def _logout(self, u: int, now: float) -> None: ...
+
+        def _online(self, u: int) -> bool: ...
+
+        def _pump(self, now: float) -> None: ...
+
+        def _code(self, u: int, now: float) -> str | None: ...
+
+        def _code_ready_at(self, u: int, now: float) -> float: ...
+
+        def _holders(self, room_id: str, exclude: str | None = None) -> list[int]: ...
+
+        def _holds(self, room_id: str, user_id: str) -> bool: ...
+
+        def _co_present_members(self, u: int, now: float) -> None: ...
+
+        def _session_end(self, u: int) -> None: ...
+
+        def _wake_holders(self, room_id: str, waiting_user: str) -> None: ...
+
+        def _maybe_tick(self, u: int) -> None: ...
+
+        def follow(self, u: int) -> None: ...
+
+    # ------------------------------------------------------------------ resets
+
+    def schedule_resets(self) -> None:
+        r = self.sc.values["resets"]
+        days = self.horizon / 86400.0
+        plans: list[tuple[float, int, str]] = []
+        for reason, rate in (
+            ("reset", r["rate_per_user_day"]),
+            ("forgot_password", r["forgot_password_rate_per_user_day"]),
+        ):
+            if rate > 0:
+                count = _poisson(self._rng_resets, rate * self.n * days)
+                plans += [
+                    (self._rng_resets.uniform(0, self.horizon), self._rng_resets.randrange(self.n), reason)
+                    for _ in range(count)
+                ]
+        lost_rate = r["lost_authenticator_rate_per_user_day"]
+        if lost_rate > 0 and self.totp_secret:
+            twofa_users = sorted(self.totp_secret)
+            count = _poisson(self._rng_resets, lost_rate * len(twofa_users) * days)
+            plans += [
+                (
+                    self._rng_resets.uniform(0, self.horizon),
+                    self._rng_resets.choice(twofa_users),
+                    "lost_authenticator",
+                )
+                for _ in range(count)
+            ]
+        plans += [(s.at, s.user, "scripted") for s in self.sc.scripted_resets]
+        for t, u, reason in sorted(plans):
+            self._at(t, self._plan_reset, u, reason)
+
+    def _plan_reset(self, u: int, reason: str) -> None:
+        """A reset is due: it happens at the user's next online moment."""
+        now = self.now
+        start = self.presence.next_online_start(u, now)
+        if start is None or start >= self.horizon:
+            return
+        self._at(start, self._reset, u, reason)
+
+    def _reset(self, u: int, reason: str) -> None:
+        now = self.now
+        dev = self.devices[u]
+        if now < dev.locked_until:
+            self._at(dev.locked_until, self._reset, u, reason)
+            return
+        uid = self.user_ids[u]
+        if reason == "lost_authenticator":
+            # The person cannot pass the 2FA gate: login fails, and an admin must reset its
+            # TOTP.  Until then the user is locked out; afterwards it logs in without TOTP,
+            # on a new authenticator-less device, and resets its E2E key.
+            self.totp_secret.pop(u, None)
+            self._last_step.pop(u, None)
+            if self._online(u):
+                self._logout(u, now)
+            delay = float(self.sc.get("resets.admin_delay_hours")) * 3600.0
+            dev.locked_until = now + delay
+            self._at(now + delay, self._admin_resets_totp, u)
+            return
+        self.counters["resets"] += 1
+        self.reset_counter += 1
+        reset_id = self.reset_counter
+        # close what an earlier reset left open for this user
+        for key in [k for k in self.open if k[0] == u]:
+            del self.open[key]
+        try:
+            client = self._login(u, now, unlock=reason != "forgot_password")
+        except Wait as wait:
+            self._at(wait.until, self._reset, u, reason)
+            return
+        if self._code_ready_at(u, now) > now:  # no fresh code left for the reset itself
+            self._logout(u, now)
+            self._at(self._code_ready_at(u, now), self._reset, u, reason)
+            return
+        rows = []
+        for rid in self.server.rooms_of(uid):
+            room = self.server.room(rid)
+            if not room.encrypted:
+                continue
+            outcome = Outcome(reset_id, reason, u, rid, room.t, len(room.subscriptions), now)
+            rows.append(outcome)
+            self.outcomes.append(outcome)
+            self.open[(u, rid)] = outcome
+        client.reset_own_key(self._code(u, now), now=now)
+        self.e2e_password[u] = None
+        dev.online_until = -1.0
+        dev.ticking = False
+        self._pump(now)
+        for rid in dict.fromkeys(o.room for o in rows):
+            self._note_loss(rid, now)
+        # ... and logs in again at once
+        self._relogin(u, rows)
+
+    def _admin_resets_totp(self, u: int) -> None:
+        now = self.now
+        admin = self._admin_id()
+        self.server.admin_reset_totp(admin, self.user_ids[u], "admin-pw", now=now)  # password fallback
+        self.devices[u].locked_until = now
+        self._at(now, self._plan_reset, u, "after_lost_authenticator")
+
+    def _admin_id(self) -> str:
+        if not hasattr(self, "_admin"):
+            self._admin = self.server.create_user("keysim-admin", "admin-pw", roles=("admin",))
+        return self._admin
+
+    def _relogin(self, u: int, rows: list[Outcome]) -> None:
+        now = self.now
+        uid = self.user_ids[u]
+        dev = self.devices[u]
+        for outcome in rows:
+            holders = self._holders(outcome.room, exclude=uid)
+            outcome.relogin_at = now
+            outcome.holders_at_relogin = len(holders)
+            outcome.holders = tuple(holders)
+            outcome.holders_online_at_relogin = sum(1 for m in holders if self.presence.is_online(m, now))
+        if self.policy == "live":
+            self._co_present_members(u, now)
+        try:
+            self._login(u, now)
+        except Wait as wait:
+            self._at(wait.until, self._relogin, u, rows)
+            return
+        dev.online_until = max(
+            self.presence.session_end(u, now) if self.presence.is_online(u, now) else now, now
+        )
+        if dev.online_until <= now:
+            dev.online_until = now + 1.0
+        self._at(dev.online_until, self._session_end, u)
+        self._pump(now)
+        if self.policy == "backup" and u in self.recovery_keys:
+            keep = float(self.sc.get("resets.recovery_key_kept_fraction"))
+            client = dev.client
+            assert client is not None
+            if self._rng_recovery.random() < keep:
+                self._restoring_from_backup = True
+                try:
+                    client.restore_from_backup(self.recovery_keys[u], now=now)
+                finally:
+                    self._restoring_from_backup = False
+                self._pump(now)
+            else:
+                del self.recovery_keys[u]
+        if dev.client is not None and dev.client.recovery_key is not None:
+            self.recovery_keys[u] = dev.client.recovery_key
+        for outcome in rows:
+            if (u, outcome.room) in self.open:
+                self._wake_holders(outcome.room, uid)
+        self._maybe_tick(u)
+
+    def _note_loss(self, room_id: str, now: float) -> None:
+        """After a reset: if no member holds the room's current key any more, the room is lost."""
+        room = self.server.room(room_id)
+        if not room.encrypted or self._holders(room_id):
+            return
+        stats = self.room_stats[room_id]
+        if math.isnan(stats.lost_at):
+            stats.lost_at = now
+        self.lost_count += 1
+        self.lost_timeline.append((now, self.lost_count))
+        if self.sc.get("recovery.owner_resets_lost_rooms"):
+            owners = [self.index[uid] for uid, sub in room.subscriptions.items() if "owner" in sub.roles]
+            if owners:
+                start = self.presence.next_online_start(owners[0], now)
+                if start is not None:
+                    self._at(max(start, now), self._owner_resets_room, owners[0], room_id)
+
+    def _owner_resets_room(self, u: int, room_id: str) -> None:
+        now = self.now
+        if self._holders(room_id) or not self.presence.is_online(u, now):
+            return
+        uid = self.user_ids[u]
+        if uid not in self.server.room(room_id).subscriptions or now < self.devices[u].locked_until:
+            return
+        was_online = self._online(u)
+        try:
+            client = self._login(u, now)
+        except Wait:
+            return
+        if not client.functional:
+            return
+        if not was_online:
+            dev = self.devices[u]
+            dev.online_until = self.presence.session_end(u, now)
+            self._at(dev.online_until, self._session_end, u)
+        try:
+            client.reset_room_key(room_id, now=now)
+        except ProtocolError:
+            return
+        self.room_stats[room_id].room_key_resets += 1
+        self.lost_count -= 1
+        self.lost_timeline.append((now, self.lost_count))
+        self._pump(now)
+        self._maybe_tick(u)
+
+    # ------------------------------------------------------------------ traffic and membership
+
+    def schedule_traffic(self) -> None:
+        rate = float(self.sc.get("traffic.messages_per_room_day"))
+        if rate <= 0:
+            return
+        rng = self._rng_traffic
+        count = _poisson(rng, rate * len(self.room_ids) * self.horizon / 86400.0)
+        plans = sorted(
+            (rng.uniform(0, self.horizon), rng.randrange(len(self.room_ids)), rng.random())
+            for _ in range(count)
+        )
+        for t, r, pick in plans:
+            self._at(t, self._message, self.room_ids[r], pick)
+
+    def _message(self, room_id: str, pick: float) -> None:
+        now = self.now
+        room = self.server.room(room_id)
+        if not room.encrypted:
+            return
+        members = [self.index[uid] for uid in room.subscriptions]
+        sender = members[int(pick * len(members)) % len(members)]
+        uid = self.user_ids[sender]
+        if not self._holds(room_id, uid) or not self.presence.is_online(sender, now):
+            return
+        if now < self.devices[sender].locked_until:
+            return
+        was_online = self._online(sender)
+        try:
+            client = self._login(sender, now)
+        except Wait:
+            return
+        if not was_online:
+            dev = self.devices[sender]
+            dev.online_until = self.presence.session_end(sender, now)
+            self._at(dev.online_until, self._session_end, sender)
+        if client.holds_current_key(room_id):
+            client.send(room_id, f"message {self.counters['messages']}", now=now)
+            self.counters["messages"] += 1
+            self.room_stats[room_id].messages += 1
+
+    def schedule_membership(self) -> None:
+        m = self.sc.values["membership"]
+        rng = self._rng_membership
+        groups = [rid for rid in self.room_ids if self.server.room(rid).t == "p"]
+        if not groups:
+            return
+        for kind, rate in (("join", m["join_rate_per_room_day"]), ("leave", m["leave_rate_per_room_day"])):
+            if rate <= 0:
+                continue
+            count = _poisson(rng, rate * len(groups) * self.horizon / 86400.0)
+            for t, r, pick in sorted(
+                (rng.uniform(0, self.horizon), rng.randrange(len(groups)), rng.random()) for _ in range(count)
+            ):
+                self._at(t, self._membership, kind, groups[r], pick)
+
+    def _membership(self, kind: str, room_id: str, pick: float) -> None:
+        now = self.now
+        room = self.server.room(room_id)
+        members = list(room.subscriptions)
+        if kind == "join":
+            candidate = self.user_ids[int(pick * self.n) % self.n]
+            if candidate in room.subscriptions or not members:
+                return
+            self.server.add_user_to_room(members[0], room_id, candidate, now=now)
+            self._pump(now)
+            if room.is_waiting(candidate):
+                self._wake_holders(room_id, candidate)
+        else:
+            if len(members) <= 2:
+                return
+            leaver = members[1 + int(pick * (len(members) - 1)) % (len(members) - 1)]
+            self.server.leave_room(leaver, room_id)
+            self.open.pop((self.index[leaver], room_id), None)
+            self._pump(now)
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson count, drawn by numpy from a seed taken from ``rng`` (deterministic)."""
+    if mean <= 0:
+        return 0
+    return int(numpy.random.default_rng(rng.getrandbits(64)).poisson(mean))
