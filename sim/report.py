@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 from matplotlib.axes import Axes
@@ -313,6 +314,14 @@ def online_vs_size(results: Results) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- figures
 
 
+def _err(stats: pd.DataFrame) -> Any:
+    """Wilson interval as matplotlib's 2 x n error array (distances below and above)."""
+    value = stats["value"].to_numpy(dtype=float)
+    return np.vstack(
+        [value - stats["ci_low"].to_numpy(dtype=float), stats["ci_high"].to_numpy(dtype=float) - value]
+    )
+
+
 def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
     return (
         ", ".join(
@@ -330,38 +339,61 @@ def _positions(values: pd.Series) -> tuple[pd.Series, list[Any] | None]:
     return values.map({v: i for i, v in enumerate(order)}).astype(float), order
 
 
+def _styles(hue: Sequence[str], keys: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Colour by the non-policy part of a line's key, line style by its policy."""
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    dashes = ["-", "--", ":", "-."]
+    at = hue.index(POLICY) if POLICY in hue and len(hue) > 1 else None
+    rest = sorted({k[:at] + k[at + 1 :] if at is not None else k for k in keys}, key=str)
+    policies = sorted({k[at] for k in keys}, key=str) if at is not None else []
+    out = []
+    for k in keys:
+        base = k[:at] + k[at + 1 :] if at is not None else k
+        style = dashes[policies.index(k[at]) % len(dashes)] if at is not None else "-"
+        out.append({"color": colors[rest.index(base) % len(colors)], "linestyle": style})
+    return out
+
+
 def plot_metric(
-    ax: Axes, results: Results, axis: str, metric: str = "restored", hue: Sequence[str] = ()
+    ax: Axes,
+    results: Results,
+    axis: str,
+    metric: str = "restored",
+    hue: Sequence[str] = (),
+    *,
+    legend: bool = True,
 ) -> None:
     """``metric`` against ``axis``, one line per value of ``hue`` (other axes pooled): the pooled
     fraction with its Wilson 95 % band, and each replicate's fraction as a dot."""
     rows = _hits(results, metric)
     if rows.empty:
         return
-    rows = rows.assign(_x=_positions(rows[axis])[0])
-    ticks = _positions(rows[axis])[1]
+    x_all, ticks = _positions(rows[axis])
+    rows = rows.assign(_x=x_all)
     lines = list(_groups(rows, list(hue)))
-    for i, (key, g) in enumerate(lines):
+    styles = _styles(hue, [key for key, _ in lines])
+    alpha = 0.2 if len(lines) <= 3 else 0.1
+    for i, ((key, g), style) in enumerate(zip(lines, styles, strict=True)):
         pooled = proportions(g, ["_x"])
         shift = (i - (len(lines) - 1) / 2) * 0.06 if ticks is not None else 0.0
         x = pooled["_x"] + shift
-        (line,) = ax.plot(x, pooled["value"], "o-", label=_label(hue, key))
+        ax.plot(x, pooled["value"], marker="o", label=_label(hue, key), **style)
         if ticks is None:
-            ax.fill_between(x, pooled["ci_low"], pooled["ci_high"], color=line.get_color(), alpha=0.2)
+            ax.fill_between(x, pooled["ci_low"], pooled["ci_high"], color=style["color"], alpha=alpha)
         else:
-            err = [pooled["value"] - pooled["ci_low"], pooled["ci_high"] - pooled["value"]]
-            ax.errorbar(x, pooled["value"], yerr=err, fmt="none", ecolor=line.get_color(), capsize=3)
+            err = _err(pooled)
+            ax.errorbar(x, pooled["value"], yerr=err, fmt="none", ecolor=style["color"], capsize=3)
         spread = proportions(g, ["_x", "run_key"])
-        ax.plot(spread["_x"] + shift, spread["value"], ".", color=line.get_color(), alpha=0.45, markersize=5)
+        ax.plot(spread["_x"] + shift, spread["value"], ".", color=style["color"], alpha=0.45, markersize=5)
     if ticks is not None:
         ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+    elif rows["_x"].nunique() <= 12:
+        ax.set_xticks(sorted(rows["_x"].unique()))
     ax.set_xlabel(axis)
-    ax.set_ylabel(
-        f"fraction {METRICS[metric]}" if metric != "rooms_lost" else "fraction of encrypted rooms lost"
-    )
+    ax.set_ylabel("fraction of encrypted rooms" if metric == "rooms_lost" else "fraction of (reset, room)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(METRICS[metric])
-    if hue:
+    if hue and legend:
         ax.legend(fontsize=7)
 
 
@@ -378,15 +410,11 @@ def plot_bars(ax: Axes, results: Results, by: str, metric: str = "restored", at:
     for i, label in enumerate(labels):
         mine = stats[stats[by] == label]
         x = mine["_x"] + (i - (len(labels) - 1) / 2) * width
-        err = [mine["value"] - mine["ci_low"], mine["ci_high"] - mine["value"]]
+        err = _err(mine)
         ax.bar(x, mine["value"], width, yerr=err, capsize=3, label=str(label))
-    ticks = [_label(at, tuple(row)) for row in points[at].itertuples(index=False)] if at else [""]
-    ax.set_xticks(
-        range(len(points)),
-        ticks,
-        rotation=30 if len(points) > 4 else 0,
-        ha="right" if len(points) > 4 else "center",
-    )
+    ticks = [", ".join(map(str, row)) for row in points[at].itertuples(index=False)] if at else [""]
+    ax.set_xticks(range(len(points)), ticks)
+    ax.set_xlabel(", ".join(at))
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction (Wilson 95 %)")
     ax.set_title(METRICS[metric])
@@ -418,7 +446,7 @@ def plot_vs_holders(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
     """The fraction restored against the number of holders online at relogin (Wilson 95 %)."""
     for key, g in _groups(_hits(results, "restored"), list(by)):
         stats = proportions(g, ["holders_online_at_relogin"])
-        err = [stats["value"] - stats["ci_low"], stats["ci_high"] - stats["value"]]
+        err = _err(stats)
         ax.errorbar(
             stats["holders_online_at_relogin"],
             stats["value"],
@@ -436,7 +464,7 @@ def plot_vs_holders(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
 def plot_online_vs_size(ax: Axes, results: Results) -> None:
     """At least one holder online at relogin against room size, simulated beside analytic."""
     table = online_vs_size(results)
-    err = [table["value"] - table["ci_low"], table["ci_high"] - table["value"]]
+    err = _err(table)
     ax.errorbar(
         table["room_size"], table["value"], yerr=err, fmt="o", capsize=3, label="simulated (Wilson 95 %)"
     )
@@ -525,7 +553,7 @@ def _plot_lost_per_point(ax: Axes, results: Results) -> None:
     axes = list(results.axes)
     pooled = proportions(rows, axes)
     y = np.arange(len(pooled))
-    err = [pooled["value"] - pooled["ci_low"], pooled["ci_high"] - pooled["value"]]
+    err = _err(pooled)
     ax.barh(y, pooled["value"], xerr=err, capsize=3, color="tab:red", alpha=0.6)
     spread = proportions(rows, [*axes, "run_key"]).merge(pooled[axes].assign(_y=y), on=axes)
     ax.plot(spread["value"], spread["_y"], "k.", alpha=0.5, markersize=4)
@@ -544,8 +572,8 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
         hue = rest if rest and results.runs.groupby(rest).ngroups <= MAX_LINES else policy
         pooled = [a for a in rest if a not in hue]
         fig = Figure(figsize=(14, 4.3), layout="constrained")
-        for ax, metric in zip(fig.subplots(1, 3), METRICS, strict=True):
-            plot_metric(ax, results, axis, metric, hue)
+        for i, (ax, metric) in enumerate(zip(fig.subplots(1, 3), METRICS, strict=True)):
+            plot_metric(ax, results, axis, metric, hue, legend=i == 0)
         note = f" (pooled over {', '.join(pooled)})" if pooled else ""
         fig.suptitle(f"Restoration against {axis}{note}")
         caption = f"Lines: replicates pooled per point, Wilson 95 % band; dots: single replicates{note}."
@@ -572,8 +600,9 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
         others = [a for a in results.axes if a != POLICY]
         at = others if others and results.runs.groupby(others).ngroups <= 2 * MAX_LINES else []
         note = f" (pooled over {', '.join(others)})" if others and not at else ""
-        fig = Figure(figsize=(15, 4.5), layout="constrained")
-        for ax, metric in zip(fig.subplots(1, 3), METRICS, strict=True):
+        wide = len(at) > 0 and results.runs.groupby(at).ngroups > 3
+        fig = Figure(figsize=(12, 11) if wide else (15, 4.5), layout="constrained")
+        for ax, metric in zip(fig.subplots(3, 1) if wide else fig.subplots(1, 3), METRICS, strict=True):
             plot_bars(ax, results, POLICY, metric, at)
         fig.suptitle(f"Policies side by side{note}")
         caption = f"Bars: replicates pooled, Wilson 95 % interval{note}."
@@ -656,13 +685,14 @@ def _intro(results: Results) -> list[str]:
         row = runs.iloc[0]
         lines.append(f"Run `{row['run_key']}`, policy `{row[POLICY]}`, keysim {row['keysim_version']}.")
     for axis in results.axes:
-        values = ", ".join(str(v) for v in sorted(runs[axis].unique(), key=str))
+        values = ", ".join(str(v) for v in _positions(runs[axis])[1] or sorted(runs[axis].unique()))
         lines.append(f"Axis `{axis}`: {values}.")
     if results.axes:
         reps = runs.groupby(list(results.axes)).size()
-        lines.append(f"{len(reps)} grid points, {reps.min()}-{reps.max()} replicates each.")
+        count = str(reps.min()) if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
+        lines.append(f"{len(reps)} grid points, {count} replicates each.")
     lines.append(
-        "Proportions pool the replicates of a point (Wilson 95 % intervals). Time to restore runs from "
+        "Proportions carry Wilson 95 % intervals and pool the replicates of a grid point. Time to restore runs from "
         "relogin (Kaplan-Meier median with its 95 % interval); resets not restored by the horizon are "
         "censored there. 'At once' means within one key-distribution tick."
     )
@@ -732,6 +762,7 @@ def make_report(path: Path, out: Path | None = None, fmt: str = "md") -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a report is meant to be read
     except OSError as exc:
         raise ReportError(out, f"cannot write here: {exc}") from None
     try:
