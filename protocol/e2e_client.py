@@ -46,6 +46,7 @@ from .errors import CryptoError, E2EError, ProtocolError
 from .ledger import KeyLedger
 from .rooms import Message
 from .server import Server
+from .trust import KeyDirectory, Mitigations, suggestion_payload
 
 R = E2ERoomState
 
@@ -71,6 +72,8 @@ class Client(RecoveryMixin):
         *,
         entropy: Entropy | None = None,
         ledger: KeyLedger | None = None,
+        mitigations: Mitigations | None = None,
+        directory: KeyDirectory | None = None,
     ) -> None:
         server.user(user_id)
         self.server = server
@@ -78,6 +81,9 @@ class Client(RecoveryMixin):
         self.backend = backend
         self.entropy = entropy if entropy is not None else default_entropy()
         self.ledger = ledger
+        #: opt-in defences against a malicious server (:mod:`protocol.trust`); none by default
+        self.mitigations = mitigations if mitigations is not None else Mitigations()
+        self.directory = directory
         self.state = E2EEState.NOT_STARTED
         self._local = LocalState()
         #: ``localStorage['e2e.randomPassword']``: the generated E2E password until the person
@@ -356,6 +362,8 @@ class Client(RecoveryMixin):
         old_keys = self._exported_old_keys(session.room_id) if users else []
         entries = []
         for user in users:
+            if not self._trusted(user["_id"], user["public_key"]):
+                continue  # mitigation: never wrap for a key nobody vouched for
             entry = self._wrap_for(session, user["_id"], user["public_key"], old_keys)
             if entry is None:
                 return  # RC: one failed wrap and nothing at all is sent
@@ -403,6 +411,11 @@ class Client(RecoveryMixin):
                     }
                     for kid, ts, key in old_keys
                 ]
+            if self.mitigations.signed_suggestions:
+                assert self._local.private_key is not None
+                payload = suggestion_payload(session.room_id, user_id, entry["key"])
+                entry["signer"] = self.user_id
+                entry["signature"] = self.backend.sign(self._local.private_key, payload)
         except CryptoError:
             return None
         return entry
@@ -449,13 +462,38 @@ class Client(RecoveryMixin):
             self._acquired(session.room_id, key, "old", now)
         session.old_keys = opened
 
+    def _trusted(self, user_id: str, public_key: str) -> bool:
+        """Mitigation ``verify_fingerprints``: is ``public_key`` one ``user_id`` vouched for?"""
+        if not self.mitigations.verify_fingerprints or self.directory is None:
+            return True
+        try:
+            fingerprint = self.backend.fingerprint(public_key)
+        except ProtocolError:
+            return False
+        return self.directory.vouches(user_id, fingerprint)
+
+    def _signature_ok(self, room_id: str, wrapped: str, signer: str | None, signature: str | None) -> bool:
+        """Mitigation ``signed_suggestions``: a member signed exactly this suggestion for us."""
+        if not self.mitigations.signed_suggestions:
+            return True
+        room = self.server.room(room_id)
+        if signer is None or signature is None or signer not in room.subscriptions:
+            return False
+        signer_key = self.server.user(signer).e2e_public_key
+        if signer_key is None or not self._trusted(signer, signer_key):
+            return False
+        return self.backend.verify(signer_key, suggestion_payload(room_id, self.user_id, wrapped), signature)
+
     def _handle_suggestion(self, room_id: str, now: float, source: str = "suggestion") -> None:
         """Import the stored suggestion: accept it if it opens, else reject (re-queued)."""
         session = self._instance(room_id, now)
         sub = self.server.room(room_id).subscriptions[self.user_id]
         if session is None or not sub.e2e_suggested_key:
             return
-        if self._import_group_key(session, sub.e2e_suggested_key, source, now):
+        signed = self._signature_ok(
+            room_id, sub.e2e_suggested_key, sub.suggestion_signer, sub.suggestion_signature
+        )
+        if signed and self._import_group_key(session, sub.e2e_suggested_key, source, now):
             self.server.e2e_accept_suggested_group_key(self.user_id, room_id)
             self._key_received(session, now)
         else:

@@ -20,6 +20,7 @@ from .e2e_states import ROOMS_PER_TICK, SAMPLE_DRAWS, E2ERoomState, KeyAcquired,
 from .entropy import Entropy
 from .errors import CryptoError
 from .ledger import KeyLedger
+from .trust import Mitigations, suggestion_payload
 
 if TYPE_CHECKING:
     from .server import Server
@@ -36,6 +37,7 @@ class RecoveryMixin:
     entropy: Entropy
     ledger: KeyLedger | None
     acquired: list[KeyAcquired]
+    mitigations: Mitigations
     _backed_up: set[tuple[str, str]]
     _local: LocalState
 
@@ -70,6 +72,8 @@ class RecoveryMixin:
         def _key_received(self, session: RoomSession, now: float) -> None: ...
 
         def _handle_suggestion(self, room_id: str, now: float, source: str = "suggestion") -> None: ...
+
+        def _trusted(self, user_id: str, public_key: str) -> bool: ...
 
     # ------------------------------------------------------------------ distribution loop (queue)
 
@@ -106,7 +110,8 @@ class RecoveryMixin:
             if session is None or session.state != R.READY or session.key is None:
                 continue  # encryptGroupKeyForParticipantsWaitingForTheKeys: READY only
             old_keys = self._exported_old_keys(room_id)
-            entries = [self._wrap_for(session, u["_id"], u["public_key"], old_keys) for u in users]
+            trusted = [u for u in users if self._trusted(u["_id"], u["public_key"])]
+            entries = [self._wrap_for(session, u["_id"], u["public_key"], old_keys) for u in trusted]
             keys[room_id] = [e for e in entries if e is not None]
         if not any(keys.values()):
             return 0
@@ -183,9 +188,10 @@ class RecoveryMixin:
             for key in opened.values():
                 self._backed_up.add((room_id, key.kid))
             self._backed_up.add((room_id, current.kid))
-            entry = {
+            wrapped = self.backend.wrap_room_key(current, self._local.public_key, self.entropy)
+            entry: dict[str, Any] = {
                 "_id": self.user_id,
-                "key": self.backend.wrap_room_key(current, self._local.public_key, self.entropy),
+                "key": wrapped,
                 "oldKeys": [
                     {
                         "e2eKeyId": kid,
@@ -195,6 +201,12 @@ class RecoveryMixin:
                     for kid, k in opened.items()
                 ],
             }
+            if self.mitigations.signed_suggestions:
+                assert self._local.private_key is not None
+                entry["signer"] = self.user_id
+                entry["signature"] = self.backend.sign(
+                    self._local.private_key, suggestion_payload(room_id, self.user_id, wrapped)
+                )
             self.server.e2e_provide_users_suggested_group_keys(self.user_id, {room_id: [entry]}, now=now)
             self._handle_suggestion(room_id, now, source="backup")
             restored.append(room_id)

@@ -105,6 +105,7 @@ class E2EServerMixin(RoomServerMixin):
             self._emit("stored", room_id, [user_id])
         elif (target := room.subscriptions.get(target_id)) is not None:
             target.e2e_suggested_key = key
+            target.suggestion_signer = target.suggestion_signature = None
             self._notify(room_id, [target_id])
             self._emit("suggested", room_id, [target_id])
 
@@ -160,7 +161,7 @@ class E2EServerMixin(RoomServerMixin):
         if not isinstance(keys, Mapping):
             raise ValidationError("error-invalid-params", "keys must map room ids to lists")
         # Validate the whole request before writing anything (RC validates the body first).
-        plan: list[tuple[Room, list[tuple[Subscription, str, list[OldRoomKey] | None]]]] = []
+        plan: list[tuple[Room, list[tuple[Subscription, str, list[OldRoomKey] | None, str | None]]]] = []
         for rid, entries in keys.items():
             if not isinstance(entries, list | tuple):
                 raise ValidationError("error-invalid-params", f"keys[{rid!r}] must be a list")
@@ -178,17 +179,23 @@ class E2EServerMixin(RoomServerMixin):
                     if room is not None and isinstance(target_id, str)
                     else None
                 )
+                signature = entry.get("signature")
+                if signature is not None and not isinstance(signature, str):
+                    raise ValidationError("error-invalid-params", "signature must be a string")
                 if sub is not None:
-                    writes.append((sub, key, old))
+                    writes.append((sub, key, old, signature))
             room = self._rooms.get(rid) if isinstance(rid, str) else None
             if room is not None and user_id in room.subscriptions:  # canAccessRoom, else skip
                 plan.append((room, writes))
         for room, writes in plan:
-            for sub, key, old in writes:
+            for sub, key, old, signature in writes:
                 sub.e2e_suggested_key = key
                 if old is not None:
                     sub.suggested_old_room_keys = old
-            served = [sub.user_id for sub, _, _ in writes]
+                # keysim extension: the server records who sent a signed suggestion
+                sub.suggestion_signer = user_id if signature is not None else None
+                sub.suggestion_signature = signature
+            served = [w[0].user_id for w in writes]
             self._dequeue(room, served)
             self._notify(room.id, served)
             self._emit("suggested", room.id, served)
@@ -206,6 +213,7 @@ class E2EServerMixin(RoomServerMixin):
             sub.old_room_keys = list(sub.suggested_old_room_keys)
         self._dequeue(room, [user_id])
         sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+        sub.suggestion_signer = sub.suggestion_signature = None
         self._emit("accepted", room_id, [user_id])
 
     def e2e_reject_suggested_group_key(self, user_id: str, room_id: str, *, now: float) -> None:
@@ -213,6 +221,7 @@ class E2EServerMixin(RoomServerMixin):
         _, sub = self._suggestion(user_id, room_id)
         self._enqueue([room_id], user_id, now)
         sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+        sub.suggestion_signer = sub.suggestion_signature = None
 
     def _suggestion(self, user_id: str, room_id: str) -> tuple[Room, Subscription]:
         self.user(user_id)
@@ -264,6 +273,7 @@ class E2EServerMixin(RoomServerMixin):
                 older = sorted(sub.old_room_keys or [], key=lambda k: k.ts, reverse=True)
                 sub.old_room_keys = [OldRoomKey(old_kid, now, sub.e2e_key), *older][:MAX_OLD_ROOM_KEYS]
             sub.e2e_key = sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+            sub.suggestion_signer = sub.suggestion_signature = None
             if uid != user_id and len(queue) < MAX_WAITING_USERS:
                 queue.append(WaitingUser(uid, now))
         room.e2e_key_id = e2e_key_id

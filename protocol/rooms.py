@@ -58,6 +58,9 @@ class Subscription:
     e2e_suggested_key: str | None = None
     old_room_keys: list[OldRoomKey] | None = None
     suggested_old_room_keys: list[OldRoomKey] | None = None
+    #: keysim extension (mitigation ``signed_suggestions``): who signed the suggestion, and how
+    suggestion_signer: str | None = None
+    suggestion_signature: str | None = None
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"rid": self.room_id, "u": {"_id": self.user_id}}
@@ -71,6 +74,9 @@ class Subscription:
             doc["oldRoomKeys"] = [k.to_document() for k in self.old_room_keys]
         if self.suggested_old_room_keys is not None:
             doc["suggestedOldRoomKeys"] = [k.to_document() for k in self.suggested_old_room_keys]
+        if self.suggestion_signature is not None:
+            doc["E2ESuggestedKeySigner"] = self.suggestion_signer
+            doc["E2ESuggestedKeySignature"] = self.suggestion_signature
         return doc
 
 

@@ -83,6 +83,18 @@ class CryptoBackend(abc.ABC):
         """
 
     @abc.abstractmethod
+    def sign(self, private_key: PrivateKey, data: bytes) -> str:
+        """A signature over ``data`` by the key pair (keysim extension: RC signs nothing).
+
+        Used by the opt-in ``signed_suggestions`` mitigation; the real backend uses RSA-PSS with
+        SHA-256 on the user's RSA key.
+        """
+
+    @abc.abstractmethod
+    def verify(self, public_key: str, data: bytes, signature: str) -> bool:
+        """Whether ``signature`` is the key pair's signature over ``data`` (False on garbage)."""
+
+    @abc.abstractmethod
     def encrypt_private_key(
         self, private_key: PrivateKey, *, user_id: str, password: str, entropy: Entropy
     ) -> str:

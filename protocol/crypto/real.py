@@ -32,7 +32,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -260,6 +260,10 @@ def _pbkdf2(password: bytes, salt: bytes, iterations: int) -> bytes:
     return PBKDF2HMAC(hashes.SHA256(), 32, salt, iterations).derive(password)
 
 
+def _pss() -> padding.PSS:
+    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH)
+
+
 def _oaep() -> padding.OAEP:
     # crypto/rsa.ts: RSA-OAEP with hash SHA-256 (WebCrypto uses the same hash for MGF1), no label
     return padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -303,6 +307,21 @@ class RealBackend(CryptoBackend):
         key = _public_key_from_text(public_key).public_numbers()
         members = {"e": codec.int_to_b64url(key.e), "kty": "RSA", "n": codec.int_to_b64url(key.n)}
         return codec.b64url_encode(hashlib.sha256(codec.json_text(members).encode()).digest())
+
+    def sign(self, private_key: PrivateKey, data: bytes) -> str:
+        # keysim extension: RSA-PSS (SHA-256, maximal salt) on the user's RSA key.  A production
+        # design would give the user a separate signing key; WebCrypto will not sign with an
+        # RSA-OAEP key.
+        signature = _rsa_of(private_key).sign(bytes(data), _pss(), hashes.SHA256())
+        return codec.b64encode(signature)
+
+    def verify(self, public_key: str, data: bytes, signature: str) -> bool:
+        try:
+            key = _public_key_from_text(public_key)
+            key.verify(codec.b64decode(signature, "signature"), bytes(data), _pss(), hashes.SHA256())
+        except (InvalidSignature, CryptoError, ValidationError, TypeError, ValueError):
+            return False
+        return True
 
     def encrypt_private_key(
         self, private_key: PrivateKey, *, user_id: str, password: str, entropy: Entropy

@@ -129,6 +129,20 @@ class SymbolicBackend(CryptoBackend):
     def fingerprint(self, public_key: str) -> str:
         return codec.b64url_encode(_h("keysim-sym-fingerprint", _parse_public(public_key)))
 
+    def sign(self, private_key: PrivateKey, data: bytes) -> str:
+        # A record naming the signer's public key.  Like every symbolic record it is unforgeable
+        # by convention only: nothing but sign(), which needs the private key, makes one.
+        pub = _pub_of(_secret_of_private(private_key))
+        return "sym-sig-" + _h("keysim-sym-sig", pub, bytes(data)).hex()
+
+    def verify(self, public_key: str, data: bytes, signature: str) -> bool:
+        try:
+            pub = _parse_public(public_key)
+        except (CryptoError, ValidationError):
+            return False
+        expected = "sym-sig-" + _h("keysim-sym-sig", pub, bytes(data)).hex()
+        return isinstance(signature, str) and hmac.compare_digest(signature, expected)
+
     def encrypt_private_key(
         self, private_key: PrivateKey, *, user_id: str, password: str, entropy: Entropy
     ) -> str:
