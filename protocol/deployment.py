@@ -12,11 +12,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from .adversary import AdversarialServer, Attacks
 from .crypto import CryptoBackend, PrivateKey, get_backend
 from .e2e_client import Client
 from .ledger import KeyLedger
 from .server import Server
 from .settings import Settings
+from .trust import KeyDirectory, Mitigations
 
 __all__ = ["Deployment", "Person"]
 
@@ -41,6 +43,8 @@ class Deployment:
         seed: int = 0,
         settings: Settings | None = None,
         profile: str = "rocketchat",
+        attacks: Attacks | None = None,
+        mitigations: str | Mitigations = "none",
     ) -> None:
         if settings is None:
             settings = Settings(
@@ -51,10 +55,25 @@ class Deployment:
                 enforce_password_fallback=False,
             )
         self._rng = random.Random(seed)
-        self.server = Server(
-            settings, profile=profile, entropy=random.Random(self._rng.getrandbits(64)), policy=policy
-        )
         self.backend = crypto if isinstance(crypto, CryptoBackend) else get_backend(crypto)
+        server_entropy = random.Random(self._rng.getrandbits(64))
+        self.server: Server
+        if attacks is not None and attacks.any:
+            self.server = AdversarialServer(
+                settings,
+                profile=profile,
+                entropy=server_entropy,
+                policy=policy,
+                attacks=attacks,
+                backend=self.backend,
+            )
+        else:
+            self.server = Server(settings, profile=profile, entropy=server_entropy, policy=policy)
+        self.mitigations = (
+            mitigations if isinstance(mitigations, Mitigations) else Mitigations.named(mitigations)
+        )
+        #: fingerprints the people vouch for out of band (used by the mitigations)
+        self.directory = KeyDirectory()
         self.ledger = KeyLedger()
         self.clients: dict[str, Client] = {}
         self.people: dict[str, Person] = {}
@@ -69,6 +88,8 @@ class Deployment:
             self.backend,
             entropy=random.Random(self._rng.getrandbits(64)),
             ledger=self.ledger,
+            mitigations=self.mitigations,
+            directory=self.directory,
         )
         return user_id
 
@@ -82,6 +103,8 @@ class Deployment:
         client.login(person.account_password, now=now)
         if client.random_password is not None and client.state.value == "SAVE_PASSWORD":
             person.e2e_password = client.random_password
+            assert client.public_key is not None  # new keys: the person shares the fingerprint
+            self.directory.publish(user_id, self.backend.fingerprint(client.public_key))
             client.confirm_password_saved()
             if client.recovery_key is not None:
                 person.recovery_key = client.recovery_key

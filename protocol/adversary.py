@@ -1,0 +1,229 @@
+"""A malicious server: Rocket.Chat's server as an attacker who runs it would change it.
+
+Theory of operation.  :class:`AdversarialServer` is a :class:`~protocol.Server` whose operator
+attacks the end-to-end encryption it hosts.  It holds a key pair of its own and may:
+
+* ``substitute_public_keys`` (#42088): hand out its own public key in place of a waiting member's
+  when a holder asks whom to serve.  The holder wraps the room key for the server, which opens it,
+  keeps it, and re-wraps it for the member's real key so that nobody notices.
+* ``plant_suggestions``: store, for a member who waits for a key, a room key of the server's own
+  making under the room's current kid, wrapped for the member's real key.  Suggestions are
+  unauthenticated, so the member accepts it; what it then sends the server can read.
+* ``withhold_queue``: answer "nobody waits" to every holder, so the queue is never served.
+* ``replay_suggestions``: store again, for a member who reset, the key it was served for its old
+  key pair; the member cannot open it, rejects it and is queued again (once per old key).
+
+:class:`Attacker` records what the server obtained.  The opt-in client mitigations of
+:mod:`protocol.trust` stop substitution (fingerprints) and planting (signed suggestions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .crypto import CryptoBackend, RoomKey
+from .entropy import Entropy
+from .errors import CryptoError, ProtocolError
+from .profiles import Profile
+from .server import Server
+from .settings import Settings
+
+__all__ = ["ATTACKS", "AdversarialServer", "Attacker", "Attacks"]
+
+ATTACKS = ("substitute_public_keys", "plant_suggestions", "withhold_queue", "replay_suggestions")
+
+
+@dataclass(frozen=True, slots=True)
+class Attacks:
+    substitute_public_keys: bool = False
+    plant_suggestions: bool = False
+    withhold_queue: bool = False
+    replay_suggestions: bool = False
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, name) for name in ATTACKS)
+
+
+@dataclass(slots=True)
+class Attacker:
+    """The server operator's key pair and loot."""
+
+    backend: CryptoBackend
+    public_key: str
+    private_key: object
+    #: (room id, kid) -> a room key the attacker opened (from a substituted wrap)
+    stolen: dict[tuple[str, str], RoomKey] = field(default_factory=dict)
+    #: (room id, user id) -> the planted wrapped key, and the key itself
+    planted: dict[tuple[str, str], tuple[str, RoomKey]] = field(default_factory=dict)
+    #: (room id, user id, old wrapped key) already replayed
+    replayed: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def rooms_obtained(self) -> set[str]:
+        """Rooms for which the attacker holds a room key: stolen, or planted and accepted."""
+        return {room_id for room_id, _ in self.stolen}
+
+
+class AdversarialServer(Server):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        profile: str | Profile = "rocketchat",
+        entropy: Entropy | None = None,
+        *,
+        policy: str = "queue",
+        attacks: Attacks,
+        backend: CryptoBackend,
+    ) -> None:
+        super().__init__(settings, profile, entropy, policy=policy)
+        self.attacks = attacks
+        pair = backend.generate_key_pair(self.entropy)
+        self.attacker = Attacker(backend, pair.public_key, pair.private_key)
+        #: (room id, user id) -> the last key served to that member, for replays
+        self._served: dict[tuple[str, str], str] = {}
+        #: (room id, member) whose public key the server replaced in an answer
+        self._substituted: set[tuple[str, str]] = set()
+        self._planted_for: set[tuple[str, str, str]] = set()
+
+    # -- key substitution and withholding: who waits, and with which key
+
+    def e2e_get_users_of_room_without_key(self, user_id: str, room_id: str) -> list[dict[str, str]]:
+        if self.attacks.withhold_queue:
+            self._member(room_id, user_id)
+            return []
+        return self._substitute(room_id, super().e2e_get_users_of_room_without_key(user_id, room_id))
+
+    def e2e_fetch_users_waiting_for_group_key(
+        self, user_id: str, room_ids: Sequence[str]
+    ) -> dict[str, list[dict[str, str]]]:
+        if self.attacks.withhold_queue:
+            self.user(user_id)
+            return {}
+        found = super().e2e_fetch_users_waiting_for_group_key(user_id, room_ids)
+        return {rid: self._substitute(rid, users) for rid, users in found.items()}
+
+    def _substitute(self, room_id: str, users: list[dict[str, str]]) -> list[dict[str, str]]:
+        if not self.attacks.substitute_public_keys:
+            return users
+        out = []
+        for user in users:
+            self._substituted.add((room_id, user["_id"]))
+            out.append({"_id": user["_id"], "public_key": self.attacker.public_key})
+        return out
+
+    def e2e_provide_users_suggested_group_keys(
+        self, user_id: str, keys: Mapping[str, Sequence[Mapping[str, Any]]], *, now: float
+    ) -> None:
+        if self.attacks.substitute_public_keys and isinstance(keys, Mapping):
+            keys = {rid: [self._intercept(rid, e) for e in entries] for rid, entries in keys.items()}
+        super().e2e_provide_users_suggested_group_keys(user_id, keys, now=now)
+        if isinstance(keys, Mapping):
+            for rid, entries in keys.items():
+                for entry in entries:
+                    if isinstance(entry, Mapping) and isinstance(entry.get("key"), str):
+                        self._served[(rid, str(entry.get("_id")))] = entry["key"]
+
+    def _intercept(self, room_id: str, entry: Any) -> Any:
+        """Open a key wrapped for the attacker, keep it, re-wrap it for the real member."""
+        if not isinstance(entry, Mapping) or (room_id, entry.get("_id")) not in self._substituted:
+            return entry
+        backend = self.attacker.backend
+        target = self._users.get(str(entry.get("_id")))
+        try:
+            key = backend.unwrap_room_key(entry["key"], self.attacker.private_key)
+        except (CryptoError, ProtocolError, KeyError):
+            return entry
+        self.attacker.stolen[(room_id, key.kid)] = key
+        if target is None or target.e2e_public_key is None:
+            return entry
+        forged = dict(entry)
+        forged["key"] = backend.wrap_room_key(key, target.e2e_public_key, self.entropy)
+        old = []
+        for item in entry.get("oldKeys") or []:
+            try:
+                old_key = backend.unwrap_room_key(item["E2EKey"], self.attacker.private_key)
+            except (CryptoError, ProtocolError, KeyError, TypeError):
+                continue
+            self.attacker.stolen[(room_id, old_key.kid)] = old_key
+            old.append(
+                {**item, "E2EKey": backend.wrap_room_key(old_key, target.e2e_public_key, self.entropy)}
+            )
+        if entry.get("oldKeys"):
+            forged["oldKeys"] = old
+        return forged
+
+    # -- planting and replaying: act whenever somebody is queued
+
+    def _enqueue(self, room_ids: Any, user_id: str, now: float) -> None:
+        room_ids = list(room_ids)
+        super()._enqueue(room_ids, user_id, now)
+        for rid in room_ids:
+            room = self._rooms.get(rid)
+            if room is None or not room.encrypted or user_id not in room.subscriptions:
+                continue
+            if self.attacks.plant_suggestions:
+                self._plant(rid, user_id)
+            if self.attacks.replay_suggestions:
+                self._replay(rid, user_id)
+
+    def _plant(self, room_id: str, user_id: str) -> None:
+        room = self._rooms[room_id]
+        public_key = self._users[user_id].e2e_public_key
+        if room.e2e_key_id is None or public_key is None:
+            return
+        if (room_id, user_id, public_key) in self._planted_for:
+            return  # once per key pair: a refused plant is not retried (it would loop)
+        self._planted_for.add((room_id, user_id, public_key))
+        backend = self.attacker.backend
+        key = RoomKey(room.e2e_key_id, backend.generate_room_key(self.entropy).key)
+        wrapped = backend.wrap_room_key(key, public_key, self.entropy)
+        self.attacker.planted[(room_id, user_id)] = (wrapped, key)
+        sub = room.subscriptions[user_id]
+        sub.e2e_suggested_key = wrapped
+        sub.suggestion_signer = sub.suggestion_signature = None
+        self._notify(room_id, [user_id])
+
+    def _replay(self, room_id: str, user_id: str) -> None:
+        old = self._served.get((room_id, user_id))
+        if old is None or (room_id, user_id, old) in self.attacker.replayed:
+            return
+        self.attacker.replayed.add((room_id, user_id, old))
+        sub = self._rooms[room_id].subscriptions[user_id]
+        sub.e2e_suggested_key = old
+        sub.suggestion_signer = sub.suggestion_signature = None
+        self._notify(room_id, [user_id])
+
+    # -- what the attack achieved
+
+    def planted_accepted(self) -> list[tuple[str, str]]:
+        """(room, user) pairs whose ``E2EKey`` is the key the server planted."""
+        out = []
+        for (room_id, user_id), (wrapped, _) in self.attacker.planted.items():
+            sub = self._rooms[room_id].subscriptions.get(user_id)
+            if sub is not None and sub.e2e_key == wrapped:
+                out.append((room_id, user_id))
+        return out
+
+    def readable_messages(self) -> int:
+        """Messages the server can read with the keys it stole or planted."""
+        backend = self.attacker.backend
+        keys: dict[tuple[str, str], RoomKey] = dict(self.attacker.stolen)
+        for (room_id, _), (_, key) in self.attacker.planted.items():
+            keys.setdefault((room_id, key.kid), key)
+        count = 0
+        for room_id, messages in self._messages.items():
+            for message in messages:
+                if message.content is None:
+                    continue
+                for (rid, _), key in keys.items():
+                    if rid != room_id:
+                        continue
+                    try:
+                        backend.decrypt_message(message.content, key)
+                    except ProtocolError:
+                        continue
+                    count += 1
+                    break
+        return count

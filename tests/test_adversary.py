@@ -1,0 +1,117 @@
+"""A malicious server against Rocket.Chat's protocol as it is, and against the opt-in mitigations.
+
+Each scenario: alice and bob hold a group's key; carol resets her key and logs in again; alice's
+distribution loop serves the queue.  The server attacks on the way.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol import Deployment, check_all
+from protocol.adversary import AdversarialServer, Attacks
+
+T0 = 1_000.0
+
+
+def world(attacks: Attacks, mitigations: str = "none", policy: str = "queue", crypto: str = "symbolic"):  # type: ignore[no-untyped-def]
+    d = Deployment(policy=policy, crypto=crypto, seed=3, attacks=attacks, mitigations=mitigations)
+    server = d.server
+    assert isinstance(server, AdversarialServer)
+    server.attacks = Attacks()  # an honest start: the room is set up and everyone holds its key
+    a, b, c = (d.add_user(n) for n in ("alice", "bob", "carol"))
+    for uid in (a, b, c):
+        d.login(uid, now=T0)
+    rid = d.server.create_private_group(a, "team", [b, c], now=T0 + 1)
+    d.pump(T0 + 1)
+    d.client(a).send(rid, "before the reset, alice", now=T0 + 2)
+    assert all(d.client(u).holds_current_key(rid) for u in (a, b, c))
+    server.attacks = attacks  # ... then the operator turns
+    d.reset(c, now=T0 + 10)
+    d.login(c, now=T0 + 20)
+    d.tick(a, now=T0 + 30)
+    d.client(c).sync(now=T0 + 31)
+    d.pump(T0 + 31)
+    return d, server, rid, (a, b, c)
+
+
+def violations(d: Deployment) -> list[str]:
+    return [str(v) for v in check_all(d.server, d.clients, d.ledger)]
+
+
+@pytest.mark.parametrize("crypto", ["symbolic", "real"])
+def test_key_substitution_steals_the_room_key_from_rocketchat(crypto: str) -> None:
+    d, server, rid, (a, b, c) = world(Attacks(substitute_public_keys=True), crypto=crypto)
+    kid = d.server.room(rid).e2e_key_id
+    assert kid is not None
+    stolen = server.attacker.stolen.get((rid, kid))
+    assert stolen is not None and d.ledger.is_legitimate(rid, kid, stolen)  # the real room key
+    assert d.client(c).holds_current_key(rid)  # ... and carol noticed nothing
+    assert server.readable_messages() >= 1  # the server reads the room's history
+    assert violations(d) == []  # every protocol invariant still holds: the attack is invisible
+
+
+def test_fingerprint_verification_stops_key_substitution() -> None:
+    d, server, rid, (a, b, c) = world(Attacks(substitute_public_keys=True), mitigations="fingerprints")
+    assert server.attacker.stolen == {}
+    assert server.readable_messages() == 0
+    # the holder refused to wrap for a key nobody vouched for: carol still waits (denial of service)
+    assert not d.client(c).holds_current_key(rid)
+    assert d.server.room(rid).is_waiting(c)
+
+
+def test_signed_suggestions_alone_do_not_stop_substitution() -> None:
+    d, server, rid, _ = world(Attacks(substitute_public_keys=True), mitigations="signed")
+    assert server.attacker.stolen  # signatures authenticate the sender, not the receiver's key
+
+
+def test_a_planted_key_is_accepted_by_rocketchat() -> None:
+    d, server, rid, (a, b, c) = world(Attacks(plant_suggestions=True))
+    assert (rid, c) in server.planted_accepted()
+    carol = d.client(c)
+    message_id = carol.send(rid, "carol writes with the planted key", now=T0 + 40)
+    message = next(m for m in d.server.messages(rid) if m.id == message_id)
+    assert d.client(a).decrypt(message) is None  # alice cannot read carol any more
+    assert server.readable_messages() >= 1  # the server can
+    assert any("planted" in v for v in violations(d))  # the invariants see the foreign key
+
+
+def test_signed_suggestions_stop_planting() -> None:
+    d, server, rid, (a, b, c) = world(Attacks(plant_suggestions=True), mitigations="signed")
+    assert server.planted_accepted() == []
+    assert d.client(c).holds_current_key(rid)  # served by alice, signature checked
+    assert server.readable_messages() == 0
+    assert violations(d) == []
+
+
+def test_both_mitigations_stop_both_attacks() -> None:
+    attacks = Attacks(substitute_public_keys=True, plant_suggestions=True)
+    d, server, rid, (a, b, c) = world(attacks, mitigations="both")
+    assert server.attacker.stolen == {} and server.planted_accepted() == []
+    assert server.readable_messages() == 0
+
+
+def test_withholding_the_queue_leaves_the_member_without_key() -> None:
+    d, server, rid, (a, b, c) = world(Attacks(withhold_queue=True))
+    assert not d.client(c).holds_current_key(rid)
+    for t in range(40, 400, 10):
+        d.tick(a, now=T0 + t)
+        d.tick(b, now=T0 + t)
+    assert not d.client(c).holds_current_key(rid)
+    assert violations(d) == []
+
+
+def test_withholding_is_beaten_by_the_key_backup() -> None:
+    d, server, rid, (a, b, c) = world(Attacks(withhold_queue=True), policy="backup")
+    person = d.people[c]
+    assert person.recovery_key is not None
+    d.client(c).restore_from_backup(person.recovery_key, now=T0 + 50)
+    assert d.client(c).holds_current_key(rid)
+
+
+def test_replayed_suggestions_only_delay() -> None:
+    d, server, rid, (a, b, c) = world(Attacks(replay_suggestions=True))
+    # carol was served once before her reset; that old key was replayed to her new key pair
+    assert any(key[0] == rid and key[1] == c for key in server.attacker.replayed)
+    assert d.client(c).holds_current_key(rid)  # rejected, re-queued, then served
+    assert violations(d) == []
