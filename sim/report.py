@@ -54,6 +54,7 @@ __all__ = [
     "ReportError",
     "Results",
     "collect",
+    "format_headline",
     "headline",
     "load_results",
     "make_report",
@@ -63,6 +64,7 @@ __all__ = [
     "plot_metric",
     "plot_online_vs_size",
     "plot_vs_holders",
+    "proportions",
     "server_tables",
 ]
 
@@ -412,13 +414,18 @@ def plot_bars(ax: Axes, results: Results, by: str, metric: str = "restored", at:
         x = mine["_x"] + (i - (len(labels) - 1) / 2) * width
         err = _err(mine)
         ax.bar(x, mine["value"], width, yerr=err, capsize=3, label=str(label))
-    ticks = [", ".join(map(str, row)) for row in points[at].itertuples(index=False)] if at else [""]
-    ax.set_xticks(range(len(points)), ticks)
-    ax.set_xlabel(", ".join(at))
+    if at:
+        ticks = [", ".join(map(str, row)) for row in points[at].itertuples(index=False)]
+        ax.set_xticks(range(len(points)), ticks)
+        ax.set_xlabel(", ".join(at))
+        ax.legend(fontsize=7)
+    else:  # one group of bars: name each bar on the axis
+        positions = [(i - (len(labels) - 1) / 2) * width for i in range(len(labels))]
+        ax.set_xticks(positions, [str(v) for v in labels], rotation=15 if len(labels) > 3 else 0)
+        ax.set_xlabel(by)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction (Wilson 95 %)")
     ax.set_title(METRICS[metric])
-    ax.legend(fontsize=7)
 
 
 def plot_km(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
@@ -657,9 +664,11 @@ def _time(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def _display(results: Results, table: pd.DataFrame) -> pd.DataFrame:
-    """The headline table as text: percentages with their intervals and counts."""
-    out = table[list(results.axes)].astype(str) if results.axes else pd.DataFrame(index=table.index)
+def format_headline(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`headline` as text for people: percentages with their intervals and counts, times
+    with units.  A table of one ungrouped row is turned on its side (one figure per line)."""
+    groups = list(table.columns[: list(table.columns).index("runs")])
+    out = table[groups].astype(str)
     out["runs"], out["resets"] = table["runs"], table["resets"]
     for metric in METRICS:
         k, n, v, lo, hi = (table[f"{metric}_{c}"] for c in ("k", "n", "value", "ci_low", "ci_high"))
@@ -671,7 +680,7 @@ def _display(results: Results, table: pd.DataFrame) -> pd.DataFrame:
         f"{_time(m)} [{_time(lo)}, {_time(hi)}]" if not math.isnan(m) else "n/a"
         for m, lo, hi in zip(table["km_median_s"], table["km_ci_low_s"], table["km_ci_high_s"], strict=True)
     ]
-    if len(out) == 1 and not results.axes:  # one run: a figure per line reads better
+    if len(out) == 1 and not groups:  # one run: a figure per line reads better
         out = out.T.reset_index().set_axis(["figure", "value"], axis=1)
     return out.astype(str)
 
@@ -769,7 +778,7 @@ def make_report(path: Path, out: Path | None = None, fmt: str = "md") -> Path:
         shown = _figures(results, tmp)
         table = headline(results)
         table.to_csv(tmp / "headline.csv", index=False)
-        text = _display(results, table)
+        text = format_headline(table)
         page = _markdown(results, text, shown) if fmt == "md" else _html(results, text, shown, tmp)
         (tmp / f"report.{fmt}").write_text(page, encoding="utf-8")
         if out.exists():
