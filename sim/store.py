@@ -45,6 +45,7 @@ __all__ = [
     "RunStore",
     "read_runs",
     "run_files",
+    "write_durably",
     "write_run_files",
 ]
 
@@ -137,20 +138,27 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def write_durably(path: Path, data: pd.DataFrame | bytes) -> None:
+    """Write a Parquet file or bytes under a temporary name beside ``path``, fsync it, rename it
+    over ``path`` and fsync the directory: after a crash, ``path`` is whole or absent."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            data.to_parquet(tmp, index=False)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for everybody to read
+        _fsync_file(tmp)
+    _fsync_dir(path.parent)
+
+
 def write_run_files(
     out: Path, run_key: str, outcomes: pd.DataFrame, rooms: pd.DataFrame, summary: Mapping[str, Any]
 ) -> None:
     """Write one run's files, each atomically and durably (called in the worker)."""
     text = json.dumps(_json_safe(summary), indent=2, sort_keys=True, allow_nan=False) + "\n"
     paths = run_files(out, run_key)
-    for path, data in zip(paths, (outcomes, rooms, text), strict=True):
-        with atomic_path(path) as tmp:
-            if isinstance(data, pd.DataFrame):
-                data.to_parquet(tmp, index=False)
-            else:
-                tmp.write_text(data, encoding="utf-8")
-            _fsync_file(tmp)
-        _fsync_dir(path.parent)
+    for path, data in zip(paths, (outcomes, rooms, text.encode("utf-8")), strict=True):
+        write_durably(path, data)
 
 
 class RunStore:

@@ -46,9 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import atomic_write_bytes
 from .scenario import SCHEMA, TABLES, Scenario, ScenarioError, load_scenario
-from .store import RunRecord, RunStore
+from .store import RunRecord, RunStore, write_durably
 from .streams import stream_seed
 
 __all__ = [
@@ -438,7 +437,7 @@ def run_sweep(
     out = Path(out)
     with RunStore(out) as store:
         store.clean_temporaries()
-        atomic_write_bytes(out / "sweep.toml", sweep.text)
+        write_durably(out / "sweep.toml", sweep.text)
         finished = store.finished()
         todo = [spec for spec in plan if spec.run_key not in finished]
         done, failed, not_started = 0, [], 0
@@ -515,8 +514,8 @@ def _check_out(out: Path, plan: list[RunSpec]) -> None:
     if foreign:
         raise SweepError(
             "--out",
-            f"{str(out)!r} holds {len(foreign)} runs that are not in this sweep (the sweep file or its "
-            "base scenario changed?); choose another --out",
+            f"{str(out)!r} holds {len(foreign)} runs that this sweep does not plan (an axis value removed, "
+            "the base scenario edited, or keysim's scenario keys changed?); choose another --out",
         )
 
 
