@@ -97,7 +97,7 @@ class Results:
     source: str
     outcomes: pd.DataFrame
     rooms: pd.DataFrame
-    runs: pd.DataFrame  # one row per run: _ID columns and the axis values
+    runs: pd.DataFrame  # one row per run: run_key, replicate, horizon_s, ..., the axis values
     axes: tuple[str, ...]
     notes: tuple[str, ...] = ()
 
@@ -282,19 +282,26 @@ def headline(results: Results, by: Sequence[str] | None = None) -> pd.DataFrame:
     (replicates pooled), and the Kaplan-Meier median time to restore with its 95 % interval in
     seconds (``inf`` when fewer than half are restored by the horizon)."""
     by = list(results.axes if by is None else by)
-    hits = {metric: _hits(results, metric) for metric in METRICS}
-    censored = _censored(results.outcomes)
+    groups = list(_groups(results.runs, by))
+    group_of = {run_key: i for i, (_, runs) in enumerate(groups) for run_key in runs["run_key"]}
+
+    def split(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
+        parts = frame.groupby(frame["run_key"].map(group_of), sort=False)
+        return {int(i): part for i, part in parts}
+
+    outcomes, censored = split(results.outcomes), split(_censored(results.outcomes))
+    hits = {metric: split(_hits(results, metric)) for metric in METRICS}
+    empty = results.outcomes.iloc[:0]
     rows = []
-    for key, runs in _groups(results.runs, by):
-        keys = set(runs["run_key"])
-        outcomes = results.outcomes[results.outcomes["run_key"].isin(keys)]
+    for i, (key, runs) in enumerate(groups):
         row: dict[str, Any] = {**dict(zip(by, key, strict=True)), "runs": len(runs)}
-        row["resets"] = int(outcomes.groupby("run_key")["reset_id"].nunique().sum())
-        for metric, frame in hits.items():
-            mine = frame[frame["run_key"].isin(keys)]
+        row["resets"] = int(outcomes.get(i, empty).groupby("run_key")["reset_id"].nunique().sum())
+        for metric, parts in hits.items():
+            mine = parts.get(i, pd.DataFrame({"hit": []}))
             stats = proportion(int(mine["hit"].sum()), len(mine))
             row.update({f"{metric}_{name}": value for name, value in stats.items()})
-        km = kaplan_meier(censored[censored["run_key"].isin(keys)], math.nan)
+        # restored_at is already filled with each run's horizon, so the horizon argument is unused
+        km = kaplan_meier(censored.get(i, _censored(empty)), math.nan)
         row.update(km_median_s=km["median_s"], km_ci_low_s=km["ci_low_s"], km_ci_high_s=km["ci_high_s"])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -546,9 +553,9 @@ def _subset(results: Results, column: str, value: Any) -> Results:
     )
 
 
-def _save(fig: Figure, folder: Path, name: str) -> str:
+def _show(shown: list[_Shown], fig: Figure, folder: Path, name: str, title: str, caption: str) -> None:
     fig.savefig(folder / name, dpi=110)
-    return name
+    shown.append(_Shown(title, caption, name))
 
 
 def _safe(axis: str) -> str:
@@ -577,79 +584,52 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
     for axis in [a for a in results.axes if a != POLICY]:
         rest = [a for a in results.axes if a != axis]
         hue = rest if rest and results.runs.groupby(rest).ngroups <= MAX_LINES else policy
-        pooled = [a for a in rest if a not in hue]
+        note = f" (pooled over {', '.join(a for a in rest if a not in hue)})" if set(rest) - set(hue) else ""
         fig = Figure(figsize=(14, 4.3), layout="constrained")
         for i, (ax, metric) in enumerate(zip(fig.subplots(1, 3), METRICS, strict=True)):
             plot_metric(ax, results, axis, metric, hue, legend=i == 0)
-        note = f" (pooled over {', '.join(pooled)})" if pooled else ""
         fig.suptitle(f"Restoration against {axis}{note}")
         caption = f"Lines: replicates pooled per point, Wilson 95 % band; dots: single replicates{note}."
-        shown.append(
-            _Shown(
-                f"Restoration against {axis}",
-                caption,
-                _save(fig, folder, f"restoration_vs_{_safe(axis)}.png"),
-            )
-        )
+        _show(shown, fig, folder, f"restoration_vs_{_safe(axis)}.png", f"Restoration against {axis}", caption)
         fig = Figure(figsize=(5.5 * len(policies), 4.2), layout="constrained")
         for ax, value in zip(np.atleast_1d(fig.subplots(1, len(policies))), policies, strict=True):
             plot_km(ax, _subset(results, POLICY, value), [axis])
             ax.set_title(f"policy {value}")
         fig.suptitle(f"Time to restore by {axis} (Kaplan-Meier, censored at the horizon)")
-        shown.append(
-            _Shown(
-                f"Time to restore by {axis}",
-                "Kaplan-Meier curves with 95 % bands.",
-                _save(fig, folder, f"km_by_{_safe(axis)}.png"),
-            )
-        )
+        caption = f"Kaplan-Meier curves with 95 % bands{note}."
+        _show(shown, fig, folder, f"km_by_{_safe(axis)}.png", f"Time to restore by {axis}", caption)
     if policy:
         others = [a for a in results.axes if a != POLICY]
         at = others if others and results.runs.groupby(others).ngroups <= 2 * MAX_LINES else []
         note = f" (pooled over {', '.join(others)})" if others and not at else ""
-        wide = len(at) > 0 and results.runs.groupby(at).ngroups > 3
-        fig = Figure(figsize=(12, 11) if wide else (15, 4.5), layout="constrained")
-        for ax, metric in zip(fig.subplots(3, 1) if wide else fig.subplots(1, 3), METRICS, strict=True):
+        tall = len(at) > 0 and results.runs.groupby(at).ngroups > 3
+        fig = Figure(figsize=(12, 11) if tall else (15, 4.5), layout="constrained")
+        for ax, metric in zip(fig.subplots(3, 1) if tall else fig.subplots(1, 3), METRICS, strict=True):
             plot_bars(ax, results, POLICY, metric, at)
         fig.suptitle(f"Policies side by side{note}")
         caption = f"Bars: replicates pooled, Wilson 95 % interval{note}."
-        shown.append(_Shown("Policies side by side", caption, _save(fig, folder, "policies.png")))
+        _show(shown, fig, folder, "policies.png", "Policies side by side", caption)
     fig = Figure(figsize=(7, 4.3), layout="constrained")
     ax = fig.subplots()
     plot_km(ax, results, policy)
     ax.set_title("Time to restore (Kaplan-Meier, censored at the horizon)")
-    shown.append(
-        _Shown(
-            "Time to restore",
-            "Kaplan-Meier curves with 95 % bands; resets not restored by the horizon are censored there.",
-            _save(fig, folder, "time_to_restore_km.png"),
-        )
-    )
+    caption = "Kaplan-Meier curves with 95 % bands; resets not restored by the horizon are censored there."
+    _show(shown, fig, folder, "time_to_restore_km.png", "Time to restore", caption)
     fig = Figure(figsize=(12, 4.3), layout="constrained")
     left, right = fig.subplots(1, 2)
     plot_vs_holders(left, results, policy)
     left.set_title("Restoration against holders online at relogin")
     plot_online_vs_size(right, results)
     right.set_title("A holder online at relogin, by room size")
-    shown.append(
-        _Shown(
-            "Restoration against holders online",
-            "Right: the analytic curve assumes exponential churn (stationary presence p).",
-            _save(fig, folder, "restored_vs_holders_online.png"),
-        )
-    )
+    caption = "Right: the analytic curve assumes exponential churn (stationary presence p)."
+    _show(shown, fig, folder, "restored_vs_holders_online.png", "Restoration against holders online", caption)
     points = results.runs.groupby(list(results.axes)).ngroups if results.axes else 1
     if points > 1:
         fig = Figure(figsize=(8, min(30.0, 1.5 + 0.32 * points)), layout="constrained")
         _plot_lost_per_point(fig.subplots(), results)
         fig.suptitle("Rooms lost per grid point")
-        shown.append(
-            _Shown(
-                "Rooms lost per grid point",
-                "Encrypted rooms whose current key nobody holds at the horizon.",
-                _save(fig, folder, "rooms_lost_per_point.png"),
-            )
-        )
+        caption = "Encrypted rooms whose current key nobody holds at the horizon."
+        _show(shown, fig, folder, "rooms_lost_per_point.png", "Rooms lost per grid point", caption)
     return shown
 
 
