@@ -84,7 +84,36 @@ def collect(sim: Simulation) -> RunResult:
         lost_timeline=sim.lost_timeline,
         violations=violations,
         stationary_online=getattr(sim, "stationary_online", None),
+        adversary=_adversary(sim),
     )
+
+
+def _adversary(sim: Simulation) -> dict[str, Any] | None:
+    """What a malicious server obtained (None when the server is honest)."""
+    from protocol.adversary import AdversarialServer
+
+    server = sim.server
+    if not isinstance(server, AdversarialServer):
+        return None
+    planted = server.planted_accepted()
+    return {
+        "attacks": [
+            name
+            for name in (
+                "substitute_public_keys",
+                "plant_suggestions",
+                "withhold_queue",
+                "replay_suggestions",
+            )
+            if getattr(server.attacks, name)
+        ],
+        "mitigation": sim.sc.get("adversary.mitigation"),
+        "rooms_with_stolen_keys": len(server.attacker.rooms_obtained()),
+        "room_keys_stolen": len(server.attacker.stolen),
+        "planted_keys_accepted": len(planted),
+        "rooms_with_planted_keys": len({room for room, _ in planted}),
+        "messages_readable_by_server": server.readable_messages(),
+    }
 
 
 def _kids_held(sim: Simulation, room_id: str, user_id: str) -> set[str]:

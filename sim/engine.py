@@ -42,8 +42,10 @@ import simpy
 
 from protocol import Client, E2EEState, ProtocolError, Server, Settings
 from protocol import totp as totp_lib
+from protocol.adversary import ATTACKS, AdversarialServer, Attacks
 from protocol.crypto import CryptoBackend, get_backend
 from protocol.ledger import KeyLedger
+from protocol.trust import KeyDirectory, Mitigations
 
 from .churn import ChurnParams, Presence, PresenceModel, TracePresence
 from .collect import collect
@@ -86,12 +88,28 @@ class Simulation(WorkloadMixin):
             e2e_default_private_rooms=True,
             email_auto_opt_in=False,
         )
-        self.server = Server(
-            settings,
-            profile=scenario.get("simulation.profile"),
-            entropy=stream(self.seed, "server"),
-            policy=self.policy,
-        )
+        adversary = scenario.values["adversary"]
+        self.attacks = Attacks(**{name: bool(adversary[name]) for name in ATTACKS})
+        self.mitigations = Mitigations.named(adversary["mitigation"])
+        self.directory = KeyDirectory()
+        self.server: Server
+        if self.attacks.any:
+            # an honest server while the deployment is set up; the operator turns at time 0
+            self.server = AdversarialServer(
+                settings,
+                profile=scenario.get("simulation.profile"),
+                entropy=stream(self.seed, "server"),
+                policy=self.policy,
+                attacks=Attacks(),
+                backend=self.backend,
+            )
+        else:
+            self.server = Server(
+                settings,
+                profile=scenario.get("simulation.profile"),
+                entropy=stream(self.seed, "server"),
+                policy=self.policy,
+            )
         self.server.listeners.append(self._on_key_event)
         self.presence: PresenceModel = self._make_presence()
         self.user_ids: list[str] = []
@@ -176,7 +194,15 @@ class Simulation(WorkloadMixin):
         entropy = random.Random(
             self._client_seed ^ (u * 0x9E3779B97F4A7C15 & (2**64 - 1)) ^ self.counters["logins"]
         )
-        return Client(self.server, self.user_ids[u], self.backend, entropy=entropy, ledger=self.ledger)
+        return Client(
+            self.server,
+            self.user_ids[u],
+            self.backend,
+            entropy=entropy,
+            ledger=self.ledger,
+            mitigations=self.mitigations,
+            directory=self.directory,
+        )
 
     def establish(self) -> None:
         """Time 0: users with key pairs, rooms whose members all hold the room key."""
@@ -309,6 +335,8 @@ class Simulation(WorkloadMixin):
         if client.state == E2EEState.SAVE_PASSWORD:
             self.e2e_password[u] = client.random_password
             client.confirm_password_saved()
+            assert client.public_key is not None  # new keys: the person shares the fingerprint
+            self.directory.publish(self.user_ids[u], self.backend.fingerprint(client.public_key))
             if client.recovery_key is not None:
                 self.recovery_keys[u] = client.recovery_key
         elif client.state == E2EEState.ENTER_PASSWORD and unlock:
@@ -522,6 +550,11 @@ class Simulation(WorkloadMixin):
             return
         if event == "suggested" and math.isnan(outcome.served_at):
             outcome.served_at = now
+        elif event == "accepted" and self._planted(room_id, user_id):
+            # a key the malicious server made, under the room's kid: the user reads and writes a
+            # room nobody else can read, and is never queued again
+            outcome.restored_via = "planted"
+            del self.open[(u, room_id)]
         elif event in ("accepted", "stored") and self._holds(room_id, user_id):
             outcome.restored_at = now
             if event == "stored":
@@ -534,12 +567,21 @@ class Simulation(WorkloadMixin):
 
     _restoring_from_backup = False
 
+    def _planted(self, room_id: str, user_id: str) -> bool:
+        server = self.server
+        if not isinstance(server, AdversarialServer):
+            return False
+        planted = server.attacker.planted.get((room_id, user_id))
+        return planted is not None and server.room(room_id).subscriptions[user_id].e2e_key == planted[0]
+
     # ------------------------------------------------------------------ running
 
     def run(self) -> RunResult:
         started = time.perf_counter()
         self.recovery_keys = {}
         self.establish()
+        if isinstance(self.server, AdversarialServer):
+            self.server.attacks = self.attacks
         established = time.perf_counter()
         self.schedule_resets()
         self.schedule_traffic()

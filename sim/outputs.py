@@ -98,6 +98,7 @@ def summarize(result: RunResult) -> dict[str, Any]:
         "rooms_lost": proportion(lost, len(encrypted)),
         "time_to_restore_km": kaplan_meier(outcomes, sc.horizon_s),
         "stationary_online": result.stationary_online,
+        "adversary": result.adversary,
         "invariant_violations": result.violations,
         "performance": result.stats,
     }
@@ -123,6 +124,14 @@ def terminal_table(summary: dict[str, Any]) -> str:
         f"  wall {summary['performance'].get('wall_s', 0):.1f} s, "
         f"{summary['performance'].get('events', 0):,} SimPy events",
     ]
+    adversary = summary.get("adversary")
+    if adversary:
+        lines.append(
+            f"  malicious server ({', '.join(adversary['attacks'])}; mitigation {adversary['mitigation']}): "
+            f"keys of {adversary['rooms_with_stolen_keys']} rooms stolen, "
+            f"{adversary['planted_keys_accepted']} planted keys accepted, "
+            f"{adversary['messages_readable_by_server']} messages readable"
+        )
     if summary["invariant_violations"]:
         lines.append(f"  INVARIANT VIOLATIONS: {len(summary['invariant_violations'])}")
     return "\n".join(lines)

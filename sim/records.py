@@ -115,3 +115,5 @@ class RunResult:
     stats: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     stationary_online: float | None = None
+    #: what a malicious server obtained, when the scenario has one
+    adversary: dict[str, Any] | None = None

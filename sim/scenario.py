@@ -150,6 +150,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "traffic": {
         "messages_per_room_day": Key((int, float), 0.0, _non_negative, ""),
     },
+    "adversary": {
+        "substitute_public_keys": Key(bool, False, None, "the server hands out its own key (#42088)"),
+        "plant_suggestions": Key(bool, False, None, "the server plants room keys as suggestions"),
+        "withhold_queue": Key(bool, False, None, "the server tells holders nobody waits"),
+        "replay_suggestions": Key(bool, False, None, "the server replays old suggestions"),
+        "mitigation": Key(str, "none", _one_of("none", "fingerprints", "signed", "both"), "client defences"),
+    },
 }
 
 TABLES: dict[str, dict[str, Key]] = {

@@ -115,3 +115,23 @@ def test_replayed_suggestions_only_delay() -> None:
     assert any(key[0] == rid and key[1] == c for key in server.attacker.replayed)
     assert d.client(c).holds_current_key(rid)  # rejected, re-queued, then served
     assert violations(d) == []
+
+
+def test_simulator_counts_stolen_room_keys_with_and_without_the_mitigation() -> None:
+    from pathlib import Path
+
+    from sim.engine import run_scenario
+    from sim.scenario import load_scenario
+
+    path = Path(__file__).parent.parent / "scenarios" / "adversary.toml"
+    small = {"population.users": 80, "rooms.dms": 30, "rooms.groups": 12, "simulation.horizon_days": 2}
+    figures = {}
+    for mitigation in ("none", "fingerprints"):
+        scenario = load_scenario(path, overrides={**small, "adversary.mitigation": mitigation})
+        result = run_scenario(scenario)
+        assert result.adversary is not None
+        figures[mitigation] = result.adversary
+    assert figures["none"]["rooms_with_stolen_keys"] > 0
+    assert figures["none"]["messages_readable_by_server"] > 0
+    assert figures["fingerprints"]["rooms_with_stolen_keys"] == 0
+    assert figures["fingerprints"]["messages_readable_by_server"] == 0
