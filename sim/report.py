@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from protocol import Server
 
@@ -386,6 +387,8 @@ def plot_metric(
         pooled = proportions(g, ["_x"])
         shift = (i - (len(lines) - 1) / 2) * 0.06 if ticks is not None else 0.0
         x = pooled["_x"] + shift
+        if ticks is not None:  # categories have no order to draw a line along
+            style = {**style, "linestyle": "none"}
         ax.plot(x, pooled["value"], marker="o", label=_label(hue, key), **style)
         if ticks is None:
             ax.fill_between(x, pooled["ci_low"], pooled["ci_high"], color=style["color"], alpha=alpha)
@@ -472,7 +475,9 @@ def plot_vs_holders(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
     ax.set_xlabel("holders online at relogin")
     ax.set_ylabel("fraction restored by the horizon")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if by:
+        ax.legend(fontsize=7)
 
 
 def plot_online_vs_size(ax: Axes, results: Results) -> None:
@@ -485,6 +490,7 @@ def plot_online_vs_size(ax: Axes, results: Results) -> None:
     if table["analytic"].notna().any():
         ax.plot(table["room_size"], table["analytic"], "-", label="1 - (1 - p)^(k - 1)")
     ax.set_xlabel("room size k")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("P(a holder online at relogin)")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
@@ -679,7 +685,7 @@ def _intro(results: Results) -> list[str]:
     if results.axes:
         reps = runs.groupby(list(results.axes)).size()
         count = str(reps.min()) if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
-        lines.append(f"{len(reps)} grid points, {count} replicates each.")
+        lines.append(f"{len(reps)} grid points, {count} replicate{'s' * (count != '1')} each.")
     lines.append(
         "Proportions carry Wilson 95 % intervals and pool the replicates of a grid point. Time to restore runs from "
         "relogin (Kaplan-Meier median with its 95 % interval); resets not restored by the horizon are "
