@@ -96,11 +96,13 @@ class Deployment:
     def client(self, user_id: str) -> Client:
         return self.clients[user_id]
 
-    def login(self, user_id: str, *, now: float, remember_password: bool = True) -> Client:
+    def login(
+        self, user_id: str, *, now: float, remember_password: bool = True, code: str | None = None
+    ) -> Client:
         """Log the person in on its device and unlock E2EE the way a person would: save a newly
-        generated password, or type the remembered one."""
+        generated password, or type the remembered one.  ``code`` is its second factor, if any."""
         client, person = self.clients[user_id], self.people[user_id]
-        client.login(person.account_password, now=now)
+        client.login(person.account_password, now=now, code=code)
         if client.random_password is not None and client.state.value == "SAVE_PASSWORD":
             person.e2e_password = client.random_password
             assert client.public_key is not None  # new keys: the person shares the fingerprint
