@@ -16,8 +16,10 @@ from .adversary import AdversarialServer, Attacks
 from .crypto import CryptoBackend, PrivateKey, get_backend
 from .e2e_client import Client
 from .ledger import KeyLedger
+from .room_server import SubscriptionChanged
 from .server import Server
 from .settings import Settings
+from .transport import FaultModel, Transport
 from .trust import KeyDirectory, Mitigations
 
 __all__ = ["Deployment", "Person"]
@@ -45,6 +47,7 @@ class Deployment:
         profile: str = "rocketchat",
         attacks: Attacks | None = None,
         mitigations: str | Mitigations = "none",
+        faults: FaultModel | None = None,
     ) -> None:
         if settings is None:
             settings = Settings(
@@ -74,6 +77,10 @@ class Deployment:
         )
         #: fingerprints the people vouch for out of band (used by the mitigations)
         self.directory = KeyDirectory()
+        #: the network with faults, or None for a perfect one
+        self.transport: Transport | None = None
+        if faults is not None and faults.any:
+            self.transport = Transport(self.server, faults, random.Random(self._rng.getrandbits(64)))
         self.ledger = KeyLedger()
         self.clients: dict[str, Client] = {}
         self.people: dict[str, Person] = {}
@@ -91,6 +98,7 @@ class Deployment:
             mitigations=self.mitigations,
             directory=self.directory,
         )
+        self.clients[user_id].transport = self.transport
         return user_id
 
     def client(self, user_id: str) -> Client:
@@ -142,16 +150,25 @@ class Deployment:
         return served
 
     def pump(self, now: float) -> int:
-        """Deliver the server's pending pushes to the devices connected now; returns how many
-        were delivered.  Pushes to a user with no connected device are lost, as in RC."""
+        """Deliver the server's pending pushes (and, with a faulty network, whatever held traffic
+        is due) to the devices connected now; returns how many were delivered.  Pushes to a user
+        with no connected device are lost, as in RC."""
         delivered = 0
+        transport = self.transport
         for _ in range(10_000):  # handling a push can cause more pushes; bounded
-            pending = self.server.drain_notifications()
+            if transport is None:
+                pending = self.server.drain_notifications()
+            else:
+                pending = transport.deliver(now) + transport.pushes(now)
             if not pending:
                 return delivered
             for note in pending:
                 client = self.clients.get(note.recipient_id)
-                if client is not None and client.online:
-                    client.notify(note, now=now)
-                    delivered += 1
+                if client is None or not client.online:
+                    continue
+                if transport is not None and isinstance(note, SubscriptionChanged) and transport.crashes():
+                    client.crash()
+                    continue
+                client.notify(note, now=now)
+                delivered += 1
         raise RuntimeError("notification storm: pushes did not settle")

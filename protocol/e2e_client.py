@@ -46,6 +46,7 @@ from .errors import CryptoError, E2EError, ProtocolError
 from .ledger import KeyLedger
 from .rooms import Message
 from .server import Server
+from .transport import Transport
 from .trust import KeyDirectory, Mitigations, suggestion_payload
 
 R = E2ERoomState
@@ -81,6 +82,8 @@ class Client(RecoveryMixin):
         self.backend = backend
         self.entropy = entropy if entropy is not None else default_entropy()
         self.ledger = ledger
+        #: the network to the server for fire-and-forget requests; None is a perfect one
+        self.transport: Transport | None = None
         #: opt-in defences against a malicious server (:mod:`protocol.trust`); none by default
         self.mitigations = mitigations if mitigations is not None else Mitigations()
         self.directory = directory
@@ -270,6 +273,18 @@ class Client(RecoveryMixin):
             self.server.logout(self.user_id, token)
         self._wipe()
 
+    def crash(self) -> None:
+        """The device dies between two steps of a flow: it forgets everything and says nothing
+        to the server, whose session stays open until it expires."""
+        self._wipe()
+
+    def _post(self, at: float, method: str, /, *args: Any, **kwargs: Any) -> None:
+        """A fire-and-forget request, through the transport when there is one."""
+        if self.transport is None:
+            getattr(self.server, method)(*args, **kwargs)
+        else:
+            self.transport.post(method, args, kwargs, now=at)
+
     def _wipe(self) -> None:
         self._local = LocalState()
         self._fire("logout")
@@ -353,7 +368,7 @@ class Client(RecoveryMixin):
         if self.ledger is not None:
             self.ledger.created(session.room_id, key, self.user_id, now)
         wrapped = self.backend.wrap_room_key(key, self._local.public_key, self.entropy)
-        self.server.e2e_update_group_key(self.user_id, session.room_id, self.user_id, wrapped)
+        self._post(now, "e2e_update_group_key", self.user_id, session.room_id, self.user_id, wrapped)
         self._encrypt_key_for_other_participants(session, now)
         return True
 
@@ -369,8 +384,12 @@ class Client(RecoveryMixin):
                 return  # RC: one failed wrap and nothing at all is sent
             entries.append(entry)
         if entries:
-            self.server.e2e_provide_users_suggested_group_keys(
-                self.user_id, {session.room_id: entries}, now=now
+            self._post(
+                now,
+                "e2e_provide_users_suggested_group_keys",
+                self.user_id,
+                {session.room_id: entries},
+                now=now,
             )
 
     def _exported_old_keys(self, room_id: str) -> list[tuple[str, float, RoomKey]]:
@@ -494,10 +513,10 @@ class Client(RecoveryMixin):
             room_id, sub.e2e_suggested_key, sub.suggestion_signer, sub.suggestion_signature
         )
         if signed and self._import_group_key(session, sub.e2e_suggested_key, source, now):
-            self.server.e2e_accept_suggested_group_key(self.user_id, room_id)
+            self._post(now, "e2e_accept_suggested_group_key", self.user_id, room_id)
             self._key_received(session, now)
         else:
-            self.server.e2e_reject_suggested_group_key(self.user_id, room_id, now=now)
+            self._post(now, "e2e_reject_suggested_group_key", self.user_id, room_id, now=now)
 
     def _key_received(self, session: RoomSession, now: float) -> None:
         if self._move(session, R.KEYS_RECEIVED, now):

@@ -75,6 +75,8 @@ class RecoveryMixin:
 
         def _trusted(self, user_id: str, public_key: str) -> bool: ...
 
+        def _post(self, at: float, method: str, /, *args: Any, **kwargs: Any) -> None: ...
+
     # ------------------------------------------------------------------ distribution loop (queue)
 
     def distribution_candidates(self) -> list[str]:
@@ -115,7 +117,7 @@ class RecoveryMixin:
             keys[room_id] = [e for e in entries if e is not None]
         if not any(keys.values()):
             return 0
-        self.server.e2e_provide_users_suggested_group_keys(self.user_id, keys, now=now)
+        self._post(now, "e2e_provide_users_suggested_group_keys", self.user_id, keys, now=now)
         return sum(len(v) for v in keys.values())
 
     def _sample(self, room_ids: list[str], now: float) -> list[str]:
@@ -161,7 +163,7 @@ class RecoveryMixin:
         if backup_public is None:
             return
         wrapped = self.backend.wrap_room_key(key, backup_public, self.entropy)
-        self.server.e2e_backup_upload(self.user_id, room_id, key.kid, wrapped)
+        self._post(now, "e2e_backup_upload", self.user_id, room_id, key.kid, wrapped)
         self._backed_up.add((room_id, key.kid))
 
     def restore_from_backup(self, recovery_key: PrivateKey, *, now: float) -> list[str]:

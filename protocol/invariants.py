@@ -15,6 +15,9 @@ the invariant holds.  Tests, the simulator and ``keysim check`` call :func:`chec
 * :func:`reset_users_recover_properly`: after a reset, a user's first key for a room comes from a
   holder's suggestion, the backup, or a key it created (a room-key reset or a new room), never
   from the server alone.
+* :func:`nobody_silently_lost` (policies ``queue`` and ``backup``): a member with a key pair who
+  lacks a room's current key has a suggestion waiting, waits in the room's queue, or the room is
+  lost (nobody holds its key): nobody is left waiting where no holder will ever look.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .crypto import codec
 from .e2e_client import Client
 from .errors import CryptoError, ProtocolError
 from .ledger import KeyLedger
@@ -33,6 +37,7 @@ __all__ = [
     "check_all",
     "keys_are_legitimate",
     "no_secrets_on_server",
+    "nobody_silently_lost",
     "queue_is_clean",
     "reset_users_recover_properly",
     "stored_keys_open",
@@ -177,6 +182,39 @@ def reset_users_recover_properly(clients: Mapping[str, Client]) -> list[Violatio
     return out
 
 
+def nobody_silently_lost(server: Server) -> list[Violation]:
+    """Every member who could be served is on a path to its key, or the room is lost."""
+    if server.policy == "live":
+        return []  # no queue: a waiting member asks again at its next login
+    out = []
+    for room_id in server.room_ids:
+        room = server.room(room_id)
+        if not room.encrypted or room.e2e_key_id is None:
+            continue
+        holding = {uid for uid, sub in room.subscriptions.items() if _kid(sub.e2e_key) == room.e2e_key_id}
+        if not holding:
+            continue  # lost: only a room-key reset helps, and that is counted, not silent
+        for uid, sub in room.subscriptions.items():
+            if uid in holding or sub.e2e_suggested_key or room.is_waiting(uid):
+                continue
+            if server.user(uid).e2e_public_key is None:
+                continue  # no key pair yet: it is queued when it uploads one
+            out.append(
+                Violation("nobody_silently_lost", f"{uid} lacks the key of {room_id} and waits nowhere")
+            )
+    return out
+
+
+def _kid(wrapped: str | None) -> str | None:
+    if not wrapped:
+        return None
+    try:
+        kid, _ = codec.split_prefixed(wrapped)
+    except ProtocolError:
+        return None
+    return kid
+
+
 def check_all(
     server: Server,
     clients: Mapping[str, Client],
@@ -190,6 +228,7 @@ def check_all(
     out += stored_keys_open(server, clients, ledger)
     if settled:
         out += queue_is_clean(server, clients)
+        out += nobody_silently_lost(server)
     out += keys_are_legitimate(clients, ledger)
     out += reset_users_recover_properly(clients)
     return out

@@ -271,6 +271,13 @@ class Server(E2EServerMixin):
 
     # ------------------------------------------------------------------ state
 
+    def restart(self) -> None:
+        """The server process restarts from its persisted state (the documents): what lived only
+        in memory is gone: pushes not yet sent, and the room-key reset locks (RC's LockMap)."""
+        self._notifications.clear()
+        for room in self._rooms.values():
+            room.reset_locked_until = float("-inf")
+
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """The collections as JSON-serialisable documents with Rocket.Chat's field names."""
         return {"users": [u.to_document() for u in self._users.values()], **self._e2e_dump()}
