@@ -279,9 +279,13 @@ class Client(RecoveryMixin):
         self._wipe()
 
     def _post(self, at: float, method: str, /, *args: Any, **kwargs: Any) -> None:
-        """A fire-and-forget request, through the transport when there is one."""
+        """A fire-and-forget request, through the transport when there is one.  An error answer
+        is only logged by RC's client (``.catch(log)``), so it changes nothing here either."""
         if self.transport is None:
-            getattr(self.server, method)(*args, **kwargs)
+            try:
+                getattr(self.server, method)(*args, **kwargs)
+            except ProtocolError:
+                return
         else:
             self.transport.post(method, args, kwargs, now=at)
 

@@ -195,7 +195,7 @@ def nobody_silently_lost(server: Server) -> list[Violation]:
         if not holding:
             continue  # lost: only a room-key reset helps, and that is counted, not silent
         for uid, sub in room.subscriptions.items():
-            if uid in holding or sub.e2e_suggested_key or room.is_waiting(uid):
+            if uid in holding or (sub.e2e_suggested_key or "").strip() or room.is_waiting(uid):
                 continue
             if server.user(uid).e2e_public_key is None:
                 continue  # no key pair yet: it is queued when it uploads one
