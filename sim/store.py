@@ -19,30 +19,39 @@ and its files replaced by identical ones (a run is a function of its scenario an
 skipped on resume only if its row is ``done`` *and* its three files exist.  Names are the run_key,
 and run_key is the table's primary key, so nothing can be duplicated.
 
+A run's name is its content: ``config_hash`` is the SHA-256 of the canonical JSON of everything
+that determines the run (scenario values with the seed, tables, the files it reads) and run_key
+its first 16 hex digits, so a re-run sweep finds its runs again, and :func:`check_out` refuses a
+directory holding runs the sweep does not plan instead of mixing them in.
+
 Only the parent process writes SQLite (single writer); a worker writes only its own run's files
 and knows nothing of the log.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]
 
 from .atomic import atomic_path
+from .scenario import Scenario
 
 __all__ = [
     "RUN_COLUMNS",
     "RunRecord",
     "RunStore",
+    "check_out",
+    "config_hash",
     "read_runs",
     "run_files",
     "write_durably",
@@ -83,6 +92,24 @@ CREATE TABLE IF NOT EXISTS runs (
 
 #: The three per-run directories and their file suffixes, in the order they are written.
 _KINDS = (("outcomes", ".parquet"), ("rooms", ".parquet"), ("summaries", ".json"))
+
+
+def config_hash(scenario: Scenario) -> str:
+    """SHA-256 of the canonical JSON of everything that determines a run: the scenario's values
+    (seed included), its tables, and the contents of the files it reads."""
+    files = {}
+    for dotted, used in (("churn.trace", "churn.model"), ("rooms.file", "rooms.generator")):
+        if scenario.get(used) in ("trace", "file"):
+            files[dotted] = hashlib.sha256(scenario.resolve(scenario.get(dotted)).read_bytes()).hexdigest()
+    doc = {
+        "values": scenario.values,
+        "explicit_rooms": [asdict(r) for r in scenario.explicit_rooms],
+        "scripted_resets": [asdict(r) for r in scenario.scripted_resets],
+        "classes": [asdict(c) for c in scenario.classes],
+        "files": files,
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def run_files(out: Path, run_key: str) -> tuple[Path, Path, Path]:
@@ -271,3 +298,24 @@ def read_runs(out: Path) -> list[dict[str, Any]]:
         except sqlite3.OperationalError:  # an empty database: the sweep was killed while creating it
             return []
         return [dict(zip(RUN_COLUMNS, row, strict=True)) for row in cursor]
+
+
+def check_out(out: Path, planned: Mapping[str, str]) -> str | None:
+    """Why ``out`` cannot take the sweep whose runs are ``planned`` (run_key -> point_json), or
+    None.  Reads only: called before anything is written."""
+    out = Path(out)
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return f"{str(out)!r} exists and is not a directory"
+    if not (out / "runs.sqlite").is_file():
+        return (
+            f"{str(out)!r} is not empty and holds no sweep (no runs.sqlite)" if any(out.iterdir()) else None
+        )
+    foreign = [row for row in read_runs(out) if planned.get(row["run_key"]) != row["point_json"]]
+    if foreign:
+        return (
+            f"{str(out)!r} holds {len(foreign)} runs that this sweep does not plan (an axis value removed, "
+            "the base scenario edited, or keysim's scenario keys changed?); choose another --out"
+        )
+    return None

@@ -11,7 +11,7 @@ runs or is written.  The plan is a list of :class:`RunSpec`, one per (point, rep
 Seeds are common random numbers: replicate ``r`` of *every* point runs with
 ``stream_seed(sweep.seed, f"replicate-{r}") % 2**31``, so points are compared on the same draws
 (paired comparisons).  A run is a function of its scenario and seed (style guide section 10), so
-its ``run_key`` (the first 16 hex digits of :func:`config_hash`) names it across re-runs of the
+its ``run_key`` (the first 16 hex digits of :func:`sim.store.config_hash`) names it across re-runs of the
 sweep, and ``keysim run BASE --seed S --set k=v ...`` (its recorded ``command``) reproduces it.
 
 Execution goes through the ``concurrent.futures`` interface only: a spawn-context
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import hashlib
 import importlib
 import itertools
 import json
@@ -41,20 +40,19 @@ import time
 import tomllib
 import traceback
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .scenario import SCHEMA, TABLES, Scenario, ScenarioError, load_scenario
-from .store import RunRecord, RunStore, write_durably
+from .scenario import SCHEMA, TABLES, ScenarioError, load_scenario
+from .store import RunRecord, RunStore, check_out, config_hash, write_durably
 from .streams import stream_seed
 
 __all__ = [
     "RunSpec",
     "Sweep",
     "SweepError",
-    "config_hash",
     "execute_run",
     "load_sweep",
     "plan_sweep",
@@ -116,24 +114,6 @@ class RunReport:
 def replicate_seed(root: int, replicate: int) -> int:
     """The seed of replicate ``replicate`` at every grid point (common random numbers)."""
     return stream_seed(root, f"replicate-{replicate}") % 2**31
-
-
-def config_hash(scenario: Scenario) -> str:
-    """SHA-256 of the canonical JSON of everything that determines a run: the scenario's values
-    (seed included), its tables, and the contents of the files it reads."""
-    files = {}
-    for dotted, used in (("churn.trace", "churn.model"), ("rooms.file", "rooms.generator")):
-        if scenario.get(used) in ("trace", "file"):
-            files[dotted] = hashlib.sha256(scenario.resolve(scenario.get(dotted)).read_bytes()).hexdigest()
-    doc = {
-        "values": scenario.values,
-        "explicit_rooms": [asdict(r) for r in scenario.explicit_rooms],
-        "scripted_resets": [asdict(r) for r in scenario.scripted_resets],
-        "classes": [asdict(c) for c in scenario.classes],
-        "files": files,
-    }
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- the sweep file
@@ -243,7 +223,7 @@ def load_sweep(path: str | Path) -> Sweep:
     return Sweep(path, text, base, name, replications, seed, fixed, tuple(axes))
 
 
-def _owner(error_key: str, keys: Iterator[str] | list[str]) -> str | None:
+def _owner(error_key: str, keys: list[str]) -> str | None:
     """The override a ScenarioError is about (``population.classes[0].name`` -> the table)."""
     for key in keys:
         if (
@@ -410,12 +390,60 @@ def open_executor(kind: str, workers: int, scheduler: str | None) -> Iterator[tu
             cluster.close()
 
 
+def _drive(
+    pool: cf.Executor, slots: int, todo: list[RunSpec], store: RunStore, base: str, out: str, bar: Any
+) -> tuple[int, list[tuple[str, str]], int]:
+    """The one submit/wait loop, whatever the executor: returns (done, failed, not started).
+    At most ``2 * slots`` runs are submitted at a time, so the log's 'running' rows are the runs
+    in flight and a short queue keeps every worker busy."""
+    pending: dict[cf.Future[RunReport], RunSpec] = {}
+    queue = iter(todo)
+    done, failed, lost = 0, [], 0
+
+    def submit() -> None:
+        nonlocal lost
+        spec = next(queue, None)
+        if spec is None:
+            return
+        store.start(spec.record, time.time())
+        try:
+            pending[pool.submit(execute_run, base, spec, out)] = spec
+        except cf.BrokenExecutor:  # a worker died (out of memory?): start nothing more
+            lost += 1 + sum(1 for _ in queue)
+
+    try:
+        for _ in range(2 * slots):
+            submit()
+        while pending:
+            ready, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in ready:
+                spec = pending.pop(future)
+                error = future.exception()
+                if error is None:
+                    report = future.result()
+                    store.finish(
+                        spec.run_key, started_at=report.started_at, wall_s=report.wall_s, now=time.time()
+                    )
+                    done += 1
+                else:
+                    text = "".join(traceback.format_exception(error)).strip()
+                    store.fail(spec.run_key, text, time.time())
+                    failed.append((spec.run_key, text))
+                    bar.set_postfix(failed=len(failed))
+                bar.update(1)
+                submit()
+    finally:
+        for future in pending:  # interrupted: these stay 'running' in the log and run next time
+            future.cancel()
+    return done, failed, lost + sum(1 for _ in queue)
+
+
 @dataclass(frozen=True, slots=True)
 class SweepResult:
     total: int
-    skipped: int
+    skipped: int  # finished by an earlier invocation
     done: int
-    failed: list[tuple[str, str]]  # (run_key, error)
+    failed: list[tuple[str, str]]  # (run_key, traceback)
     not_started: int
     wall_s: float
 
@@ -435,88 +463,23 @@ def run_sweep(
 
     clock = time.perf_counter()
     out = Path(out)
+    done, not_started = 0, 0
+    failed: list[tuple[str, str]] = []
     with RunStore(out) as store:
         store.clean_temporaries()
         write_durably(out / "sweep.toml", sweep.text)
         finished = store.finished()
         todo = [spec for spec in plan if spec.run_key not in finished]
-        done, failed, not_started = 0, [], 0
-        bar = tqdm(
-            total=len(plan), initial=len(plan) - len(todo), unit="run", desc=sweep.name, disable=not progress
-        )
+        skipped = len(plan) - len(todo)
+        bar = tqdm(total=len(plan), initial=skipped, unit="run", desc=sweep.name, disable=not progress)
         try:
             if todo:
-                base, target = str(sweep.base.resolve()), str(out.resolve())
                 with open_executor(executor, min(workers, len(todo)), scheduler) as (pool, slots):
-                    pending: dict[cf.Future[RunReport], RunSpec] = {}
-                    queue = iter(todo)
-                    broken = False
-
-                    def submit() -> None:
-                        nonlocal broken
-                        spec = next(queue, None) if not broken else None
-                        if spec is None:
-                            return
-                        store.start(spec.record, time.time())
-                        try:
-                            pending[pool.submit(execute_run, base, spec, target)] = spec
-                        except cf.BrokenExecutor:
-                            broken = True
-
-                    try:
-                        for _ in range(2 * slots):  # a short queue keeps every worker busy
-                            submit()
-                        while pending:
-                            ready, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                            for future in ready:
-                                spec = pending.pop(future)
-                                error = future.exception()
-                                if error is None:
-                                    report = future.result()
-                                    store.finish(
-                                        spec.run_key,
-                                        started_at=report.started_at,
-                                        wall_s=report.wall_s,
-                                        now=time.time(),
-                                    )
-                                    done += 1
-                                else:
-                                    text = "".join(traceback.format_exception(error)).strip()
-                                    store.fail(spec.run_key, text, time.time())
-                                    failed.append((spec.run_key, text))
-                                    bar.set_postfix(failed=len(failed))
-                                bar.update(1)
-                                submit()
-                    finally:
-                        for future in pending:
-                            future.cancel()
-                    not_started = sum(1 for _ in queue)
+                    base, target = str(sweep.base.resolve()), str(out.resolve())
+                    done, failed, not_started = _drive(pool, slots, todo, store, base, target, bar)
         finally:
             bar.close()
-    return SweepResult(
-        len(plan), len(plan) - len(todo), done, failed, not_started, time.perf_counter() - clock
-    )
-
-
-def _check_out(out: Path, plan: list[RunSpec]) -> None:
-    """Refuse an output directory that is not this sweep's (before anything is written)."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise SweepError("--out", f"{str(out)!r} exists and is not a directory")
-    if not (out / "runs.sqlite").is_file():
-        if any(out.iterdir()):
-            raise SweepError("--out", f"{str(out)!r} is not empty and holds no sweep (no runs.sqlite)")
-        return
-    planned = {spec.run_key: spec.record.point_json for spec in plan}
-    with RunStore(out) as store:
-        foreign = [k for k, row in store.rows().items() if planned.get(k) != row["point_json"]]
-    if foreign:
-        raise SweepError(
-            "--out",
-            f"{str(out)!r} holds {len(foreign)} runs that this sweep does not plan (an axis value removed, "
-            "the base scenario edited, or keysim's scenario keys changed?); choose another --out",
-        )
+    return SweepResult(len(plan), skipped, done, failed, not_started, time.perf_counter() - clock)
 
 
 def _default_workers() -> int:
@@ -545,7 +508,9 @@ def sweep_command(
     sweep = load_sweep(path)
     plan = plan_sweep(sweep)
     target = out if out is not None else Path("runs") / "sweeps" / sweep.name
-    _check_out(target, plan)
+    problem = check_out(target, {spec.run_key: spec.record.point_json for spec in plan})
+    if problem:
+        raise SweepError("--out", problem)
     result = run_sweep(
         sweep,
         plan,
