@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -440,3 +441,28 @@ def test_a_directory_with_other_runs_is_refused(
     assert main(["sweep", str(changed), "--out", str(out), "--quiet"]) == 2
     assert "--out: " in capsys.readouterr().err
     assert read_runs(out) == before and (out / "sweep.toml").read_bytes() == path.read_bytes()
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def test_readme_documents_every_key_and_its_example_plans(tmp_path: Path) -> None:
+    from sim.sweep import _SWEEP_KEYS
+
+    text = (REPO / "scenarios" / "README.md").read_text().split("## Sweeps", 1)[1]
+    table = {m for m in re.findall(r"^\| `(?:\[sweep\.)?(\w+)\]?` \|", text, flags=re.M)}
+    assert table >= set(_SWEEP_KEYS)
+    example = re.findall(r"```toml\n(.*?)```", text, flags=re.S)[0]
+    (tmp_path / "example.toml").write_text(
+        example.replace("../baseline.toml", str(REPO / "scenarios" / "baseline.toml"))
+    )
+    plan = plan_sweep(load_sweep(tmp_path / "example.toml"))
+    assert len(plan) == 3 * 5 * 3 * 3
+
+
+def test_sweep_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(option in out for option in ("--out", "--workers", "--executor", "--scheduler", "--quiet"))
