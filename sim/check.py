@@ -81,6 +81,8 @@ class World:
         secret = self.d.server.totp_enable(u0, now=self.now).secret
         self.d.server.totp_validate_temp_token(u0, _totp(secret, self.now), now=self.now)
         self.totp_secret: dict[str, str] = {u0: secret}
+        #: a reset user's previous public key, while a holder's late suggestion for it may arrive
+        self.previous_pub: dict[str, str] = {}
         for uid in self.users:
             self.login(uid)
         self.rooms: list[str] = []
@@ -163,6 +165,13 @@ class _Entropy(random.Random):
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
         return z ^ (z >> 31)
 
+    def _randbelow(self, n: int) -> int:
+        # every choice(), sample() and randrange() lands here: one draw, scaled (Lemire)
+        return (self._next() * n) >> 64
+
+    def choice(self, seq: Any) -> Any:
+        return seq[(self._next() * len(seq)) >> 64]
+
     def getrandbits(self, k: int) -> int:
         if 0 < k <= 64:
             return self._next() >> (64 - k)
@@ -229,11 +238,13 @@ def _member(w: World, i: int, r: int) -> bool:
 
 
 def _op_login(w: World, i: int, r: int) -> list[Violation]:
+    w.previous_pub.pop(w.users[i], None)  # a late suggestion arrives before the next login
     w.login(w.users[i])
     return []
 
 
 def _op_login_wrong(w: World, i: int, r: int) -> list[Violation]:
+    w.previous_pub.pop(w.users[i], None)
     w.login(w.users[i], remember=False)
     client = w.client(i)
     if client.state == E2EEState.ENTER_PASSWORD and client.enter_password("not the password", now=w.now):
@@ -280,7 +291,88 @@ def _op_reset(w: World, i: int, r: int) -> list[Violation]:
                 continue
             what = "no 2FA code" if attempt is None else "a wrong 2FA code"
             return [Violation("two_factor_gate", f"u{i} reset its E2E key with {what}")]
+    previous = w.d.server.user(uid).e2e_public_key
     w.d.reset(uid, now=w.now, code=code)
+    if previous is not None:
+        w.previous_pub[uid] = previous
+    # spec 3.4 (resetUserE2EKey.ts): the key pair is gone, and so is every room key the user had
+    out = []
+    for rid in w.d.server.rooms_of(uid):
+        sub = w.d.server.room(rid).subscriptions[uid]
+        kept = [
+            f
+            for f, v in (
+                ("E2EKey", sub.e2e_key),
+                ("E2ESuggestedKey", sub.e2e_suggested_key),
+                ("oldRoomKeys", sub.old_room_keys),
+            )
+            if v is not None
+        ]
+        if kept:
+            out.append(
+                Violation("reset_forgets_keys", f"after its reset u{i} keeps {', '.join(kept)} in {rid}")
+            )
+    if w.d.server.user(uid).e2e_public_key is not None or w.d.clients[uid].online:
+        out.append(Violation("reset_forgets_keys", f"after its reset u{i} keeps its key pair or a session"))
+    return out
+
+
+def _holder(w: World, r: int) -> int | None:
+    """The first functional member holding room ``r``'s current key (subscription order)."""
+    rid = w.rooms[r]
+    for uid in w.d.server.room(rid).subscriptions:
+        if _holds(w, uid, rid):
+            return w.users.index(uid)
+    return None
+
+
+def _can_deliver_late(w: World, i: int, r: int) -> bool:
+    uid = w.users[i]
+    if uid not in w.previous_pub or w.client(i).online or not _member(w, i, r):
+        return False
+    sub = w.d.server.room(w.rooms[r]).subscriptions[uid]
+    holder = _holder(w, r)
+    return sub.e2e_key is None and holder is not None and holder != i
+
+
+def _op_deliver_late(w: World, i: int, r: int) -> list[Violation]:
+    """A holder's tick fetched u's public key before u reset, and posts only now (RC #32197's
+    loop is asynchronous): a suggestion wrapped for u's previous key pair is stored."""
+    holder = _holder(w, r)
+    assert holder is not None
+    rid, client = w.rooms[r], w.client(holder)
+    session = client.session(rid)
+    assert session is not None and session.key is not None
+    wrapped = w.d.backend.wrap_room_key(session.key, w.previous_pub.pop(w.users[i]), client.entropy)
+    entry = {"_id": w.users[i], "key": wrapped}
+    w.d.server.e2e_provide_users_suggested_group_keys(w.users[holder], {rid: [entry]}, now=w.now)
+    w.d.pump(w.now)
+    return []
+
+
+def _can_push(w: World, i: int, r: int) -> bool:
+    rid = w.rooms[r]
+    if not _holds(w, w.users[i], rid):
+        return False
+    srv = w.d.server
+    return any(
+        s.e2e_key is None and s.e2e_suggested_key is None and srv.user(u).e2e_public_key
+        for u, s in srv.room(rid).subscriptions.items()
+    )
+
+
+def _op_push(w: World, i: int, r: int) -> list[Violation]:
+    """The legacy client's way to hand out a key: ``e2e.updateGroupKey`` for every member
+    without one (spec 3.6, "creator push and the deprecated updateGroupKey for another user")."""
+    rid, client, srv = w.rooms[r], w.client(i), w.d.server
+    session = client.session(rid)
+    assert session is not None and session.key is not None
+    for uid, sub in list(srv.room(rid).subscriptions.items()):
+        public_key = srv.user(uid).e2e_public_key
+        if sub.e2e_key is None and sub.e2e_suggested_key is None and public_key:
+            wrapped = w.d.backend.wrap_room_key(session.key, public_key, client.entropy)
+            srv.e2e_update_group_key(w.users[i], rid, uid, wrapped)
+    w.d.pump(w.now)
     return []
 
 
@@ -417,6 +509,13 @@ OPERATIONS: dict[str, tuple[bool, Guard, Action, str]] = {
         _op_room_key_reset,
         "{u} resets the room key of {r}",
     ),
+    "deliver_late": (
+        True,
+        _can_deliver_late,
+        _op_deliver_late,
+        "a holder's late suggestion for {u}'s previous key pair reaches {r}",
+    ),
+    "push": (True, _can_push, _op_push, "{u} pushes the key of {r} with the deprecated e2e.updateGroupKey"),
     "send": (
         True,
         lambda w, i, r: _functional(w, i, r) and w.client(i).holds_current_key(w.rooms[r]),
@@ -446,10 +545,13 @@ def apply(w: World, op: Op) -> list[Violation]:
     """Apply ``op`` (its guard holds); the explorer-level violations it showed, if any."""
     w.now += STEP_S
     action = OPERATIONS[op.kind][2]
+    suggested = _suggested(w)
     if op.kind in ("login", "login_wrong", "enter_password"):
         before = {r: _live_holders(w, op.user, r) for r in range(len(w.rooms))}
-        return action(w, op.user, 0) or _live_handshake(w, op.user, before)
-    return action(w, op.user, op.room if op.room is not None else 0)
+        out = action(w, op.user, 0) or _live_handshake(w, op.user, before)
+    else:
+        out = action(w, op.user, op.room if op.room is not None else 0)
+    return out if out or op.kind == "push" else _served_left_queue(w, suggested)
 
 
 # ------------------------------------------------------------------------------------- properties
@@ -477,29 +579,62 @@ def check_state(w: World) -> list[Violation]:
     return out
 
 
+def _suggested(w: World) -> set[tuple[str, str]]:
+    return {
+        (rid, uid)
+        for rid in w.rooms
+        for uid, sub in w.d.server.room(rid).subscriptions.items()
+        if sub.e2e_suggested_key is not None
+    }
+
+
+def _served_left_queue(w: World, before: set[tuple[str, str]]) -> list[Violation]:
+    """Spec 3.6: ``provideUsersSuggestedGroupKeys`` takes the users it serves off the queue.
+    (The deprecated ``updateGroupKey`` does not: there only the acceptance dequeues.)"""
+    out = []
+    for rid, uid in _suggested(w) - before:
+        if w.d.server.room(rid).is_waiting(uid):
+            out.append(Violation("served_users_leave_queue", f"{uid} waits in {rid} but was served"))
+    return out
+
+
 def _holds(w: World, uid: str, rid: str) -> bool:
     return w.d.clients[uid].functional and w.d.clients[uid].holds_current_key(rid)
 
 
-def _live_holders(w: World, i: int, r: int) -> bool:
-    """Whether another member online now holds room ``r``'s current key (live policy)."""
+def _live_holders(w: World, i: int, r: int) -> tuple[bool, bool]:
+    """Before a handshake of u{i} in room ``r``: whether another member online holds the key
+    (a live request reaches it, and it answers: ``_provide_key_to_user``), and whether u{i} has
+    another way to the key (an ``E2EKey``, a pending suggestion, or no key yet to get)."""
     rid = w.rooms[r]
     room = w.d.server.room(rid)
-    return any(_holds(w, uid, rid) for uid in room.subscriptions if uid != w.users[i])
+    if w.users[i] not in room.subscriptions or room.e2e_key_id is None:
+        return False, True
+    online = False
+    for uid in room.subscriptions:
+        session = w.d.clients[uid].session(rid)
+        if uid != w.users[i] and w.d.clients[uid].functional and session is not None:
+            online = online or (session.key_id == room.e2e_key_id and session.key is not None)
+    sub = room.subscriptions[w.users[i]]
+    return online, bool(sub.e2e_key or sub.e2e_suggested_key)
 
 
-def _live_handshake(w: World, i: int, before: dict[int, bool]) -> list[Violation]:
+def _live_handshake(w: World, i: int, before: dict[int, tuple[bool, bool]]) -> list[Violation]:
     """``live``: a handshake restores the key iff another member online then held it."""
     client = w.client(i)
     if w.d.server.policy != "live" or not client.functional:
         return []
     out = []
-    for r, holder_online in before.items():
+    for r, (holder_online, other_way) in before.items():
         rid = w.rooms[r]
         if not _member(w, i, r) or w.d.server.room(rid).e2e_key_id is None:
             continue
-        if holder_online and not client.holds_current_key(rid):
-            detail = f"u{i} handshook in {w.names[rid]} while a holder was online, and got no key"
+        holds = client.holds_current_key(rid)
+        if holder_online and not holds:
+            detail = f"u{i} handshook in {rid} while a holder was online, and got no key"
+            out.append(Violation("live_restoration", detail))
+        elif not holder_online and not other_way and holds:
+            detail = f"u{i} got the key of {rid} at its handshake with no holder online"
             out.append(Violation("live_restoration", detail))
     return out
 
@@ -536,25 +671,52 @@ def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
                 detail = f"{uid} is READY in {rid} but never got the key that {holders[0]} holds and serves"
                 out.append(Violation("queue_restores", detail))
     if policy == "backup" and not out:
-        steps.append("everybody logs out; each person alone logs in and restores from its backup")
-        for uid in w.users:
-            if w.d.clients[uid].online:
-                w.d.logout(uid, now=w.now)
-        for uid in w.users:
-            w.now += STEP_S
-            w.login(uid)
-            client, person = w.d.clients[uid], w.d.people[uid]
-            if client.functional and person.recovery_key is not None:
-                client.restore_from_backup(person.recovery_key, now=w.now)
-                w.d.pump(w.now)
-            for rid in w.d.server.rooms_of(uid):
-                kid = w.d.server.room(rid).e2e_key_id
-                if (rid, kid) in acquired[uid] and not _holds(w, uid, rid):
-                    detail = f"{uid} held {rid}'s current key once but did not restore it alone"
-                    out.append(Violation("backup_restores", detail))
-            w.d.logout(uid, now=w.now)
-        out += check_state(w)
+        out += _backup_restores(w, acquired, steps)
     return out, steps
+
+
+def _backup_restores(
+    w: World, acquired: dict[str, set[tuple[str, str]]], steps: list[str]
+) -> list[Violation]:
+    """``backup``: a person who lacks a room key it once held gets it back from its backup,
+    with nobody else online."""
+    srv = w.d.server
+
+    def lacking(uid: str) -> list[str]:
+        return [
+            rid
+            for rid in srv.rooms_of(uid)
+            if (rid, srv.room(rid).e2e_key_id) in acquired[uid]
+            and srv.room(rid).subscriptions[uid].e2e_key is None
+        ]
+
+    needy = [uid for uid in w.users if lacking(uid)]
+    if not needy:
+        return []
+    steps.append(
+        f"everybody logs out; {', '.join(needy)} log in alone, one at a time, and restore from backup"
+    )
+    for uid in w.users:
+        if w.d.clients[uid].online:
+            w.d.logout(uid, now=w.now)
+    out = []
+    for uid in needy:
+        w.now += STEP_S
+        w.login(uid)
+        client, person = w.d.clients[uid], w.d.people[uid]
+        if client.functional and person.recovery_key is not None:
+            client.restore_from_backup(person.recovery_key, now=w.now)
+            w.d.pump(w.now)
+        for rid in srv.rooms_of(uid):
+            if (rid, srv.room(rid).e2e_key_id) in acquired[uid] and not _holds(w, uid, rid):
+                out.append(
+                    Violation(
+                        "backup_restores", f"{uid} held {rid}'s current key once but did not restore it alone"
+                    )
+                )
+        out += check_state(w)
+        w.d.logout(uid, now=w.now)
+    return out
 
 
 # ------------------------------------------------------------------------------- canonical identity
@@ -702,6 +864,7 @@ def _walk(w: World, uix: dict[str, int], rix: dict[str, int]) -> tuple[Any, ...]
                 n.pub(user.e2e_public_key),
                 n.blob(user.e2e_private_key, (person.e2e_password, client.random_password), uid),
                 n.pub(user.e2e_backup_public_key),
+                n.pub(w.previous_pub.get(uid)),
                 tuple((n(t), lt.two_factor_authorized_until is None) for t, lt in user.login_tokens.items()),
                 tuple(rix[r] for r in srv.rooms_of(uid)),
             )
@@ -724,9 +887,13 @@ def _walk(w: World, uix: dict[str, int], rix: dict[str, int]) -> tuple[Any, ...]
         )
         out.append((room.encrypted, n(room.e2e_key_id), waiting, subs))
     if srv.policy == "backup":
-        entries = [(uix[e["userId"]], rix[e["rid"]], e["keys"]) for e in srv.dump()["e2eKeyBackups"]]
+        # the backup store has no public listing: read it (an observer, it changes nothing)
+        store: dict[tuple[str, str], dict[str, str]] = getattr(srv, "_backups")  # noqa: B009
+        # every entry is wrapped for its user's recovery key; which keys matters, and how many
+        # of those no one else refers to (they can come back only as history)
+        entries = [(uix[u], rix[r], keys) for (u, r), keys in store.items()]
         for u, r, keys in sorted(entries, key=lambda e: e[:2]):
-            out.append((u, r, tuple((n(k), *n.wrap(v)) for k, v in keys.items())))
+            out.append((u, r, tuple(sorted(n.known(k) for k in keys))))
     for uid in users:
         client, person = d.clients[uid], d.people[uid]
         sessions = tuple(
@@ -818,13 +985,12 @@ class _Reducers(dict[type, Callable[[Any], Any]]):
     def __missing__(self, cls: type) -> Callable[[Any], Any]:
         if cls is random.Random:  # Random() would first seed itself from the OS
             reducer: Callable[[Any], Any] = _reduce_rng
-        elif (
-            dataclasses.is_dataclass(cls)
-            and not hasattr(cls, "__post_init__")
-            and all(f.init for f in dataclasses.fields(cls))
-        ):
+        elif dataclasses.is_dataclass(cls) and all(f.init for f in dataclasses.fields(cls)):
             names = tuple(f.name for f in dataclasses.fields(cls))
-            reducer = lambda obj: (cls, tuple(getattr(obj, n) for n in names))  # noqa: E731
+            if hasattr(cls, "__post_init__"):  # validated once already: skip the validation
+                reducer = lambda obj: (_build, (cls, names, tuple(getattr(obj, n) for n in names)))  # noqa: E731
+            else:
+                reducer = lambda obj: (cls, tuple(getattr(obj, n) for n in names))  # noqa: E731
         else:
             raise KeyError(cls)
         self[cls] = reducer
@@ -832,6 +998,13 @@ class _Reducers(dict[type, Callable[[Any], Any]]):
 
 
 _REDUCERS = _Reducers()
+
+
+def _build(cls: type, names: tuple[str, ...], values: tuple[Any, ...]) -> Any:
+    obj: Any = object.__new__(cls)
+    for name, value in zip(names, values, strict=True):
+        object.__setattr__(obj, name, value)
+    return obj
 
 
 def _reduce_rng(rng: random.Random) -> tuple[Any, ...]:
