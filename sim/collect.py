@@ -85,7 +85,22 @@ def collect(sim: Simulation) -> RunResult:
         violations=violations,
         stationary_online=getattr(sim, "stationary_online", None),
         adversary=_adversary(sim),
+        faults=_faults(sim),
     )
+
+
+def _faults(sim: Simulation) -> dict[str, Any] | None:
+    """What the faulty network did, and who it left waiting nowhere (None on a perfect one)."""
+    from protocol.invariants import nobody_silently_lost
+
+    if sim.transport is None and not sim.counters.get("server_restarts"):
+        return None
+    counters = dict(sim.transport.counters) if sim.transport is not None else {}
+    return {
+        **counters,
+        "server_restarts": sim.counters.get("server_restarts", 0),
+        "members_silently_lost": len(nobody_silently_lost(sim.server)),
+    }
 
 
 def _adversary(sim: Simulation) -> dict[str, Any] | None:

@@ -45,6 +45,8 @@ from protocol import totp as totp_lib
 from protocol.adversary import ATTACKS, AdversarialServer, Attacks
 from protocol.crypto import CryptoBackend, get_backend
 from protocol.ledger import KeyLedger
+from protocol.room_server import SubscriptionChanged
+from protocol.transport import FaultModel, Transport
 from protocol.trust import KeyDirectory, Mitigations
 
 from .churn import ChurnParams, Presence, PresenceModel, TracePresence
@@ -53,7 +55,7 @@ from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Device, Outcome, RoomStats, 
 from .scenario import Scenario, ScenarioError
 from .streams import stream, stream_seed
 from .topology import RoomSpec, TopologyParams, generate_rooms
-from .workload import WorkloadMixin
+from .workload import WorkloadMixin, _poisson
 
 __all__ = ["OUTCOME_COLUMNS", "ROOM_COLUMNS", "RunResult", "Simulation", "run_scenario"]
 
@@ -92,6 +94,19 @@ class Simulation(WorkloadMixin):
         self.attacks = Attacks(**{name: bool(adversary[name]) for name in ATTACKS})
         self.mitigations = Mitigations.named(adversary["mitigation"])
         self.directory = KeyDirectory()
+        f = scenario.values["faults"]
+        self.faults = FaultModel(
+            request_loss=f["request_loss"],
+            request_duplicate=f["request_duplicate"],
+            request_delay=f["request_delay"],
+            push_loss=f["push_loss"],
+            push_duplicate=f["push_duplicate"],
+            push_delay=f["push_delay"],
+            delay_mean_s=f["delay_mean_seconds"],
+            crash_on_push=f["crash_on_push"],
+        )
+        self.transport: Transport | None = None
+        self._delivery_at: float | None = None
         self.server: Server
         if self.attacks.any:
             # an honest server while the deployment is set up; the operator turns at time 0
@@ -126,7 +141,14 @@ class Simulation(WorkloadMixin):
         self.lost_count = 0
         self.lost_timeline: list[tuple[float, int]] = [(0.0, 0)]
         self.reset_counter = 0
-        self.counters = {"events": 0, "logins": 0, "ticks": 0, "resets": 0, "messages": 0}
+        self.counters = {
+            "events": 0,
+            "logins": 0,
+            "ticks": 0,
+            "resets": 0,
+            "messages": 0,
+            "server_restarts": 0,
+        }
         self._rng_resets = stream(self.seed, "resets")
         self._rng_traffic = stream(self.seed, "traffic")
         self._rng_membership = stream(self.seed, "membership")
@@ -194,7 +216,7 @@ class Simulation(WorkloadMixin):
         entropy = random.Random(
             self._client_seed ^ (u * 0x9E3779B97F4A7C15 & (2**64 - 1)) ^ self.counters["logins"]
         )
-        return Client(
+        client = Client(
             self.server,
             self.user_ids[u],
             self.backend,
@@ -203,6 +225,8 @@ class Simulation(WorkloadMixin):
             mitigations=self.mitigations,
             directory=self.directory,
         )
+        client.transport = self.transport
+        return client
 
     def establish(self) -> None:
         """Time 0: users with key pairs, rooms whose members all hold the room key."""
@@ -361,16 +385,52 @@ class Simulation(WorkloadMixin):
         return client is not None and client.online
 
     def _pump(self, now: float) -> None:
+        """Deliver the server's pushes to the devices online now (through the faulty network, if
+        any); traffic it holds back is delivered by a later event."""
+        transport = self.transport
         for _ in range(1000):
-            pending = self.server.drain_notifications()
+            if transport is None:
+                pending = self.server.drain_notifications()
+            else:
+                pending = transport.deliver(now) + transport.pushes(now)
             if not pending:
-                return
+                break
             for note in pending:
                 u = self.index[note.recipient_id]
                 client = self.devices[u].client
-                if client is not None and client.online:
-                    client.notify(note, now=now)
-        raise RuntimeError("pushes did not settle")
+                if client is None or not client.online:
+                    continue
+                if transport is not None and isinstance(note, SubscriptionChanged) and transport.crashes():
+                    client.crash()  # the device dies before handling the push
+                    continue
+                client.notify(note, now=now)
+        else:
+            raise RuntimeError("pushes did not settle")
+        if transport is not None and transport.next_due is not None:
+            due = transport.next_due
+            if self._delivery_at is None or due < self._delivery_at:
+                self._delivery_at = due
+                self._at(due, self._deliver_held)
+
+    def schedule_restarts(self) -> None:
+        rate = float(self.sc.get("faults.server_restarts_per_day"))
+        rng = stream(self.seed, "restarts")
+        count = _poisson(rng, rate * self.horizon / 86400.0)
+        for t in sorted(rng.uniform(0, self.horizon) for _ in range(count)):
+            self._at(t, self._restart_server)
+
+    def _restart_server(self) -> None:
+        """The server restarts from its documents; connected devices reconnect and resync."""
+        self.counters["server_restarts"] += 1
+        self.server.restart()
+        for dev in self.devices:
+            if dev.client is not None and dev.client.online:
+                dev.client.sync(now=self.now)
+        self._pump(self.now)
+
+    def _deliver_held(self) -> None:
+        self._delivery_at = None
+        self._pump(self.now)
 
     def _at(self, t: float, action: Callable[..., None], *args: Any) -> None:
         """Run ``action(*args)`` at time ``t`` (now if ``t`` is not in the future)."""
@@ -582,6 +642,9 @@ class Simulation(WorkloadMixin):
         self.establish()
         if isinstance(self.server, AdversarialServer):
             self.server.attacks = self.attacks
+        if self.faults.any:  # the network turns faulty once the deployment is set up
+            self.transport = Transport(self.server, self.faults, stream(self.seed, "faults"))
+        self.schedule_restarts()
         established = time.perf_counter()
         self.schedule_resets()
         self.schedule_traffic()

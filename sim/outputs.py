@@ -99,6 +99,7 @@ def summarize(result: RunResult) -> dict[str, Any]:
         "time_to_restore_km": kaplan_meier(outcomes, sc.horizon_s),
         "stationary_online": result.stationary_online,
         "adversary": result.adversary,
+        "faults": result.faults,
         "invariant_violations": result.violations,
         "performance": result.stats,
     }
@@ -131,6 +132,13 @@ def terminal_table(summary: dict[str, Any]) -> str:
             f"keys of {adversary['rooms_with_stolen_keys']} rooms stolen, "
             f"{adversary['planted_keys_accepted']} planted keys accepted, "
             f"{adversary['messages_readable_by_server']} messages readable"
+        )
+    faults = summary.get("faults")
+    if faults:
+        lines.append(
+            f"  faulty network: {faults.get('requests_lost', 0)} requests and {faults.get('pushes_lost', 0)} pushes lost, "
+            f"{faults.get('crashes', 0)} device crashes, {faults['server_restarts']} server restarts; "
+            f"{faults['members_silently_lost']} members left waiting nowhere"
         )
     if summary["invariant_violations"]:
         lines.append(f"  INVARIANT VIOLATIONS: {len(summary['invariant_violations'])}")

@@ -117,3 +117,5 @@ class RunResult:
     stationary_online: float | None = None
     #: what a malicious server obtained, when the scenario has one
     adversary: dict[str, Any] | None = None
+    #: what a faulty network did, when the scenario has one
+    faults: dict[str, Any] | None = None

@@ -150,6 +150,17 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "traffic": {
         "messages_per_room_day": Key((int, float), 0.0, _non_negative, ""),
     },
+    "faults": {
+        "request_loss": Key((int, float), 0.0, _fraction, "fire-and-forget requests lost"),
+        "request_duplicate": Key((int, float), 0.0, _fraction, "... delivered twice"),
+        "request_delay": Key((int, float), 0.0, _fraction, "... held back (reordered)"),
+        "push_loss": Key((int, float), 0.0, _fraction, "server pushes lost"),
+        "push_duplicate": Key((int, float), 0.0, _fraction, "... delivered twice"),
+        "push_delay": Key((int, float), 0.0, _fraction, "... held back (reordered)"),
+        "delay_mean_seconds": Key((int, float), 30.0, _positive, "mean hold-back"),
+        "crash_on_push": Key((int, float), 0.0, _fraction, "a device crashes before handling a push"),
+        "server_restarts_per_day": Key((int, float), 0.0, _non_negative, "the server restarts"),
+    },
     "adversary": {
         "substitute_public_keys": Key(bool, False, None, "the server hands out its own key (#42088)"),
         "plant_suggestions": Key(bool, False, None, "the server plants room keys as suggestions"),
