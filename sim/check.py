@@ -119,23 +119,10 @@ class World:
         return self.d.clients[self.users[i]]
 
     def login(self, uid: str, *, remember: bool = True) -> None:
-        """:meth:`Deployment.login`, plus the TOTP code of a person who has one."""
+        """:meth:`Deployment.login`, with the TOTP code of a person who has one."""
         secret = self.totp_secret.get(uid)
-        if secret is None:
-            self.d.login(uid, now=self.now, remember_password=remember)
-            return
-        # Deployment.login takes no 2FA code: the same steps, with the code (asked for in the
-        # report of issue 6: a ``code=`` parameter on Deployment.login would remove this copy).
-        client, person = self.d.clients[uid], self.d.people[uid]
-        client.login(person.account_password, now=self.now, code=_totp(secret, self.now))
-        if client.random_password is not None and client.state == E2EEState.SAVE_PASSWORD:
-            person.e2e_password = client.random_password
-            client.confirm_password_saved()
-            if client.recovery_key is not None:
-                person.recovery_key = client.recovery_key
-        elif client.state == E2EEState.ENTER_PASSWORD and remember and person.e2e_password:
-            client.enter_password(person.e2e_password, now=self.now)
-        self.d.pump(self.now)
+        code = _totp(secret, self.now) if secret is not None else None
+        self.d.login(uid, now=self.now, remember_password=remember, code=code)
 
     def name(self, text: str) -> str:
         """``text`` with every user and room id replaced by its readable name."""
@@ -879,6 +866,8 @@ def _walk(w: World, uix: dict[str, int], rix: dict[str, int]) -> tuple[Any, ...]
                 n.wrap(s.e2e_suggested_key),
                 n.olds(s.old_room_keys),
                 n.olds(s.suggested_old_room_keys),
+                uix.get(s.suggestion_signer or "", -1),
+                n(s.suggestion_signature),
             )
             for u, s in room.subscriptions.items()
         )
