@@ -1,0 +1,252 @@
+"""Figures that draw on a given matplotlib axes, for reports and notebooks; and the server's
+state as tables (for the protocol walkthrough)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
+
+from protocol import Server
+
+from .results import (
+    METRICS,
+    POLICY,
+    Results,
+    _censored,
+    _groups,
+    _hits,
+    online_vs_size,
+    proportions,
+)
+
+__all__ = [
+    "plot_bars",
+    "plot_km",
+    "plot_metric",
+    "plot_online_vs_size",
+    "plot_vs_holders",
+    "server_tables",
+]
+
+# ---------------------------------------------------------------------------------------- figures
+
+
+def _err(stats: pd.DataFrame) -> Any:
+    """Wilson interval as matplotlib's 2 x n error array (distances below and above)."""
+    value = stats["value"].to_numpy(dtype=float)
+    return np.vstack(
+        [value - stats["ci_low"].to_numpy(dtype=float), stats["ci_high"].to_numpy(dtype=float) - value]
+    )
+
+
+def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    return (
+        ", ".join(
+            f"{k.split('.')[-1]}={v}" if k != POLICY else str(v) for k, v in zip(keys, values, strict=True)
+        )
+        or "all"
+    )
+
+
+def _positions(values: pd.Series) -> tuple[pd.Series, list[Any] | None]:
+    """Numeric axes are plotted on their own scale; others at 0, 1, 2, ... with tick labels."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype(float), None
+    order = sorted(values.unique(), key=str)
+    return values.map({v: i for i, v in enumerate(order)}).astype(float), order
+
+
+def _styles(hue: Sequence[str], keys: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Colour by the non-policy part of a line's key, line style by its policy."""
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    dashes = ["-", "--", ":", "-."]
+    at = hue.index(POLICY) if POLICY in hue and len(hue) > 1 else None
+    rest = sorted({k[:at] + k[at + 1 :] if at is not None else k for k in keys}, key=str)
+    policies = sorted({k[at] for k in keys}, key=str) if at is not None else []
+    out = []
+    for k in keys:
+        base = k[:at] + k[at + 1 :] if at is not None else k
+        style = dashes[policies.index(k[at]) % len(dashes)] if at is not None else "-"
+        out.append({"color": colors[rest.index(base) % len(colors)], "linestyle": style})
+    return out
+
+
+def plot_metric(
+    ax: Axes,
+    results: Results,
+    axis: str,
+    metric: str = "restored",
+    hue: Sequence[str] = (),
+    *,
+    legend: bool = True,
+) -> None:
+    """``metric`` against ``axis``, one line per value of ``hue`` (other axes pooled): the pooled
+    fraction with its Wilson 95 % band, and each replicate's fraction as a dot."""
+    rows = _hits(results, metric)
+    if rows.empty:
+        return
+    x_all, ticks = _positions(rows[axis])
+    rows = rows.assign(_x=x_all)
+    lines = list(_groups(rows, list(hue)))
+    styles = _styles(hue, [key for key, _ in lines])
+    alpha = 0.2 if len(lines) <= 3 else 0.1
+    for i, ((key, g), style) in enumerate(zip(lines, styles, strict=True)):
+        pooled = proportions(g, ["_x"])
+        shift = (i - (len(lines) - 1) / 2) * 0.06 if ticks is not None else 0.0
+        x = pooled["_x"] + shift
+        if ticks is not None:  # categories have no order to draw a line along
+            style = {**style, "linestyle": "none"}
+        ax.plot(x, pooled["value"], marker="o", label=_label(hue, key), **style)
+        if ticks is None:
+            ax.fill_between(x, pooled["ci_low"], pooled["ci_high"], color=style["color"], alpha=alpha)
+        else:
+            err = _err(pooled)
+            ax.errorbar(x, pooled["value"], yerr=err, fmt="none", ecolor=style["color"], capsize=3)
+        spread = proportions(g, ["_x", "run_key"])
+        ax.plot(spread["_x"] + shift, spread["value"], ".", color=style["color"], alpha=0.45, markersize=5)
+    if ticks is not None:
+        ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+    elif rows["_x"].nunique() <= 12:
+        ax.set_xticks(sorted(rows["_x"].unique()))
+    ax.set_xlabel(axis)
+    ax.set_ylabel("fraction of encrypted rooms" if metric == "rooms_lost" else "fraction of (reset, room)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(METRICS[metric])
+    if hue and legend:
+        ax.legend(fontsize=7)
+
+
+def plot_bars(ax: Axes, results: Results, by: str, metric: str = "restored", at: Sequence[str] = ()) -> None:
+    """``metric`` for each value of ``by`` side by side (bars with Wilson 95 % intervals), at each
+    point of the columns ``at`` (everything else pooled)."""
+    at = list(at)
+    points = results.runs[at].drop_duplicates().sort_values(at) if at else pd.DataFrame(index=[0])
+    points = points.assign(_x=np.arange(len(points)))
+    stats = proportions(_hits(results, metric), [*at, by])
+    stats = stats.merge(points, on=at) if at else stats.assign(_x=0)
+    labels = sorted(results.runs[by].unique(), key=str)
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        mine = stats[stats[by] == label]
+        x = mine["_x"] + (i - (len(labels) - 1) / 2) * width
+        err = _err(mine)
+        ax.bar(x, mine["value"], width, yerr=err, capsize=3, label=str(label))
+    if at:
+        ticks = [", ".join(map(str, row)) for row in points[at].itertuples(index=False)]
+        ax.set_xticks(range(len(points)), ticks)
+        ax.set_xlabel(", ".join(at))
+        ax.legend(fontsize=7)
+    else:  # one group of bars: name each bar on the axis
+        positions = [(i - (len(labels) - 1) / 2) * width for i in range(len(labels))]
+        ax.set_xticks(positions, [str(v) for v in labels], rotation=15 if len(labels) > 3 else 0)
+        ax.set_xlabel(by)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction (Wilson 95 %)")
+    ax.set_title(METRICS[metric])
+
+
+def plot_km(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
+    """Kaplan-Meier curves of the time from relogin to restoration, one per group of ``by``,
+    with their 95 % bands; resets not restored by their run's horizon are censored there."""
+    from lifelines import KaplanMeierFitter  # type: ignore[import-untyped]
+
+    for key, g in _groups(_censored(results.outcomes), list(by)):
+        if g.empty:
+            continue
+        hours = (g["restored_at"] - g["relogin_at"]).clip(lower=0.0) / 3600.0
+        kmf = KaplanMeierFitter().fit(hours, event_observed=g["restored"].astype(bool))
+        sf, ci = kmf.survival_function_.iloc[:, 0], kmf.confidence_interval_survival_function_
+        (line,) = ax.step(sf.index, sf.to_numpy(), where="post", label=f"{_label(by, key)} (n={len(g)})")
+        ax.fill_between(
+            ci.index, ci.iloc[:, 0], ci.iloc[:, 1], step="post", color=line.get_color(), alpha=0.15
+        )
+    ax.set_xlabel("hours since relogin")
+    ax.set_ylabel("fraction not yet restored")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+
+
+def plot_vs_holders(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
+    """The fraction restored against the number of holders online at relogin (Wilson 95 %)."""
+    for key, g in _groups(_hits(results, "restored"), list(by)):
+        stats = proportions(g, ["holders_online_at_relogin"])
+        err = _err(stats)
+        ax.errorbar(
+            stats["holders_online_at_relogin"],
+            stats["value"],
+            yerr=err,
+            fmt="o-",
+            capsize=3,
+            label=_label(by, key),
+        )
+    ax.set_xlabel("holders online at relogin")
+    ax.set_ylabel("fraction restored by the horizon")
+    ax.set_ylim(-0.02, 1.02)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if by:
+        ax.legend(fontsize=7)
+
+
+def plot_online_vs_size(ax: Axes, results: Results) -> None:
+    """At least one holder online at relogin against room size, simulated beside analytic."""
+    table = online_vs_size(results)
+    err = _err(table)
+    ax.errorbar(
+        table["room_size"], table["value"], yerr=err, fmt="o", capsize=3, label="simulated (Wilson 95 %)"
+    )
+    if table["analytic"].notna().any():
+        ax.plot(table["room_size"], table["analytic"], "-", label="1 - (1 - p)^(k - 1)")
+    ax.set_xlabel("room size k")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("P(a holder online at relogin)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+
+
+def server_tables(server: Server) -> dict[str, pd.DataFrame]:
+    """Excerpts of ``Server.dump()`` for people to read: users, rooms, subscriptions (which
+    key each member holds or is offered) and the queue (``usersWaitingForE2EKeys``)."""
+    dump = server.dump()
+    names = {u["_id"]: u["username"] for u in dump["users"]}
+    rooms = {r["_id"]: r for r in dump["rooms"]}
+    users = [
+        {"user": u["username"], "totp": u["services"]["totp"]["enabled"], "e2e keys": bool(u.get("e2e"))}
+        for u in dump["users"]
+    ]
+    room_rows = [
+        {
+            "room": r["name"],
+            "t": r["t"],
+            "encrypted": r["encrypted"],
+            "e2eKeyId": (r.get("e2eKeyId") or "")[:8],
+            "waiting": len(r.get("usersWaitingForE2EKeys") or []),
+        }
+        for r in dump["rooms"]
+    ]
+    subs = [
+        {
+            "room": rooms[s["rid"]]["name"],
+            "user": names[s["u"]["_id"]],
+            "E2EKey": "E2EKey" in s,
+            "E2ESuggestedKey": "E2ESuggestedKey" in s,
+            "oldRoomKeys": len(s.get("oldRoomKeys") or []),
+        }
+        for s in dump["subscriptions"]
+    ]
+    queue = [
+        {"room": r["name"], "user": names[w["userId"]], "since": w["ts"]}
+        for r in dump["rooms"]
+        for w in r.get("usersWaitingForE2EKeys") or []
+    ]
+    return {
+        "users": pd.DataFrame(users),
+        "rooms": pd.DataFrame(room_rows),
+        "subscriptions": pd.DataFrame(subs),
+        "queue": pd.DataFrame(queue, columns=["room", "user", "since"]),
+    }
