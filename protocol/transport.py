@@ -135,20 +135,16 @@ class Transport:
         """Send a fire-and-forget request; the server may see it never, once, twice, or later."""
         if method not in FIRE_AND_FORGET:
             raise ValidationError("error-invalid-params", f"{method} is not a fire-and-forget request")
-        f = self.faults
         self.counters["requests"] += 1
-        if self._rng.random() < f.request_loss:
-            self.counters["requests_lost"] += 1
+        f = self.faults
+        fate = self._fate("requests", f.request_loss, f.request_duplicate, f.request_delay)
+        if fate is None:
             return
-        copies = 1
-        if self._rng.random() < f.request_duplicate:
-            copies = 2
-            self.counters["requests_duplicated"] += 1
-        if self._rng.random() < f.request_delay:
-            self.counters["requests_delayed"] += 1
+        copies, delayed = fate
+        if delayed:
             self._hold(now, "request", (method, args, kwargs, copies))
-            return
-        self._call(method, args, kwargs, copies)
+        else:
+            self._call(method, args, kwargs, copies)
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], copies: int) -> None:
         call: Callable[..., Any] = getattr(self.server, method)
@@ -168,19 +164,29 @@ class Transport:
         out: list[Notification] = []
         for note in self.server.drain_notifications():
             self.counters["pushes"] += 1
-            if self._rng.random() < f.push_loss:
-                self.counters["pushes_lost"] += 1
+            fate = self._fate("pushes", f.push_loss, f.push_duplicate, f.push_delay)
+            if fate is None:
                 continue
-            copies = 1
-            if self._rng.random() < f.push_duplicate:
-                copies = 2
-                self.counters["pushes_duplicated"] += 1
-            if self._rng.random() < f.push_delay:
-                self.counters["pushes_delayed"] += 1
+            copies, delayed = fate
+            if delayed:
                 self._hold(now, "push", (note, copies))
-                continue
-            out += [note] * copies
+            else:
+                out += [note] * copies
         return out
+
+    def _fate(self, kind: str, loss: float, duplicate: float, delay: float) -> tuple[int, bool] | None:
+        """Lost (None), or how many copies arrive and whether they are held back."""
+        if self._rng.random() < loss:
+            self.counters[f"{kind}_lost"] += 1
+            return None
+        copies = 1
+        if self._rng.random() < duplicate:
+            copies = 2
+            self.counters[f"{kind}_duplicated"] += 1
+        delayed = self._rng.random() < delay
+        if delayed:
+            self.counters[f"{kind}_delayed"] += 1
+        return copies, delayed
 
     def crashes(self) -> bool:
         """Whether the device receiving a push now crashes instead (``crash_on_push``)."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "write_with"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "replace_dir", "write_with"]
 
 
 @contextlib.contextmanager
@@ -45,3 +46,19 @@ def write_with(path: Path, writer: Callable[[Path], None]) -> None:
     """Let ``writer`` fill a temporary file, then move it into place."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def replace_dir(complete: Path, out: Path) -> None:
+    """Move the finished directory ``complete`` to ``out``, replacing an old ``out``.
+
+    The old directory is first renamed aside, so at every moment ``out`` is either the old
+    version or the new one (never a mixture), and the old one is removed last.
+    """
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(complete, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(complete, out)

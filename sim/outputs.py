@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
+from .atomic import replace_dir
 from .engine import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
 
 __all__ = ["outcomes_frame", "rooms_frame", "summarize", "terminal_table", "write_run"]
@@ -191,14 +191,7 @@ def write_run(result: RunResult, out: Path, *, plots: bool = True) -> dict[str, 
 
             (tmp / "plots").mkdir()
             plot_run(result, summary, tmp / "plots")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ import pandas as pd  # type: ignore[import-untyped]
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .atomic import replace_dir
 from .figures import (
     _err,
     _label,
@@ -312,14 +312,7 @@ def make_report(path: Path, out: Path | None = None, fmt: str = "md") -> Path:
         text = format_headline(table)
         page = _markdown(results, text, shown) if fmt == "md" else _html(results, text, shown, tmp)
         (tmp / f"report.{fmt}").write_text(page, encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out / f"report.{fmt}"
