@@ -175,3 +175,18 @@ def test_fault_model_validates() -> None:
     assert "request_loss" in str(exc.value)
     with pytest.raises(ValidationError):
         FaultModel(delay_mean_s=0)
+
+
+def test_fault_injection_scenario_runs_with_invariants_checked() -> None:
+    from pathlib import Path
+
+    from sim.engine import run_scenario
+    from sim.scenario import load_scenario
+
+    path = Path(__file__).parent.parent / "scenarios" / "faults.toml"
+    small = {"population.users": 150, "rooms.dms": 60, "rooms.groups": 25, "simulation.horizon_days": 2}
+    result = run_scenario(load_scenario(path, overrides=small), check_invariants=True)
+    assert result.faults is not None
+    assert result.faults["requests_lost"] > 0 and result.faults["server_restarts"] >= 0
+    assert result.violations == [], result.violations
+    assert any(row["restored"] for row in result.outcomes)
