@@ -1,34 +1,41 @@
-"""``keysim check``: exhaustive small-scope exploration of the E2EE key lifecycle.
+"""``keysim check``: every interleaving of the E2EE key lifecycle within a small scope.
 
-Theory of operation.  A *world* is a :class:`protocol.Deployment` (symbolic crypto) with N users
-and M rooms made at the start, every user logged in.  From it the explorer applies every enabled
-operation of :data:`OPERATIONS` (the operation set of ``tests/test_e2e_stateful.py``) to every
-state, **breadth-first**, so the first violation found has a shortest trace.  Time advances by
-:data:`STEP_S` per operation; ``now`` is part of neither the state's identity nor the properties.
+Theory of operation.  A *world* is a :class:`protocol.Deployment` (symbolic crypto) with N users,
+all logged in, and M rooms made at the start (a group of everyone owned by u0, then DMs, then
+two-member groups); u0 has TOTP.  :func:`explore` applies every enabled operation of
+:data:`OPERATIONS` to every state, **breadth-first**, so the first violation found has a shortest
+trace.  Each operation advances time by :data:`STEP_S`; ``now`` is part of neither the state's
+identity nor any property.
 
-* Identity.  States are deduplicated by :func:`canonical`, a walk of the server's documents, each
-  client's local state, the people and the key ledger in a fixed order in which every random name
-  (key tokens, kids, login tokens, passwords, message ids) is replaced by the order of its first
-  appearance, and every structured ciphertext is split into the names it binds (a wrapped key into
-  kid, recipient and room secret; a private-key blob into key pair and password).  Two states that
-  differ only by random names are equal; timestamps are left out.
-* Safety.  After every step: :func:`protocol.check_all`, every logged-in member reads every
-  message whose key it holds (and must read what was sent), and for a person with TOTP a reset with
-  no code and with a wrong code must be refused before the real reset goes through.
-* Liveness (the "eventually" properties), checked from every new state on a copy:
-  ``queue``/``backup``: after a settle (every functional client ticks and syncs, twice), in every
-  room with a key, either no functional member holds it or all do (spec section 4);
-  ``backup``: with everyone else logged out, each person logs in alone, restores with its recovery
-  key, and holds every room's current key it ever held; ``live``: checked at each handshake (a
-  login, an unlock, a join): the member gets the key iff another member online then holds it.
+* Operations: those of ``tests/test_e2e_stateful.py`` (log in, log out, wrong password, change
+  password, reset, join, leave, tick, accept, room-key reset, send) plus two paths RC has that
+  the state machine lacks: a holder's suggestion that arrives after the member reset (RC #32197's
+  loop fetches, then posts: a reset can fall between) and the deprecated ``e2e.updateGroupKey``.
+  Guards skip only certain no-ops; a room-key reset is offered as RC's UI offers it (#33328).
+* Identity (:func:`canonical`): a walk of the server's documents, each client's device state,
+  the people and the key ledger in a fixed order, in which every random name (tokens, kids,
+  passwords, ids) becomes the order of its first appearance and every ciphertext is split into the
+  names it binds (a wrapped key: kid, recipient, room secret; a private-key blob: key pair,
+  password).  Timestamps are left out, and so are three things that cannot change what happens
+  next: messages (every send is checked when it happens), history about keys nothing refers to
+  any more, and which user is which among users the initial rooms treat alike (u1 and u2 with a
+  group and a DM u1+u2: the state is the set of its walks under those permutations).
+* Safety, after every step: :func:`protocol.check_all`; every reader of a message reads what was
+  sent; a person with TOTP is refused a reset without a code or with a wrong one; a reset forgets
+  the user's keys (spec 3.4); a suggestion stored by ``provideUsersSuggestedGroupKeys`` takes its
+  user off the queue (spec 3.6); under ``live``, a handshake (login, unlock, join) yields the key
+  iff another member online then held it.
+* Liveness, from every new state (each is the end of some trace): ``queue`` and ``backup``: after
+  a settle (every functional client ticks and syncs, twice) each room's current key is held by all
+  of its functional members or by none (spec section 4); ``backup``: with everybody else logged
+  out, a person who lacks a current key it once held logs in alone and restores it.
 
-Randomness: every entropy source is reseeded from the trace before each operation, so a state is a
-function of its trace; a state is stored as its trace and rebuilt by replay when expanded.
+A state is stored as its trace and rebuilt by replaying it from a snapshot of the initial world;
+entropy sources are part of the snapshot, so a state is a function of its trace.
 """
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import io
 import itertools
@@ -55,14 +62,26 @@ from protocol import (
 )
 from protocol.crypto import RoomKey, SymbolicBackend, codec
 
-__all__ = ["OPERATIONS", "STEP_S", "CheckResult", "Op", "World", "canonical", "explore"]
+__all__ = [
+    "OPERATIONS",
+    "STEP_S",
+    "CheckResult",
+    "Op",
+    "World",
+    "apply",
+    "canonical",
+    "describe",
+    "enabled_ops",
+    "explore",
+]
 
 #: seconds per operation: longer than the room-key reset lock (10 s, ``e2e.resetRoomKey``)
 STEP_S = 11.0
-#: the first ``now`` (2026-01-01): TOTP codes are computed for a realistic clock
+#: the first ``now`` (2026-01-01): TOTP codes are those of a realistic clock
 T0 = 1_767_225_600.0
+#: the symbolic backend's wrapped-key record starts so (protocol/crypto/symbolic.py)
 _WRAP_MAGIC = b"KSYMWRAP"
-MESSAGES_IN_STATE = False  # the symbolic backend's wrapped-key record (protocol/crypto/symbolic.py)
+MAX_USERS = 6
 
 
 # ---------------------------------------------------------------------------------------- the world
@@ -72,21 +91,22 @@ class World:
     """A deployment plus what the explorer needs to drive it: names, the clock, a TOTP secret."""
 
     def __init__(self, users: int, rooms: int, policy: str, *, seed: int = 0) -> None:
+        plan = _room_plan(users, rooms)
         self.d = Deployment(policy=policy, crypto="symbolic", seed=seed)
         self.users = [self.d.add_user(f"u{i}") for i in range(users)]
         self.now = T0
-        # u0 has TOTP, so that the 2FA gate on resets is exercised (Deployment's settings
-        # disable the password fallback: without a factor every reset would pass unchecked).
+        # u0 has TOTP: Deployment's settings disable the password fallback, so without a factor
+        # every reset would pass the 2FA gate unchecked.
         u0 = self.users[0]
         secret = self.d.server.totp_enable(u0, now=self.now).secret
         self.d.server.totp_validate_temp_token(u0, _totp(secret, self.now), now=self.now)
-        self.totp_secret: dict[str, str] = {u0: secret}
+        self.totp_secret = {u0: secret}
         #: a reset user's previous public key, while a holder's late suggestion for it may arrive
         self.previous_pub: dict[str, str] = {}
         for uid in self.users:
             self.login(uid)
         self.rooms: list[str] = []
-        for owner, members in _room_plan(users, rooms):
+        for owner, members in plan:
             ids = [self.users[i] for i in members]
             if owner is None:
                 rid = self.d.server.create_direct_message(ids[0], ids[1], now=self.now)
@@ -103,17 +123,15 @@ class World:
             self.names[rid] = room.name if room.t == "p" else "dm " + room.name
 
     def _small_entropy(self, seed: int) -> None:
-        """Give every entropy source a generator with a one-word state, so that a snapshot of a
-        world is a few kilobytes (a Mersenne Twister pickles 625 words).  Deployment offers no
-        way to choose the generator, so two private references are reassigned here."""
+        """Give every entropy source a generator with a one-word state: a snapshot is then a few
+        kilobytes (a Mersenne Twister pickles 625 words).  Deployment has no way to choose the
+        generator, so two private references are reassigned here."""
         d = self.d
-        sources = [d.server.entropy, *(c.entropy for c in d.clients.values())]
-        fresh = {id(src): _Entropy(seed * 1_000_003 + k) for k, src in enumerate(sources)}
-        d.server.entropy = fresh[id(d.server.entropy)]
-        d.server.twofactor._entropy = d.server.entropy
-        d._rng = _Entropy(seed)
-        for client in d.clients.values():
-            client.entropy = fresh[id(client.entropy)]
+        d.server.entropy = _Entropy(seed * 1_000_003)
+        d.server.twofactor._entropy = d.server.entropy  # the same source, as Server made it
+        d._rng = _Entropy(seed)  # only add_user draws from it
+        for k, client in enumerate(d.clients.values(), 1):
+            client.entropy = _Entropy(seed * 1_000_003 + k)
 
     def client(self, i: int) -> Client:
         return self.d.clients[self.users[i]]
@@ -135,16 +153,13 @@ _MASK64 = (1 << 64) - 1
 
 
 class _Entropy(random.Random):
-    """splitmix64 (Steele, Lea and Flood 2014) behind :class:`random.Random`'s interface: every
-    method of ``Random`` draws from :meth:`getrandbits` and :meth:`random`, overridden here."""
+    """splitmix64 (Steele, Lea and Flood 2014) behind :class:`random.Random`'s interface; every
+    other method of ``Random`` draws through the ones overridden here."""
 
     _state: int
 
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__(seed)
-
     def seed(self, a: Any = None, version: int = 2) -> None:
-        self._state = hash(a) & _MASK64 if not isinstance(a, int) else a & _MASK64
+        self._state = (a if isinstance(a, int) else hash(a)) & _MASK64
 
     def _next(self) -> int:
         self._state = z = (self._state + 0x9E3779B97F4A7C15) & _MASK64
@@ -152,8 +167,7 @@ class _Entropy(random.Random):
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
         return z ^ (z >> 31)
 
-    def _randbelow(self, n: int) -> int:
-        # every choice(), sample() and randrange() lands here: one draw, scaled (Lemire)
+    def _randbelow(self, n: int) -> int:  # choice(), sample(), randrange(): one draw, scaled
         return (self._next() * n) >> 64
 
     def choice(self, seq: Any) -> Any:
@@ -186,21 +200,20 @@ def _code(secret: str, step: int) -> str:
 
 
 def _totp(secret: str, now: float) -> str:
-    """The TOTP code an authenticator shows at ``now``."""
+    """The code a TOTP app shows at ``now``."""
     return _code(secret, int(now // totp.PERIOD))
 
 
 def _room_plan(users: int, rooms: int) -> list[tuple[int | None, list[int]]]:
-    """(owner or None for a DM, members): a group of everyone, then DMs, then smaller groups."""
-    if users < 2 or rooms < 1:
-        raise ValueError("need at least 2 users and 1 room")
+    """(owner, or None for a DM; the other members): a group of everyone, DMs, then pairs."""
+    if not 2 <= users <= MAX_USERS:
+        raise ValueError(f"users: must be between 2 and {MAX_USERS}, got {users}")
+    pairs = sorted(itertools.combinations(range(users), 2), key=lambda p: (p[0] == 0, p))
     plan: list[tuple[int | None, list[int]]] = [(0, list(range(1, users)))]
-    pairs = [(a, b) for a in range(users) for b in range(a + 1, users)]
-    pairs.sort(key=lambda p: (p[0] == 0, p))  # DMs without the owner first: u1+u2, ...
-    plan += [(None, [a, b]) for a, b in pairs]
-    plan += [(a, [b]) for a, b in pairs]  # two-member groups
-    if rooms > len(plan):
-        raise ValueError(f"at most {len(plan)} rooms for {users} users")
+    plan += [(None, [a, b]) for a, b in pairs]  # DMs without u0 first: u1+u2, ...
+    plan += [(a, [b]) for a, b in pairs]
+    if not 1 <= rooms <= len(plan):
+        raise ValueError(f"rooms: must be between 1 and {len(plan)} for {users} users, got {rooms}")
     return plan[:rooms]
 
 
@@ -209,7 +222,7 @@ def _room_plan(users: int, rooms: int) -> list[tuple[int | None, list[int]]]:
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One operation of one user (and one room for room operations)."""
+    """One operation of user ``u{user}`` (in room ``room`` for room operations)."""
 
     kind: str
     user: int
@@ -222,6 +235,17 @@ Action = Callable[[World, int, int], list[Violation]]
 
 def _member(w: World, i: int, r: int) -> bool:
     return w.users[i] in w.d.server.room(w.rooms[r]).subscriptions
+
+
+def _holds(w: World, uid: str, rid: str) -> bool:
+    client = w.d.clients[uid]
+    return client.functional and client.holds_current_key(rid)
+
+
+def _holder(w: World, r: int) -> int | None:
+    """The first functional member holding room ``r``'s current key (subscription order)."""
+    rid = w.rooms[r]
+    return next((w.users.index(u) for u in w.d.server.room(rid).subscriptions if _holds(w, u, rid)), None)
 
 
 def _op_login(w: World, i: int, r: int) -> list[Violation]:
@@ -264,7 +288,7 @@ def _op_change_password(w: World, i: int, r: int) -> list[Violation]:
 
 
 def _op_reset(w: World, i: int, r: int) -> list[Violation]:
-    uid = w.users[i]
+    uid, srv = w.users[i], w.d.server
     secret = w.totp_secret.get(uid)
     code = None
     if secret is not None:
@@ -278,98 +302,69 @@ def _op_reset(w: World, i: int, r: int) -> list[Violation]:
                 continue
             what = "no 2FA code" if attempt is None else "a wrong 2FA code"
             return [Violation("two_factor_gate", f"u{i} reset its E2E key with {what}")]
-    previous = w.d.server.user(uid).e2e_public_key
+    previous = srv.user(uid).e2e_public_key
     w.d.reset(uid, now=w.now, code=code)
     if previous is not None:
         w.previous_pub[uid] = previous
-    # spec 3.4 (resetUserE2EKey.ts): the key pair is gone, and so is every room key the user had
+    # spec 3.4 (server/lib/resetUserE2EKey.ts): the pair, the sessions and the room keys go
     out = []
-    for rid in w.d.server.rooms_of(uid):
-        sub = w.d.server.room(rid).subscriptions[uid]
-        kept = [
-            f
-            for f, v in (
-                ("E2EKey", sub.e2e_key),
-                ("E2ESuggestedKey", sub.e2e_suggested_key),
-                ("oldRoomKeys", sub.old_room_keys),
-            )
-            if v is not None
-        ]
+    for rid in srv.rooms_of(uid):
+        sub = srv.room(rid).subscriptions[uid]
+        fields = {"E2EKey": sub.e2e_key, "E2ESuggestedKey": sub.e2e_suggested_key}
+        kept = [f for f, v in (*fields.items(), ("oldRoomKeys", sub.old_room_keys)) if v is not None]
         if kept:
             out.append(
                 Violation("reset_forgets_keys", f"after its reset u{i} keeps {', '.join(kept)} in {rid}")
             )
-    if w.d.server.user(uid).e2e_public_key is not None or w.d.clients[uid].online:
+    if srv.user(uid).e2e_public_key is not None or w.d.clients[uid].online:
         out.append(Violation("reset_forgets_keys", f"after its reset u{i} keeps its key pair or a session"))
     return out
 
 
-def _holder(w: World, r: int) -> int | None:
-    """The first functional member holding room ``r``'s current key (subscription order)."""
-    rid = w.rooms[r]
-    for uid in w.d.server.room(rid).subscriptions:
-        if _holds(w, uid, rid):
-            return w.users.index(uid)
-    return None
-
-
-def _can_deliver_late(w: World, i: int, r: int) -> bool:
-    uid = w.users[i]
-    if uid not in w.previous_pub or w.client(i).online or not _member(w, i, r):
-        return False
-    sub = w.d.server.room(w.rooms[r]).subscriptions[uid]
-    holder = _holder(w, r)
-    return sub.e2e_key is None and holder is not None and holder != i
-
-
 def _op_deliver_late(w: World, i: int, r: int) -> list[Violation]:
-    """A holder's tick fetched u's public key before u reset, and posts only now (RC #32197's
-    loop is asynchronous): a suggestion wrapped for u's previous key pair is stored."""
+    """A holder's tick fetched u's public key before u reset and posts only now: a suggestion
+    wrapped for u's previous key pair is stored (current key only; RC would add old keys)."""
     holder = _holder(w, r)
     assert holder is not None
     rid, client = w.rooms[r], w.client(holder)
     session = client.session(rid)
     assert session is not None and session.key is not None
     wrapped = w.d.backend.wrap_room_key(session.key, w.previous_pub.pop(w.users[i]), client.entropy)
-    entry = {"_id": w.users[i], "key": wrapped}
-    w.d.server.e2e_provide_users_suggested_group_keys(w.users[holder], {rid: [entry]}, now=w.now)
+    keys = {rid: [{"_id": w.users[i], "key": wrapped}]}
+    w.d.server.e2e_provide_users_suggested_group_keys(w.users[holder], keys, now=w.now)
     w.d.pump(w.now)
     return []
 
 
-def _can_push(w: World, i: int, r: int) -> bool:
-    rid = w.rooms[r]
-    if not _holds(w, w.users[i], rid):
-        return False
+def _needs_push(w: World, rid: str) -> list[tuple[str, str]]:
+    """(member, public key) of the members a legacy client would push the key to."""
     srv = w.d.server
-    return any(
-        s.e2e_key is None and s.e2e_suggested_key is None and srv.user(u).e2e_public_key
+    return [
+        (u, key)
         for u, s in srv.room(rid).subscriptions.items()
-    )
+        if s.e2e_key is None and s.e2e_suggested_key is None and (key := srv.user(u).e2e_public_key)
+    ]
 
 
 def _op_push(w: World, i: int, r: int) -> list[Violation]:
-    """The legacy client's way to hand out a key: ``e2e.updateGroupKey`` for every member
-    without one (spec 3.6, "creator push and the deprecated updateGroupKey for another user")."""
-    rid, client, srv = w.rooms[r], w.client(i), w.d.server
+    """The legacy client's hand-out: ``e2e.updateGroupKey`` for every member without a key
+    (spec 3.6, "the deprecated updateGroupKey for another user"); it dequeues nobody."""
+    rid, client = w.rooms[r], w.client(i)
     session = client.session(rid)
     assert session is not None and session.key is not None
-    for uid, sub in list(srv.room(rid).subscriptions.items()):
-        public_key = srv.user(uid).e2e_public_key
-        if sub.e2e_key is None and sub.e2e_suggested_key is None and public_key:
-            wrapped = w.d.backend.wrap_room_key(session.key, public_key, client.entropy)
-            srv.e2e_update_group_key(w.users[i], rid, uid, wrapped)
+    for uid, public_key in _needs_push(w, rid):
+        wrapped = w.d.backend.wrap_room_key(session.key, public_key, client.entropy)
+        w.d.server.e2e_update_group_key(w.users[i], rid, uid, wrapped)
     w.d.pump(w.now)
     return []
 
 
 def _op_join(w: World, i: int, r: int) -> list[Violation]:
     room = w.d.server.room(w.rooms[r])
-    actor = next(iter(room.subscriptions))
-    before = _live_holders(w, i, r)
-    w.d.server.add_user_to_room(actor, room.id, w.users[i], now=w.now)
+    before = {r: _live_before(w, w.users[i], room.id)}
+    w.d.server.add_user_to_room(next(iter(room.subscriptions)), room.id, w.users[i], now=w.now)
     w.d.pump(w.now)
-    return _live_handshake(w, i, {r: before})
+    return _live_after(w, i, before)
 
 
 def _op_leave(w: World, i: int, r: int) -> list[Violation]:
@@ -396,126 +391,139 @@ def _op_room_key_reset(w: World, i: int, r: int) -> list[Violation]:
 
 
 def _op_send(w: World, i: int, r: int) -> list[Violation]:
-    w.client(i).send(w.rooms[r], f"hello from u{i}", now=w.now)
-    return []
-
-
-def _offline(w: World, i: int, r: int) -> bool:
-    return not w.client(i).online
-
-
-def _can_fail_password(w: World, i: int, r: int) -> bool:
-    uid = w.users[i]
-    return _offline(w, i, r) and w.d.server.user(uid).e2e_private_key is not None
-
-
-def _functional(w: World, i: int, r: int) -> bool:
-    return w.client(i).functional
-
-
-def _can_tick(w: World, i: int, r: int) -> bool:
-    # with no candidate room, Client.tick samples nothing and returns before any effect
-    return w.client(i).functional and bool(w.client(i).distribution_candidates())
+    """Send, then every member who holds the message's key must read exactly what was sent
+    (messages are not part of a state's identity, so this is where they are checked)."""
+    rid, text = w.rooms[r], f"hello from u{i}"
+    mid = w.client(i).send(rid, text, now=w.now)
+    message = next(m for m in w.d.server.messages(rid) if m.id == mid)
+    out = []
+    for uid in w.d.server.room(rid).subscriptions:
+        client = w.d.clients[uid]
+        if client.functional and w.d.server.room(rid).e2e_key_id in client.held_keys(rid):
+            mark = len(client.decrypted)
+            if client.decrypt(message) != {"msg": text}:
+                out.append(Violation("readers_read_what_was_sent", f"{uid} misreads u{i}'s message in {rid}"))
+            del client.decrypted[mark:]  # an observation, not an event of the protocol
+    return out
 
 
 def _can_sync(w: World, i: int, r: int) -> bool:
-    """Whether :meth:`Client.sync` would do anything: this mirrors ``_on_subscription_changed``
-    (a room without a session, a changed kid, a suggestion, an ``E2EKey`` while waiting), so
-    only certain no-ops are skipped."""
-    client = w.client(i)
+    """Whether :meth:`Client.sync` would do anything; mirrors ``_on_subscription_changed`` (no
+    session yet, a changed kid, a suggestion, an ``E2EKey`` while waiting)."""
+    client, srv = w.client(i), w.d.server
     if not client.functional:
         return False
-    for rid in w.d.server.rooms_of(w.users[i]):
-        room = w.d.server.room(rid)
+    for rid in srv.rooms_of(w.users[i]):
+        room = srv.room(rid)
         sub, session = room.subscriptions[w.users[i]], client.session(rid)
-        if not room.encrypted:
-            return True
-        if session is None or sub.e2e_suggested_key:
+        if not room.encrypted or session is None or sub.e2e_suggested_key:
             return True
         if session.key_id is not None and room.e2e_key_id is not None and session.key_id != room.e2e_key_id:
             return True
-        if sub.e2e_key and session.state.value == "WAITING_KEYS":
+        if sub.e2e_key and session.state == E2ERoomState.WAITING_KEYS:
             return True
     return False
 
 
-#: RC's UI offers a room-key reset only to a member whose room is in one of these states (#33328)
-_RESET_OFFERED = (
-    None,
-    E2ERoomState.NOT_STARTED,
-    E2ERoomState.DISABLED,
-    E2ERoomState.ERROR,
-    E2ERoomState.WAITING_KEYS,
-)
+def _can_deliver_late(w: World, i: int, r: int) -> bool:
+    uid = w.users[i]
+    if uid not in w.previous_pub or w.client(i).online or not _member(w, i, r):
+        return False
+    holder = _holder(w, r)
+    return w.d.server.room(w.rooms[r]).subscriptions[uid].e2e_key is None and holder not in (None, i)
 
-#: kind -> (takes a room, guard, action, description with {u} and {r}).  Guards are the stateful
-#: test's preconditions, tightened so that no operation is a certain no-op or a certain error.
+
+#: RC's UI offers a room-key reset only while the member's room is in one of these states (#33328)
+_RESET_OFFERED = (None, *(E2ERoomState[s] for s in ("NOT_STARTED", "DISABLED", "ERROR", "WAITING_KEYS")))
+
+
+def _can_reset_room(w: World, i: int, r: int) -> bool:
+    rid = w.rooms[r]
+    return (
+        w.client(i).functional
+        and _member(w, i, r)
+        and w.client(i).room_state(rid) in _RESET_OFFERED
+        and w.d.server.room(rid).e2e_key_id is not None
+        and w.d.server.has_permission(w.users[i], "toggle-room-e2e-encryption", rid)
+    )
+
+
+def _can_leave(w: World, i: int, r: int) -> bool:
+    room = w.d.server.room(w.rooms[r])
+    sub = room.subscriptions.get(w.users[i])
+    return room.t == "p" and sub is not None and "owner" not in sub.roles
+
+
+#: kind -> (takes a room, guard, action, how a trace says it).  The guards are the stateful
+#: test's preconditions, tightened only where the operation would certainly do nothing.
 OPERATIONS: dict[str, tuple[bool, Guard, Action, str]] = {
-    "login": (False, _offline, _op_login, "{u} logs in and unlocks E2EE (saves a new password if asked)"),
-    "login_wrong": (False, _can_fail_password, _op_login_wrong, "{u} logs in and types a wrong E2E password"),
+    "login": (
+        False,
+        lambda w, i, r: not w.client(i).online,
+        _op_login,
+        "{u} logs in and unlocks E2EE (saving a new password if asked)",
+    ),
+    "login_wrong": (
+        False,
+        lambda w, i, r: not w.client(i).online and w.d.server.user(w.users[i]).e2e_private_key is not None,
+        _op_login_wrong,
+        "{u} logs in and types a wrong E2E password",
+    ),
     "enter_password": (
         False,
-        lambda w, i, r: (
-            w.client(i).online
-            and w.client(i).state == E2EEState.ENTER_PASSWORD
-            and w.d.people[w.users[i]].e2e_password is not None
-        ),
+        lambda w, i, r: w.client(i).online and w.client(i).state == E2EEState.ENTER_PASSWORD,
         _op_enter_password,
         "{u} types its E2E password",
     ),
     "logout": (False, lambda w, i, r: w.client(i).online, _op_logout, "{u} logs out"),
-    "change_password": (False, _functional, _op_change_password, "{u} changes its E2E password"),
+    "change_password": (
+        False,
+        lambda w, i, r: w.client(i).functional,
+        _op_change_password,
+        "{u} changes its E2E password",
+    ),
     "reset": (False, lambda w, i, r: w.client(i).online, _op_reset, "{u} resets its E2E key"),
-    "tick": (False, _can_tick, _op_tick, "{u}'s client runs its key-distribution loop (tick)"),
-    "accept": (False, _can_sync, _op_accept, "{u}'s client syncs and accepts suggested keys"),
+    "tick": (
+        False,  # no candidate room: Client.tick samples nothing and returns at once
+        lambda w, i, r: w.client(i).functional and bool(w.client(i).distribution_candidates()),
+        _op_tick,
+        "{u}'s client runs its key-distribution loop",
+    ),
+    "accept": (False, _can_sync, _op_accept, "{u}'s client syncs and accepts the keys suggested to it"),
     "join": (
         True,
         lambda w, i, r: w.d.server.room(w.rooms[r]).t == "p" and not _member(w, i, r),
         _op_join,
         "{u} is added to {r}",
     ),
-    "leave": (
-        True,
-        lambda w, i, r: (
-            w.d.server.room(w.rooms[r]).t == "p"
-            and _member(w, i, r)
-            and "owner" not in w.d.server.room(w.rooms[r]).subscriptions[w.users[i]].roles
-        ),
-        _op_leave,
-        "{u} leaves {r}",
-    ),
-    "room_key_reset": (
-        True,
-        lambda w, i, r: (
-            _functional(w, i, r)
-            and _member(w, i, r)
-            and w.client(i).room_state(w.rooms[r]) in _RESET_OFFERED
-            and w.d.server.room(w.rooms[r]).e2e_key_id is not None
-            and w.d.server.has_permission(w.users[i], "toggle-room-e2e-encryption", w.rooms[r])
-        ),
-        _op_room_key_reset,
-        "{u} resets the room key of {r}",
-    ),
+    "leave": (True, _can_leave, _op_leave, "{u} leaves {r}"),
+    "room_key_reset": (True, _can_reset_room, _op_room_key_reset, "{u} resets the room key of {r}"),
     "deliver_late": (
         True,
         _can_deliver_late,
         _op_deliver_late,
-        "a holder's late suggestion for {u}'s previous key pair reaches {r}",
+        "a holder's suggestion fetched before {u}'s reset (for its old key pair) arrives in {r}",
     ),
-    "push": (True, _can_push, _op_push, "{u} pushes the key of {r} with the deprecated e2e.updateGroupKey"),
+    "push": (
+        True,
+        lambda w, i, r: _holds(w, w.users[i], w.rooms[r]) and bool(_needs_push(w, w.rooms[r])),
+        _op_push,
+        "{u} hands out the key of {r} with the deprecated e2e.updateGroupKey",
+    ),
     "send": (
         True,
-        lambda w, i, r: _functional(w, i, r) and w.client(i).holds_current_key(w.rooms[r]),
+        lambda w, i, r: _holds(w, w.users[i], w.rooms[r]),
         _op_send,
         "{u} sends a message in {r}",
     ),
 }
+_HANDSHAKES = ("login", "login_wrong", "enter_password")
 
 
 def describe(w: World, op: Op) -> str:
-    template = OPERATIONS[op.kind][3]
+    """How a trace states ``op``."""
     room = w.names[w.rooms[op.room]] if op.room is not None else ""
-    return template.format(u=f"u{op.user}", r=room)
+    return OPERATIONS[op.kind][3].format(u=f"u{op.user}", r=room)
 
 
 def enabled_ops(w: World) -> list[Op]:
@@ -529,13 +537,14 @@ def enabled_ops(w: World) -> list[Op]:
 
 
 def apply(w: World, op: Op) -> list[Violation]:
-    """Apply ``op`` (its guard holds); the explorer-level violations it showed, if any."""
+    """Apply ``op`` (its guard holds) and return what it showed wrong on the way."""
     w.now += STEP_S
     action = OPERATIONS[op.kind][2]
     suggested = _suggested(w)
-    if op.kind in ("login", "login_wrong", "enter_password"):
-        before = {r: _live_holders(w, op.user, r) for r in range(len(w.rooms))}
-        out = action(w, op.user, 0) or _live_handshake(w, op.user, before)
+    if op.kind in _HANDSHAKES:
+        uid = w.users[op.user]
+        before = {r: _live_before(w, uid, rid) for r, rid in enumerate(w.rooms)}
+        out = action(w, op.user, 0) or _live_after(w, op.user, before)
     else:
         out = action(w, op.user, op.room if op.room is not None else 0)
     return out if out or op.kind == "push" else _served_left_queue(w, suggested)
@@ -545,10 +554,9 @@ def apply(w: World, op: Op) -> list[Violation]:
 
 
 def check_state(w: World) -> list[Violation]:
-    """The safety properties: the protocol's invariants, and every reader reads what was sent."""
+    """The protocol's invariants, and every reader of every stored message reads what was sent."""
     d = w.d
-    passwords = [p.account_password for p in d.people.values()]
-    out = check_all(d.server, d.clients, d.ledger, passwords=passwords)
+    out = check_all(d.server, d.clients, d.ledger, passwords=[p.account_password for p in d.people.values()])
     sent = {mid: text for c in d.clients.values() for (_, mid, text) in c.sent}
     for uid, client in d.clients.items():
         if not client.functional:
@@ -558,11 +566,9 @@ def check_state(w: World) -> list[Violation]:
             held = client.held_keys(rid)
             for message in d.server.messages(rid):
                 kid = message.content.get("kid") if message.content else None
-                plain = client.decrypt(message)
-                if kid in held and plain != {"msg": sent.get(message.id)}:
+                if kid in held and client.decrypt(message) != {"msg": sent.get(message.id)}:
                     out.append(Violation("readers_read_what_was_sent", f"{uid} misreads {message.id}"))
-        # reading is an observation: its record must not split states that differ in nothing else
-        del client.decrypted[mark:]
+        del client.decrypted[mark:]  # reading is an observation: it must not split states
     return out
 
 
@@ -576,38 +582,32 @@ def _suggested(w: World) -> set[tuple[str, str]]:
 
 
 def _served_left_queue(w: World, before: set[tuple[str, str]]) -> list[Violation]:
-    """Spec 3.6: ``provideUsersSuggestedGroupKeys`` takes the users it serves off the queue.
-    (The deprecated ``updateGroupKey`` does not: there only the acceptance dequeues.)"""
-    out = []
-    for rid, uid in _suggested(w) - before:
-        if w.d.server.room(rid).is_waiting(uid):
-            out.append(Violation("served_users_leave_queue", f"{uid} waits in {rid} but was served"))
-    return out
+    """Spec 3.6: ``provideUsersSuggestedGroupKeys`` takes the users it serves off the queue (the
+    deprecated ``updateGroupKey`` does not: there only the acceptance does)."""
+    return [
+        Violation("served_users_leave_queue", f"{uid} waits in {rid} but was served")
+        for rid, uid in _suggested(w) - before
+        if w.d.server.room(rid).is_waiting(uid)
+    ]
 
 
-def _holds(w: World, uid: str, rid: str) -> bool:
-    return w.d.clients[uid].functional and w.d.clients[uid].holds_current_key(rid)
-
-
-def _live_holders(w: World, i: int, r: int) -> tuple[bool, bool]:
-    """Before a handshake of u{i} in room ``r``: whether another member online holds the key
-    (a live request reaches it, and it answers: ``_provide_key_to_user``), and whether u{i} has
-    another way to the key (an ``E2EKey``, a pending suggestion, or no key yet to get)."""
-    rid = w.rooms[r]
+def _live_before(w: World, uid: str, rid: str) -> tuple[bool, bool]:
+    """Before ``uid`` handshakes in ``rid``: is another member online holding the current key
+    (a live request reaches it and it answers, ``_provide_key_to_user``), and has ``uid`` another
+    way to the key (an ``E2EKey`` or a pending suggestion, or there is no key to get yet)?"""
     room = w.d.server.room(rid)
-    if w.users[i] not in room.subscriptions or room.e2e_key_id is None:
-        return False, True
+    kid = room.e2e_key_id
     online = False
-    for uid in room.subscriptions:
-        session = w.d.clients[uid].session(rid)
-        if uid != w.users[i] and w.d.clients[uid].functional and session is not None:
-            online = online or (session.key_id == room.e2e_key_id and session.key is not None)
-    sub = room.subscriptions[w.users[i]]
-    return online, bool(sub.e2e_key or sub.e2e_suggested_key)
+    for other in room.subscriptions:
+        session = w.d.clients[other].session(rid)
+        if other != uid and w.d.clients[other].functional and session is not None:
+            online = online or (session.key_id == kid and session.key is not None)
+    sub = room.subscriptions.get(uid)
+    return online, kid is None or (sub is not None and bool(sub.e2e_key or sub.e2e_suggested_key))
 
 
-def _live_handshake(w: World, i: int, before: dict[int, tuple[bool, bool]]) -> list[Violation]:
-    """``live``: a handshake restores the key iff another member online then held it."""
+def _live_after(w: World, i: int, before: dict[int, tuple[bool, bool]]) -> list[Violation]:
+    """``live``: a handshake yields the room key iff another member online then held it."""
     client = w.client(i)
     if w.d.server.policy != "live" or not client.functional:
         return []
@@ -618,16 +618,16 @@ def _live_handshake(w: World, i: int, before: dict[int, tuple[bool, bool]]) -> l
             continue
         holds = client.holds_current_key(rid)
         if holder_online and not holds:
-            detail = f"u{i} handshook in {rid} while a holder was online, and got no key"
-            out.append(Violation("live_restoration", detail))
+            out.append(Violation("live_restoration", f"u{i} got no key in {rid} though a holder was online"))
         elif not holder_online and not other_way and holds:
-            detail = f"u{i} got the key of {rid} at its handshake with no holder online"
-            out.append(Violation("live_restoration", detail))
+            out.append(Violation("live_restoration", f"u{i} got the key of {rid} with no holder online"))
     return out
 
 
+SETTLE = "settle: every logged-in READY client ticks, then syncs and accepts, twice over"
+
+
 def settle(w: World) -> None:
-    """Every functional client ticks and syncs, twice (the settle suffix of a trace)."""
     for _ in range(2):
         for uid in w.users:
             if w.d.clients[uid].functional:
@@ -638,25 +638,26 @@ def settle(w: World) -> None:
 
 
 def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
-    """The liveness properties of ``w``'s policy, on ``w`` itself (pass a copy); the violations
-    and the steps of the suffix that showed them."""
+    """The liveness properties of the policy, run on ``w`` itself (which they change); the
+    violations, and the steps of the suffix that showed them."""
     policy = w.d.server.policy
     if policy == "live":
-        return [], []
+        return [], []  # checked at each handshake
     acquired = {uid: {(a.room_id, a.kid) for a in c.acquired} for uid, c in w.d.clients.items()}
     settle(w)
-    steps = ["settle: every logged-in READY client ticks, syncs and accepts, twice"]
+    steps = [SETTLE]
     out = check_state(w)
     for rid in w.rooms:
         room = w.d.server.room(rid)
-        if room.e2e_key_id is None:
-            continue
         members = [uid for uid in room.subscriptions if w.d.clients[uid].functional]
         holders = [uid for uid in members if _holds(w, uid, rid)]
         for uid in members:
-            if holders and uid not in holders:
-                detail = f"{uid} is READY in {rid} but never got the key that {holders[0]} holds and serves"
-                out.append(Violation("queue_restores", detail))
+            if room.e2e_key_id is not None and holders and uid not in holders:
+                out.append(
+                    Violation(
+                        "queue_restores", f"{uid} is READY in {rid} but never got the key {holders[0]} serves"
+                    )
+                )
     if policy == "backup" and not out:
         out += _backup_restores(w, acquired, steps)
     return out, steps
@@ -665,24 +666,23 @@ def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
 def _backup_restores(
     w: World, acquired: dict[str, set[tuple[str, str]]], steps: list[str]
 ) -> list[Violation]:
-    """``backup``: a person who lacks a room key it once held gets it back from its backup,
-    with nobody else online."""
+    """``backup``: a person lacking a room's current key it once held restores it alone."""
     srv = w.d.server
 
-    def lacking(uid: str) -> list[str]:
-        return [
-            rid
-            for rid in srv.rooms_of(uid)
-            if (rid, srv.room(rid).e2e_key_id) in acquired[uid]
-            and srv.room(rid).subscriptions[uid].e2e_key is None
-        ]
+    def once_held(uid: str, rid: str) -> bool:
+        return (rid, srv.room(rid).e2e_key_id) in acquired[uid]
 
-    needy = [uid for uid in w.users if lacking(uid)]
+    needy = [
+        uid
+        for uid in w.users
+        if any(
+            once_held(uid, rid) and srv.room(rid).subscriptions[uid].e2e_key is None
+            for rid in srv.rooms_of(uid)
+        )
+    ]
     if not needy:
         return []
-    steps.append(
-        f"everybody logs out; {', '.join(needy)} log in alone, one at a time, and restore from backup"
-    )
+    steps.append(f"everybody logs out; then {', '.join(needy)}, alone, logs in and restores from backup")
     for uid in w.users:
         if w.d.clients[uid].online:
             w.d.logout(uid, now=w.now)
@@ -695,27 +695,52 @@ def _backup_restores(
             client.restore_from_backup(person.recovery_key, now=w.now)
             w.d.pump(w.now)
         for rid in srv.rooms_of(uid):
-            if (rid, srv.room(rid).e2e_key_id) in acquired[uid] and not _holds(w, uid, rid):
+            if once_held(uid, rid) and not _holds(w, uid, rid):
                 out.append(
-                    Violation(
-                        "backup_restores", f"{uid} held {rid}'s current key once but did not restore it alone"
-                    )
+                    Violation("backup_restores", f"{uid} once held the key of {rid} but did not restore it")
                 )
         out += check_state(w)
         w.d.logout(uid, now=w.now)
     return out
 
 
-# ------------------------------------------------------------------------------- canonical identity
+# ---------------------------------------------------------------------------------------- identity
+
+
+def canonical(w: World) -> frozenset[tuple[Any, ...]]:
+    """The state's identity: the set of its walks under every symmetry of the initial rooms.
+    Equal for states that differ only by random names, times, and such a symmetry."""
+    return frozenset(_walk(w, users, rooms) for users, rooms in w.symmetries)
+
+
+def _symmetries(w: World) -> list[tuple[dict[str, int], dict[str, int]]]:
+    """The permutations of the users (u0 fixed: it owns the first group and has TOTP) that map
+    the initial rooms onto themselves, with the room permutation each induces; identity first."""
+
+    def shape(rid: str, perm: Sequence[int]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+        room = w.d.server.room(rid)
+        index = {uid: perm[i] for i, uid in enumerate(w.users)}
+        owners = sorted(index[u] for u, s in room.subscriptions.items() if "owner" in s.roles)
+        return room.t, tuple(owners), tuple(sorted(index[u] for u in room.subscriptions))
+
+    original = [shape(rid, range(len(w.users))) for rid in w.rooms]
+    where = {s: k for k, s in enumerate(original)}  # the room plan has no two rooms alike
+    out = []
+    for rest in itertools.permutations(range(1, len(w.users))):
+        perm = (0, *rest)
+        image = [shape(rid, perm) for rid in w.rooms]
+        if sorted(image) == sorted(original):
+            users = {uid: perm[i] for i, uid in enumerate(w.users)}
+            out.append((users, {rid: where[image[k]] for k, rid in enumerate(w.rooms)}))
+    return out
+
+
+_SYMBOLIC = SymbolicBackend()
 
 
 @lru_cache(maxsize=1 << 16)
 def _pub(public_key: str) -> str:
-    obj = json.loads(public_key)
-    return str(obj.get("pub", public_key))
-
-
-_SYMBOLIC = SymbolicBackend()
+    return str(json.loads(public_key).get("pub", public_key))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -725,7 +750,7 @@ def _priv_pub(private_key: str) -> str:
 
 @lru_cache(maxsize=1 << 16)
 def _wrap_parts(wrapped: str) -> tuple[str, str, str] | None:
-    """A symbolic wrapped key as (kid, recipient's pub, room secret), or None."""
+    """A symbolic wrapped key as (kid, recipient's public key, room secret), or None."""
     try:
         kid, record = codec.split_prefixed(wrapped)
     except ProtocolError:
@@ -736,19 +761,25 @@ def _wrap_parts(wrapped: str) -> tuple[str, str, str] | None:
     return kid, record[n : n + 16].hex(), record[n + 16 : n + 32].hex()
 
 
+@lru_cache(maxsize=1 << 16)
+def _open_blob(blob: str, user_id: str, password: str) -> str | None:
+    try:
+        return str(_SYMBOLIC.decrypt_private_key(blob, user_id=user_id, password=password))
+    except ProtocolError:
+        return None
+
+
 def _secret(key: RoomKey) -> str:
-    """A symbolic room key's secret (the handle is ``sym-room-<hex>``)."""
     return str(key.key).removeprefix("sym-room-")
 
 
 class _Names:
-    """Random names renamed by order of first appearance."""
+    """Random names, renamed by the order of their first appearance in a walk."""
 
-    __slots__ = ("_d", "backend")
+    __slots__ = ("_d",)
 
-    def __init__(self, w: World) -> None:
+    def __init__(self) -> None:
         self._d: dict[str, int] = {}
-        self.backend = w.d.backend
 
     def __call__(self, value: str | None) -> int:
         if value is None:
@@ -758,17 +789,15 @@ class _Names:
             n = self._d[value] = len(self._d)
         return n
 
-    def known(self, value: str) -> int:
-        """The name of ``value`` if it already has one, else -1 (names nothing new)."""
-        return self._d.get(value, -1)
+    def known(self, value: str | None) -> int:
+        """The name ``value`` already has, or -1: names nothing new."""
+        return self._d.get(value, -1) if value is not None else -1
 
     def pub(self, public_key: str | None) -> int:
         return self(_pub(public_key)) if public_key is not None else -1
 
     def priv(self, private_key: object) -> int:
-        if private_key is None:
-            return -1
-        return self(_priv_pub(str(private_key)))
+        return self(_priv_pub(str(private_key))) if private_key is not None else -1
 
     def key(self, key: RoomKey | None) -> tuple[int, int]:
         return (-1, -1) if key is None else (self(key.kid), self(_secret(key)))
@@ -777,86 +806,35 @@ class _Names:
         if wrapped is None:
             return ()
         parts = _wrap_parts(wrapped)
-        if parts is None:
-            return (self("?" + wrapped),)
-        return tuple(self(p) for p in parts)
+        return (self("?" + wrapped),) if parts is None else tuple(self(p) for p in parts)
 
     def olds(self, old: Iterable[Any] | None) -> tuple[tuple[int, ...], ...] | None:
         return None if old is None else tuple((self(o.e2e_key_id), *self.wrap(o.e2e_key)) for o in old)
 
-    def blob(self, blob: str | None, passwords: Iterable[str | None], uid: str) -> tuple[int, ...]:
+    def blob(self, blob: str | None, uid: str, passwords: Iterable[str | None]) -> tuple[int, ...]:
         if blob is None:
             return ()
         for password in passwords:
-            if password is not None:
-                private = _open_blob(self.backend, blob, uid, password)
-                if private is not None:
-                    return (self.priv(private), self(password))
-        return (self("?" + blob),)
-
-
-_BLOBS: dict[tuple[str, str], object] = {}
-
-
-def _open_blob(backend: Any, blob: str, uid: str, password: str) -> object:
-    key = (blob, password)
-    if key not in _BLOBS:
-        if len(_BLOBS) > 1 << 16:
-            _BLOBS.clear()
-        try:
-            _BLOBS[key] = backend.decrypt_private_key(blob, user_id=uid, password=password)
-        except ProtocolError:
-            _BLOBS[key] = None
-    return _BLOBS[key]
-
-
-def canonical(w: World) -> frozenset[tuple[Any, ...]]:
-    """The state's identity: equal for states that differ only by random names and times, or by
-    a symmetry of the initial rooms (a permutation of users that maps the room plan onto itself,
-    u1 <-> u2 for 3 users and 2 rooms): the set of the state's walks under every symmetry."""
-    return frozenset(_walk(w, uix, rix) for uix, rix in w.symmetries)
-
-
-def _symmetries(w: World) -> list[tuple[dict[str, int], dict[str, int]]]:
-    """The permutations of users (u0 fixed: it owns the first group and has TOTP) that map the
-    initial rooms onto themselves, each with the room permutation it induces."""
-    out = []
-    rooms = [_room_shape(w, rid, list(range(len(w.users)))) for rid in w.rooms]
-    order = {shape: k for k, shape in enumerate(rooms)}  # the room plan has no two equal rooms
-    for rest in itertools.permutations(range(1, len(w.users))):
-        perm = [0, *rest]
-        image = [_room_shape(w, rid, perm) for rid in w.rooms]
-        if sorted(image) == sorted(rooms):
-            users = {uid: perm[i] for i, uid in enumerate(w.users)}
-            out.append((users, {rid: order[image[k]] for k, rid in enumerate(w.rooms)}))
-    return out
-
-
-def _room_shape(w: World, rid: str, perm: list[int]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-    room = w.d.server.room(rid)
-    index = {uid: perm[i] for i, uid in enumerate(w.users)}
-    owners = tuple(sorted(index[u] for u, s in room.subscriptions.items() if "owner" in s.roles))
-    return room.t, owners, tuple(sorted(index[u] for u in room.subscriptions))
+            private = _open_blob(blob, uid, password) if password is not None else None
+            if private is not None:
+                return self.priv(private), self(password)
+        return (self("?" + blob),)  # nobody knows its password: it can never open
 
 
 def _walk(w: World, uix: dict[str, int], rix: dict[str, int]) -> tuple[Any, ...]:
-    n = _Names(w)
-    d, srv = w.d, w.d.server
+    """The state as nested tuples of small ints, literals and enum values, users and rooms
+    taken in the order ``uix``/``rix`` give them."""
+    n, d, srv = _Names(), w.d, w.d.server
     users = sorted(w.users, key=uix.__getitem__)
+    rooms = sorted(w.rooms, key=rix.__getitem__)
     out: list[Any] = []
     for uid in users:
         user, client, person = srv.user(uid), d.clients[uid], d.people[uid]
-        out.append(
-            (
-                n.pub(user.e2e_public_key),
-                n.blob(user.e2e_private_key, (person.e2e_password, client.random_password), uid),
-                n.pub(user.e2e_backup_public_key),
-                n.pub(w.previous_pub.get(uid)),
-                tuple((n(t), lt.two_factor_authorized_until is None) for t, lt in user.login_tokens.items()),
-                tuple(rix[r] for r in srv.rooms_of(uid)),
-            )
-        )
-    for rid in sorted(w.rooms, key=rix.__getitem__):
+        tokens = tuple((n(t), lt.two_factor_authorized_until is None) for t, lt in user.login_tokens.items())
+        pair = n.blob(user.e2e_private_key, uid, (person.e2e_password, client.random_password))
+        out.append((n.pub(user.e2e_public_key), pair, n.pub(user.e2e_backup_public_key), tokens))
+        out.append((n.pub(w.previous_pub.get(uid)), tuple(rix[r] for r in srv.rooms_of(uid))))
+    for rid in rooms:
         room = srv.room(rid)
         subs = tuple(
             (
@@ -876,12 +854,10 @@ def _walk(w: World, uix: dict[str, int], rix: dict[str, int]) -> tuple[Any, ...]
         )
         out.append((room.encrypted, n(room.e2e_key_id), waiting, subs))
     if srv.policy == "backup":
-        # the backup store has no public listing: read it (an observer, it changes nothing)
+        # no public listing of the backup store: read it (an observer changes nothing); which
+        # keys it holds matters, and how many of them nothing else refers to
         store: dict[tuple[str, str], dict[str, str]] = getattr(srv, "_backups")  # noqa: B009
-        # every entry is wrapped for its user's recovery key; which keys matters, and how many
-        # of those no one else refers to (they can come back only as history)
-        entries = [(uix[u], rix[r], keys) for (u, r), keys in store.items()]
-        for u, r, keys in sorted(entries, key=lambda e: e[:2]):
+        for u, r, keys in sorted((uix[u], rix[r], keys) for (u, r), keys in store.items()):
             out.append((u, r, tuple(sorted(n.known(k) for k in keys))))
     for uid in users:
         client, person = d.clients[uid], d.people[uid]
@@ -897,91 +873,77 @@ def _walk(w: World, uix: dict[str, int], rix: dict[str, int]) -> tuple[Any, ...]
             for rid in client.session_room_ids()
             if (s := client.session(rid)) is not None
         )
-        # rooms regained since the latest reset: their first source passed the check already
-        first = (
-            {rix[a.room_id] for a in client.acquired[client.reset_marks[-1] :]}
-            if client.reset_marks
-            else set()
+        # the rooms regained since the latest reset (their first source was checked then)
+        regained = (
+            sorted({rix[a.room_id] for a in client.acquired[client.reset_marks[-1] :]})
+            if client.resets
+            else ()
         )
-        out.append(
-            (
-                client.state.value,
-                n(client.random_password),
-                n.priv(client.recovery_key),
-                n(client.login_token),
-                n.priv(client.private_key),
-                n.pub(client.public_key),
-                sessions,
-                bool(client.resets),
-                tuple(sorted(first)),
-                n(person.e2e_password),
-                n.priv(person.recovery_key),
-            )
-        )
-    # History, restricted to the keys still named somewhere above: a key no wrap, session,
-    # backup or room refers to can never be held again, so what is known of it cannot matter.
+        device = (n(client.login_token), n.priv(client.private_key), n.pub(client.public_key))
+        out.append((client.state.value, n(client.random_password), n.priv(client.recovery_key), device))
+        out.append((sessions, bool(client.resets), tuple(regained)))
+        out.append((n(person.e2e_password), n.priv(person.recovery_key)))
+    # History, restricted to keys named above: a key that no document, device or backup refers
+    # to any more can never be held again.  A key record matters for the keys a device holds
+    # (each needs one) and, for the backup property, for the rooms' current keys.
     for uid in users:
         client = d.clients[uid]
-        # records matter for the keys held (every held key needs one) and, for the backup
-        # property, for the rooms' current keys
-        relevant: set[tuple[str, str | None]] = {
-            (rid, kid) for rid in client.session_room_ids() for kid in client.held_keys(rid)
-        }
+        relevant = {(rid, kid) for rid in client.session_room_ids() for kid in client.held_keys(rid)}
         if srv.policy == "backup":
-            relevant |= {(rid, srv.room(rid).e2e_key_id) for rid in w.rooms}
-        acquired = {
+            relevant |= {(rid, srv.room(rid).e2e_key_id or "") for rid in w.rooms}
+        records = {
             (rix[a.room_id], n.known(a.kid)) for a in client.acquired if (a.room_id, a.kid) in relevant
         }
-        backed_up: set[tuple[str, str]] = getattr(client, "_backed_up", set())  # not uploaded again
-        out.append(
-            (
-                tuple(sorted(x for x in acquired if x[1] >= 0)),
-                tuple(sorted(x for r, k in backed_up if (x := (rix[r], n.known(k)))[1] >= 0)),
-            )
-        )
+        backed: set[tuple[str, str]] = getattr(client, "_backed_up", set())  # not uploaded again
+        backed_up = {(rix[r], n.known(k)) for r, k in backed}
+        out.append((tuple(sorted(records)), tuple(sorted(x for x in backed_up if x[1] >= 0))))
     ledger = {(rix[r], n.known(k), n.known(_secret(v[0]))) for (r, k), v in d.ledger.keys.items()}
     out.append(tuple(sorted(x for x in ledger if x[1] >= 0)))
-    # messages: which (key, readable) pairs exist per room; ids, senders and counts do not matter
-    if MESSAGES_IN_STATE:
-        for rid in sorted(w.rooms, key=rix.__getitem__):
-            out.append(tuple(sorted({_message_parts(n, w, m) for m in srv.messages(rid)})))
     return tuple(out)
 
 
-def _message_parts(n: _Names, w: World, m: Any) -> tuple[int, int]:
-    """(kid, secret of the legitimate key that opens it) of a message whose key is still named."""
-    if m.content is None:
-        return (-2, -2)
-    kid = n.known(str(m.content.get("kid")))
-    for (rid, _), (key, _) in w.d.ledger.keys.items():
-        if rid != m.rid:
-            continue
-        try:
-            w.d.backend.decrypt_message(m.content, key)
-        except ProtocolError:
-            continue
-        return kid, n.known(_secret(key))
-    return kid, -3
+class _Seen:
+    """The states seen, as 64-bit hashes of their walks under every symmetry.
+
+    A state is new iff none of its walks was seen; the identity walk is tried first, so a state
+    seen before costs one walk.  Hashes keep memory flat; a collision, about 1e-9 likely at a
+    million states, would merge two states.
+    """
+
+    def __init__(self) -> None:
+        self._walks: set[int] = set()
+        self.count = 0
+
+    def add(self, w: World) -> bool:
+        (ident, *others) = w.symmetries
+        first = hash(_walk(w, *ident))
+        if first in self._walks:
+            return False
+        rest = [hash(_walk(w, *sym)) for sym in others]
+        if any(h in self._walks for h in rest):
+            return False
+        self._walks.update((first, *rest))
+        self.count += 1
+        return True
 
 
-# ---------------------------------------------------------------------------- snapshots and replay
+# --------------------------------------------------------------------------------------- snapshots
 
 
 class _Reducers(dict[type, Callable[[Any], Any]]):
-    """A pickler's dispatch table: protocol dataclasses rebuilt through their ``__init__`` (the
-    generated ``__setstate__`` of slotted dataclasses is several times slower)."""
+    """A pickler's dispatch table: protocol dataclasses rebuilt from their field values (the
+    ``__setstate__`` that ``slots=True`` generates is several times slower)."""
 
     def __missing__(self, cls: type) -> Callable[[Any], Any]:
-        if cls is random.Random:  # Random() would first seed itself from the OS
-            reducer: Callable[[Any], Any] = _reduce_rng
-        elif dataclasses.is_dataclass(cls) and all(f.init for f in dataclasses.fields(cls)):
-            names = tuple(f.name for f in dataclasses.fields(cls))
-            if hasattr(cls, "__post_init__"):  # validated once already: skip the validation
-                reducer = lambda obj: (_build, (cls, names, tuple(getattr(obj, n) for n in names)))  # noqa: E731
-            else:
-                reducer = lambda obj: (cls, tuple(getattr(obj, n) for n in names))  # noqa: E731
-        else:
+        if not dataclasses.is_dataclass(cls) or not all(f.init for f in dataclasses.fields(cls)):
             raise KeyError(cls)
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        validated = hasattr(cls, "__post_init__")  # validated when first made: not again
+
+        def reducer(obj: Any) -> Any:
+            values = tuple(getattr(obj, n) for n in names)
+            return (_build, (cls, names, values)) if validated else (cls, values)
+
         self[cls] = reducer
         return reducer
 
@@ -996,20 +958,7 @@ def _build(cls: type, names: tuple[str, ...], values: tuple[Any, ...]) -> Any:
     return obj
 
 
-def _reduce_rng(rng: random.Random) -> tuple[Any, ...]:
-    # the Mersenne Twister's 625 words as one bytes object, not 625 pickled ints
-    version, words, gauss = rng.getstate()
-    return _rng, (version, array.array("I", words).tobytes(), gauss)
-
-
-def _rng(version: int, words: bytes, gauss: float | None) -> random.Random:
-    rng = random.Random.__new__(random.Random)
-    rng.setstate((version, tuple(array.array("I", words)), gauss))
-    return rng
-
-
 def _dump(w: World) -> bytes:
-    """A snapshot of ``w``, entropy sources included: a state is a function of its trace."""
     buf = io.BytesIO()
     pickler = pickle.Pickler(buf, pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = _REDUCERS
@@ -1019,6 +968,14 @@ def _dump(w: World) -> bytes:
 
 def _load(data: bytes) -> World:
     w: World = pickle.loads(data)
+    return w
+
+
+def _rebuild(root: bytes, trace: Sequence[Op]) -> World:
+    """Replay ``trace`` from the initial world; entropy included, so exactly."""
+    w = _load(root)
+    for op in trace:
+        apply(w, op)
     return w
 
 
@@ -1033,16 +990,20 @@ class CheckResult:
     rooms: int
     depth: int
     policy: str
+    #: distinct states reached (the initial one included)
     states: int
+    #: operations applied
     transitions: int
     elapsed_s: float
-    #: the deepest level fully expanded (``depth`` unless capped or nothing new remained)
+    #: the levels fully expanded: ``depth`` when the search is complete
     depth_done: int
-    #: whether ``max_states`` stopped the search before ``depth``
-    capped: bool
-    #: the violations of the shortest failing trace (empty: none found)
+    #: True when ``max_states`` stopped the search
+    capped: bool = False
+    #: True when no operation led to a new state before ``depth``: the scope is exhausted
+    exhausted: bool = False
+    #: the violations of the shortest failing trace; empty when none was found
     violations: tuple[str, ...] = ()
-    #: that trace, as readable steps (start, operations, and the settle suffix if any)
+    #: that trace as readable steps: the start, the operations, then the suffix if any
     trace: tuple[str, ...] = ()
 
     @property
@@ -1060,10 +1021,10 @@ class CheckResult:
             f"  transitions      {self.transitions:,}",
             f"  states/second    {self.states_per_second:,.0f}",
             f"  elapsed          {self.elapsed_s:.2f} s",
-            f"  depth completed  {self.depth_done}",
+            f"  depth completed  {self.depth_done}{' (no new state beyond it)' if self.exhausted else ''}",
         ]
         if self.capped:
-            lines.append(f"  stopped at --max-states ({self.states:,}): the search is incomplete")
+            lines.append(f"  --max-states reached: the search stopped at {self.states:,} states, incomplete")
         if self.ok:
             lines.append("no violation found")
             return "\n".join(lines)
@@ -1074,13 +1035,13 @@ class CheckResult:
         return "\n".join(lines)
 
 
-def _start_text(w: World) -> str:
-    rooms = []
-    for rid in w.rooms:
-        members = ", ".join(w.names[u] for u in w.d.server.room(rid).subscriptions)
-        rooms.append(f"{w.names[rid]} ({members})")
-    users = ", ".join(f"{w.names[u]}{' (TOTP)' if u in w.totp_secret else ''}" for u in w.users)
-    return f"start: {users} log in; rooms {'; '.join(rooms)}"
+def _start(w: World) -> str:
+    users = ", ".join(w.names[u] + (" (TOTP)" if u in w.totp_secret else "") for u in w.users)
+    rooms = "; ".join(
+        f"{w.names[rid]} ({', '.join(w.names[u] for u in w.d.server.room(rid).subscriptions)})"
+        for rid in w.rooms
+    )
+    return f"start: {users} log in; rooms {rooms}"
 
 
 def explore(
@@ -1093,25 +1054,25 @@ def explore(
     eventually: bool = True,
     seed: int = 0,
 ) -> CheckResult:
-    """Breadth-first search of every interleaving of :data:`OPERATIONS` up to ``depth`` steps."""
+    """Breadth-first search of every interleaving of :data:`OPERATIONS` up to ``depth`` steps;
+    stops at the first violation (a shortest trace) or after ``max_states`` distinct states."""
     if policy not in POLICIES:
-        raise ValueError(f"policy: must be one of {list(POLICIES)}, got {policy!r}")
-    if depth < 0 or users > 6:
-        raise ValueError("depth must be >= 0 and users at most 6")
+        raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if depth < 0:
+        raise ValueError(f"depth: must be >= 0, got {depth}")
+    if max_states is not None and max_states < 1:
+        raise ValueError(f"max-states: must be >= 1, got {max_states}")
     started = time.perf_counter()
     root = World(users, rooms, policy, seed=seed)
-    root_bytes = _dump(root)
-    start_text = _start_text(root)
+    snapshot = _dump(root)
     seen = _Seen()
     seen.add(root)
-    transitions = 0
-    level = 0
+    transitions = level = 0
 
-    def result(
-        capped: bool = False, found: Sequence[Violation] = (), trace: Sequence[str] = ()
-    ) -> CheckResult:
-        elapsed = time.perf_counter() - started
+    def result(found: Sequence[Violation] = (), steps: Sequence[str] = (), **flags: bool) -> CheckResult:
         violations = tuple(root.name(str(v)) for v in found)
+        trace = (_start(root), *(root.name(s) for s in steps)) if found else ()
+        elapsed = time.perf_counter() - started
         return CheckResult(
             users,
             rooms,
@@ -1121,87 +1082,51 @@ def explore(
             transitions,
             elapsed,
             level,
-            capped,
-            violations,
-            (start_text, *(root.name(t) for t in trace)),
+            violations=violations,
+            trace=trace,
+            **flags,
         )
 
-    def eventual(w: World, trace: tuple[Op, ...]) -> CheckResult | None:
+    def check(w: World, trace: tuple[Op, ...], *, new: bool) -> CheckResult | None:
+        """The safety properties of a new state, then (on ``w`` itself) the liveness ones."""
+        found: list[Violation] = []
+        suffix: list[str] = []
         try:
-            found, suffix = check_eventually(w)
+            found = check_state(w) if new else []
+            if not found and new and eventually:
+                found, suffix = check_eventually(w)
         except Exception as exc:  # a crash of the protocol is a finding, not an accident
             found, suffix = [Violation("operation_failed", f"{type(exc).__name__}: {exc}")], ["settle"]
-        return result(False, found, [describe(w, op) for op in trace] + suffix) if found else None
+        return result(found, [describe(w, op) for op in trace] + suffix) if found else None
 
-    found = check_state(root)
-    if found:
-        return result(False, found)
-    if eventually and (failed := eventual(_load(root_bytes), ())):
+    if failed := check(_load(snapshot), (), new=True):
         return failed
     frontier: list[tuple[Op, ...]] = [()]
     for level in range(depth):
         following: list[tuple[Op, ...]] = []
         for trace in frontier:
-            parent = _rebuild(root_bytes, trace)
+            parent = _rebuild(snapshot, trace)
             parent_bytes = _dump(parent)
             for op in enabled_ops(parent):
                 transitions += 1
-                child = _load(parent_bytes)
-                child_trace = (*trace, op)
-                new = False
+                child, child_trace = _load(parent_bytes), (*trace, op)
                 try:
                     found = apply(child, op)
                     new = not found and seen.add(child)
-                    if new:
-                        found = check_state(child)
                 except Exception as exc:  # a crash of the protocol is a finding, not an accident
-                    found = [Violation("operation_failed", f"{type(exc).__name__}: {exc}")]
+                    found, new = [Violation("operation_failed", f"{type(exc).__name__}: {exc}")], False
                 if found:
-                    return result(False, found, [describe(child, o) for o in child_trace])
+                    return result(found, [describe(child, o) for o in child_trace])
                 if not new:
                     continue
                 following.append(child_trace)
-                if eventually and (failed := eventual(child, child_trace)):  # the child is spent
+                if failed := check(child, child_trace, new=True):
                     return failed
                 if max_states is not None and seen.count >= max_states:
-                    return result(True)
+                    return result(capped=True)
         frontier = following
         if not frontier:
             level += 1
-            return result()
+            return result(exhausted=True)
     level = depth
     return result()
-
-
-class _Seen:
-    """The states seen so far, as 64-bit hashes of their walks under every symmetry.
-
-    A state is new iff none of its walks was seen.  The identity walk is tried first, so a
-    repeated state costs one walk.  Hashes instead of walks keep memory flat; a collision (odds
-    about 1e-9 at a million states) would merge two states.
-    """
-
-    def __init__(self) -> None:
-        self._walks: set[int] = set()
-        self.count = 0
-
-    def add(self, w: World) -> bool:
-        (ident, *others) = w.symmetries
-        first = hash(_walk(w, *ident))
-        if first in self._walks:
-            return False
-        rest = [hash(_walk(w, *sym)) for sym in others]
-        if any(h in self._walks for h in rest):
-            return False
-        self._walks.add(first)
-        self._walks.update(rest)
-        self.count += 1
-        return True
-
-
-def _rebuild(root_bytes: bytes, trace: tuple[Op, ...]) -> World:
-    """Replay ``trace`` from the initial world (entropy sources included, so exactly)."""
-    w = _load(root_bytes)
-    for op in trace:
-        apply(w, op)
-    return w
