@@ -16,10 +16,9 @@ identity nor any property.
   the people and the key ledger in a fixed order, in which every random name (tokens, kids,
   passwords, ids) becomes the order of its first appearance and every ciphertext is split into the
   names it binds (a wrapped key: kid, recipient, room secret; a private-key blob: key pair,
-  password).  Timestamps are left out, and so are three things that cannot change what happens
-  next: messages (every send is checked when it happens), history about keys nothing refers to
-  any more, and which user is which among users the initial rooms treat alike (u1 and u2 with a
-  group and a DM u1+u2: the state is the set of its walks under those permutations).
+  password).  Left out, as they cannot change what happens next: timestamps, the order of a
+  queue (only its cap of 50 reads it), messages (each send is checked when it happens), and
+  history about keys nothing refers to any more.  Joining orders are kept: they order pushes.
 * Safety, after every step: :func:`protocol.check_all`; every reader of a message reads what was
   sent; a person with TOTP is refused a reset without a code or with a wrong one; a reset forgets
   the user's keys (spec 3.4); a suggestion stored by ``provideUsersSuggestedGroupKeys`` takes its
@@ -115,7 +114,6 @@ class World:
                 rid = self.d.server.create_private_group(self.users[owner], name, ids, now=self.now)
             self.rooms.append(rid)
         self.d.pump(self.now)
-        self.symmetries = _symmetries(self)
         self._small_entropy(seed)
         self.names = {uid: f"u{i}" for i, uid in enumerate(self.users)}
         for rid in self.rooms:
@@ -707,32 +705,9 @@ def _backup_restores(
 # ---------------------------------------------------------------------------------------- identity
 
 
-def canonical(w: World) -> frozenset[tuple[Any, ...]]:
-    """The state's identity: the set of its walks under every symmetry of the initial rooms.
-    Equal for states that differ only by random names, times, and such a symmetry."""
-    return frozenset(_walk(w, users, rooms) for users, rooms in w.symmetries)
-
-
-def _symmetries(w: World) -> list[tuple[dict[str, int], dict[str, int]]]:
-    """The permutations of the users (u0 fixed: it owns the first group and has TOTP) that map
-    the initial rooms onto themselves, with the room permutation each induces; identity first."""
-
-    def shape(rid: str, perm: Sequence[int]) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
-        room = w.d.server.room(rid)
-        index = {uid: perm[i] for i, uid in enumerate(w.users)}
-        owners = sorted(index[u] for u, s in room.subscriptions.items() if "owner" in s.roles)
-        return room.t, tuple(owners), tuple(sorted(index[u] for u in room.subscriptions))
-
-    original = [shape(rid, range(len(w.users))) for rid in w.rooms]
-    where = {s: k for k, s in enumerate(original)}  # the room plan has no two rooms alike
-    out = []
-    for rest in itertools.permutations(range(1, len(w.users))):
-        perm = (0, *rest)
-        image = [shape(rid, perm) for rid in w.rooms]
-        if sorted(image) == sorted(original):
-            users = {uid: perm[i] for i, uid in enumerate(w.users)}
-            out.append((users, {rid: where[image[k]] for k, rid in enumerate(w.rooms)}))
-    return out
+def canonical(w: World) -> tuple[Any, ...]:
+    """The state's identity: equal for states that differ only by random names and times."""
+    return _walk(w)
 
 
 _SYMBOLIC = SymbolicBackend()
@@ -821,12 +796,12 @@ class _Names:
         return (self("?" + blob),)  # nobody knows its password: it can never open
 
 
-def _walk(w: World, uix: dict[str, int], rix: dict[str, int]) -> tuple[Any, ...]:
-    """The state as nested tuples of small ints, literals and enum values, users and rooms
-    taken in the order ``uix``/``rix`` give them."""
+def _walk(w: World) -> tuple[Any, ...]:
+    """The state as nested tuples of small ints, literals and enum values."""
     n, d, srv = _Names(), w.d, w.d.server
-    users = sorted(w.users, key=uix.__getitem__)
-    rooms = sorted(w.rooms, key=rix.__getitem__)
+    users, rooms = w.users, w.rooms
+    uix = {uid: i for i, uid in enumerate(users)}
+    rix = {rid: i for i, rid in enumerate(rooms)}
     out: list[Any] = []
     for uid in users:
         user, client, person = srv.user(uid), d.clients[uid], d.people[uid]
@@ -903,26 +878,19 @@ def _walk(w: World, uix: dict[str, int], rix: dict[str, int]) -> tuple[Any, ...]
 
 
 class _Seen:
-    """The states seen, as 64-bit hashes of their walks under every symmetry.
-
-    A state is new iff none of its walks was seen; the identity walk is tried first, so a state
-    seen before costs one walk.  Hashes keep memory flat; a collision, about 1e-9 likely at a
-    million states, would merge two states.
-    """
+    """The states seen, as 64-bit hashes of their walks: memory stays flat; a collision, about
+    1e-9 likely at a million states, would merge two states."""
 
     def __init__(self) -> None:
         self._walks: set[int] = set()
         self.count = 0
 
     def add(self, w: World) -> bool:
-        (ident, *others) = w.symmetries
-        first = hash(_walk(w, *ident))
-        if first in self._walks:
+        """Whether ``w`` is new (and from now on seen)."""
+        h = hash(_walk(w))
+        if h in self._walks:
             return False
-        rest = [hash(_walk(w, *sym)) for sym in others]
-        if any(h in self._walks for h in rest):
-            return False
-        self._walks.update((first, *rest))
+        self._walks.add(h)
         self.count += 1
         return True
 

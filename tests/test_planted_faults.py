@@ -96,7 +96,7 @@ def test_serving_a_member_without_a_public_key(monkeypatch: pytest.MonkeyPatch) 
     original = Server.e2e_fetch_users_waiting_for_group_key
 
     def with_keyless(self: Server, user_id: str, room_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        out = original(self, user_id, room_ids)
+        out: dict[str, list[dict[str, Any]]] = dict(original(self, user_id, room_ids))
         for rid in room_ids:
             for uid, sub in self.room(rid).subscriptions.items():
                 keyless = self.user(uid).e2e_public_key is None
