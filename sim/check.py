@@ -680,7 +680,8 @@ def _backup_restores(
     ]
     if not needy:
         return []
-    steps.append(f"everybody logs out; then {', '.join(needy)}, alone, logs in and restores from backup")
+    names = ", ".join(w.names[u] for u in needy)
+    steps.append(f"everybody logs out; then each of {names} logs in alone and restores from its backup")
     for uid in w.users:
         if w.d.clients[uid].online:
             w.d.logout(uid, now=w.now)
