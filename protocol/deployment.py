@@ -57,9 +57,10 @@ class Deployment:
                 email_auto_opt_in=False,
                 enforce_password_fallback=False,
             )
-        self._rng = random.Random(seed)
+        #: draws the seeds of the server, the network and every user added later
+        self.rng: random.Random = random.Random(seed)
         self.backend = crypto if isinstance(crypto, CryptoBackend) else get_backend(crypto)
-        server_entropy = random.Random(self._rng.getrandbits(64))
+        server_entropy = random.Random(self.rng.getrandbits(64))
         self.server: Server
         if attacks is not None and attacks.any:
             self.server = AdversarialServer(
@@ -80,7 +81,7 @@ class Deployment:
         #: the network with faults, or None for a perfect one
         self.transport: Transport | None = None
         if faults is not None and faults.any:
-            self.transport = Transport(self.server, faults, random.Random(self._rng.getrandbits(64)))
+            self.transport = Transport(self.server, faults, random.Random(self.rng.getrandbits(64)))
         self.ledger = KeyLedger()
         self.clients: dict[str, Client] = {}
         self.people: dict[str, Person] = {}
@@ -93,7 +94,7 @@ class Deployment:
             self.server,
             user_id,
             self.backend,
-            entropy=random.Random(self._rng.getrandbits(64)),
+            entropy=random.Random(self.rng.getrandbits(64)),
             ledger=self.ledger,
             mitigations=self.mitigations,
             directory=self.directory,

@@ -132,6 +132,11 @@ class Client(RecoveryMixin):
     def session(self, room_id: str) -> RoomSession | None:
         return self._local.rooms.get(room_id)
 
+    @property
+    def backed_up(self) -> frozenset[tuple[str, str]]:
+        """Policy ``backup``: the (room id, kid) pairs this device has stored in the backup."""
+        return frozenset(self._backed_up)
+
     def session_room_ids(self) -> list[str]:
         """The rooms this device has a session for."""
         return list(self._local.rooms)

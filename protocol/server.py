@@ -69,10 +69,10 @@ class Server(E2EServerMixin):
                 "error-invalid-policy", f"policy: must be one of {list(POLICIES)}, got {policy!r}"
             )
         self.policy = policy
-        self.entropy = entropy if entropy is not None else default_entropy()
         #: E-mails the server would have sent, oldest first.
         self.outbox: list[EmailMessage] = []
-        self.twofactor = TwoFactor(self.settings, self.profile, self.entropy, self.outbox)
+        self._entropy = entropy if entropy is not None else default_entropy()
+        self.twofactor = TwoFactor(self.settings, self.profile, self._entropy, self.outbox)
         self._users: dict[str, User] = {}
         self._by_username: dict[str, str] = {}
         self._blocker = LoginBlocker(self.settings)
@@ -82,6 +82,21 @@ class Server(E2EServerMixin):
         self._notifications: list[Notification] = []
         self._user_rooms: dict[str, dict[str, None]] = {}
         self.listeners: list[Callable[[str, str, str], None]] = []
+
+    @property
+    def entropy(self) -> Entropy:
+        """The server's entropy source (ids, tokens, 2FA secrets and codes)."""
+        return self._entropy
+
+    @entropy.setter
+    def entropy(self, value: Entropy) -> None:
+        self._entropy = value
+        self.twofactor.entropy = value
+
+    @property
+    def backups(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Policy ``backup``: (user id, room id) -> kid -> key wrapped for the recovery key."""
+        return {key: dict(keys) for key, keys in self._backups.items()}
 
     # ------------------------------------------------------------------ users and sessions
 

@@ -60,7 +60,7 @@ class TwoFactor:
     ) -> None:
         self.settings = settings
         self.profile = profile
-        self._entropy = entropy
+        self.entropy = entropy
         self._outbox = outbox
 
     # ------------------------------------------------------------------ TOTP lifecycle
@@ -73,7 +73,7 @@ class TwoFactor:
         if any(not e.verified for e in user.emails):
             raise ProtocolError("error-invalid-user", "You need to verify your emails before setting up 2FA")
         self._check_guard(user, "totp", now)
-        secret = totp.generate_secret(self._entropy)
+        secret = totp.generate_secret(self.entropy)
         user.totp.temp_secret = secret
         url = totp.otpauth_url(secret, user.username, issuer=self.profile.uri_issuer)
         return TotpEnrollment(secret=secret, url=url)
@@ -91,11 +91,11 @@ class TwoFactor:
             raise TwoFactorError("invalid-totp", "no TOTP enrolment in progress")
         if not self._guarded(user, "totp", now, lambda: self._verify_totp(user, temp, code, now)):
             raise TwoFactorError("invalid-totp", "TOTP code does not match the new secret")
-        codes = backup.generate_codes(self._entropy)
+        codes = backup.generate_codes(self.entropy)
         user.totp = TotpService(
             enabled=True,
             secret=temp,
-            hashed_backup=backup.hash_codes(codes, self.profile, self._entropy),
+            hashed_backup=backup.hash_codes(codes, self.profile, self.entropy),
             last_step=user.totp.last_step,
         )
         for token in [t for t in user.login_tokens if t != keep_token]:
@@ -124,8 +124,8 @@ class TwoFactor:
             user, "totp", now, lambda: self._verify_totp(user, secret, code, now, allow_backup=True)
         ):
             return []
-        codes = backup.generate_codes(self._entropy)
-        user.totp.hashed_backup = backup.hash_codes(codes, self.profile, self._entropy)
+        codes = backup.generate_codes(self.entropy)
+        user.totp.hashed_backup = backup.hash_codes(codes, self.profile, self.entropy)
         return codes
 
     def codes_remaining(self, user: User) -> int:
@@ -151,9 +151,9 @@ class TwoFactor:
         addresses = tuple(user.verified_emails)
         if not addresses:
             raise ProtocolError("error-invalid-email", "the user has no verified e-mail address")
-        digits = choice_string(self._entropy, "0123456789", 6)
+        digits = choice_string(self.entropy, "0123456789", 6)
         expire = now + self.settings.email_code_expiration
-        user.email_code = EmailCode(code_hash=hash_password(digits, self._entropy), expire=expire)
+        user.email_code = EmailCode(code_hash=hash_password(digits, self.entropy), expire=expire)
         message = EmailMessage(
             to=addresses,
             subject="Authentication code",
