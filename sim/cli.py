@@ -145,6 +145,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
     from .scenario import ScenarioError
 
+    if args.crypto:
+        from .bench_crypto import crypto_cycle
+
+        if args.cycles < 1:
+            raise UsageError(f"--cycles: must be >= 1, got {args.cycles}")
+        figures = crypto_cycle(sys.stdout, cycles=args.cycles)
+        if args.json is not None:
+            atomic_write_text(args.json, json.dumps(figures, indent=2, sort_keys=True) + "\n")
+        return 0
     if not args.scenario.is_file():
         raise UsageError(f"scenario: file not found: {args.scenario}")
     if args.skip_full and args.skip_bare:
@@ -303,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-full", action="store_true", help="run only the bare model")
     bench.add_argument("--skip-bare", action="store_true", help="run only the full simulation")
     bench.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    bench.add_argument(
+        "--crypto",
+        action="store_true",
+        help="instead: time one reset-and-restore cycle through the protocol with each crypto backend",
+    )
+    bench.add_argument("--cycles", type=int, default=5, help="cycles per backend with --crypto (default 5)")
     bench.set_defaults(handler=_cmd_bench)
 
     check = commands.add_parser(
