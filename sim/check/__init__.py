@@ -1,0 +1,38 @@
+"""``keysim check``: every interleaving of the E2EE key lifecycle within a small scope.
+
+Theory of operation.  A *world* (:mod:`.world`) is a symbolic-crypto deployment with N users and
+M rooms, all logged in, u0 with TOTP.  :func:`explore` (:mod:`.explorer`) applies every enabled
+operation (:mod:`.operations`) to every state, breadth-first, so the first violation found has a
+shortest trace.  States are told apart by :func:`canonical` (:mod:`.identity`), which renames
+random names by first appearance and leaves out what cannot change what happens next.  Safety is
+checked after every step, during it (:mod:`.operations`) and on the state (:mod:`.properties`);
+liveness from every new state, after a settle (:mod:`.properties`).
+
+The modules, in layers (each imports only those above it):
+
+* :mod:`.world`: the deployment, its names and clock, small entropy sources, snapshots;
+* :mod:`.operations`: the operations table, guards, actions, checks made during a step;
+* :mod:`.properties`: safety on a state, liveness after a settle;
+* :mod:`.identity`: the canonical walk of a state, the set of states seen;
+* :mod:`.explorer`: the breadth-first search and its :class:`CheckResult`.
+"""
+
+from __future__ import annotations
+
+from .explorer import CheckResult, explore
+from .identity import canonical
+from .operations import OPERATIONS, Op, apply, describe, enabled_ops
+from .world import STEP_S, World
+
+__all__ = [
+    "OPERATIONS",
+    "STEP_S",
+    "CheckResult",
+    "Op",
+    "World",
+    "apply",
+    "canonical",
+    "describe",
+    "enabled_ops",
+    "explore",
+]

@@ -1,0 +1,217 @@
+"""The identity of a ``keysim check`` state: what makes two worlds the same state.
+
+Theory of operation.  :func:`canonical` walks the server's documents, each client's device
+state, the people and the key ledger in a fixed order, in which every random name (tokens, kids,
+passwords, ids) becomes the order of its first appearance and every ciphertext is split into the
+names it binds (a wrapped key: kid, recipient, room secret; a private-key blob: key pair,
+password).  Left out, as they cannot change what happens next: timestamps, the order of a queue
+(only its cap of 50 reads it), messages (each send is checked when it happens), and history
+about keys nothing refers to any more.  Joining orders are kept: they order pushes (no symmetry
+reduction).  :class:`Seen` keeps 64-bit hashes of these walks.
+
+The walk only reads: it must not change the world it describes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from protocol import ProtocolError
+from protocol.crypto import RoomKey, SymbolicBackend, codec
+
+from .world import World
+
+__all__ = ["Seen", "canonical"]
+
+#: the symbolic backend's wrapped-key record starts so (protocol/crypto/symbolic.py)
+_WRAP_MAGIC = b"KSYMWRAP"
+
+
+def canonical(w: World) -> tuple[Any, ...]:
+    """The state's identity: equal for states that differ only by random names and times."""
+    return _walk(w)
+
+
+_SYMBOLIC = SymbolicBackend()
+
+
+@lru_cache(maxsize=1 << 16)
+def _pub(public_key: str) -> str:
+    return str(json.loads(public_key).get("pub", public_key))
+
+
+@lru_cache(maxsize=1 << 16)
+def _priv_pub(private_key: str) -> str:
+    return _pub(_SYMBOLIC.public_key_text(private_key))
+
+
+@lru_cache(maxsize=1 << 16)
+def _wrap_parts(wrapped: str) -> tuple[str, str, str] | None:
+    """A symbolic wrapped key as (kid, recipient's public key, room secret), or None."""
+    try:
+        kid, record = codec.split_prefixed(wrapped)
+    except ProtocolError:
+        return None
+    if not record.startswith(_WRAP_MAGIC):
+        return None
+    n = len(_WRAP_MAGIC)
+    return kid, record[n : n + 16].hex(), record[n + 16 : n + 32].hex()
+
+
+@lru_cache(maxsize=1 << 16)
+def _open_blob(blob: str, user_id: str, password: str) -> str | None:
+    try:
+        return str(_SYMBOLIC.decrypt_private_key(blob, user_id=user_id, password=password))
+    except ProtocolError:
+        return None
+
+
+def _secret(key: RoomKey) -> str:
+    return str(key.key).removeprefix("sym-room-")
+
+
+class _Names:
+    """Random names, renamed by the order of their first appearance in a walk."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self) -> None:
+        self._d: dict[str, int] = {}
+
+    def __call__(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        n = self._d.get(value)
+        if n is None:
+            n = self._d[value] = len(self._d)
+        return n
+
+    def known(self, value: str | None) -> int:
+        """The name ``value`` already has, or -1: names nothing new."""
+        return self._d.get(value, -1) if value is not None else -1
+
+    def pub(self, public_key: str | None) -> int:
+        return self(_pub(public_key)) if public_key is not None else -1
+
+    def priv(self, private_key: object) -> int:
+        return self(_priv_pub(str(private_key))) if private_key is not None else -1
+
+    def key(self, key: RoomKey | None) -> tuple[int, int]:
+        return (-1, -1) if key is None else (self(key.kid), self(_secret(key)))
+
+    def wrap(self, wrapped: str | None) -> tuple[int, ...]:
+        if wrapped is None:
+            return ()
+        parts = _wrap_parts(wrapped)
+        return (self("?" + wrapped),) if parts is None else tuple(self(p) for p in parts)
+
+    def olds(self, old: Iterable[Any] | None) -> tuple[tuple[int, ...], ...] | None:
+        return None if old is None else tuple((self(o.e2e_key_id), *self.wrap(o.e2e_key)) for o in old)
+
+    def blob(self, blob: str | None, uid: str, passwords: Iterable[str | None]) -> tuple[int, ...]:
+        if blob is None:
+            return ()
+        for password in passwords:
+            private = _open_blob(blob, uid, password) if password is not None else None
+            if private is not None:
+                return self.priv(private), self(password)
+        return (self("?" + blob),)  # nobody knows its password: it can never open
+
+
+def _walk(w: World) -> tuple[Any, ...]:
+    """The state as nested tuples of small ints, literals and enum values."""
+    n, d, srv = _Names(), w.d, w.d.server
+    users, rooms = w.users, w.rooms
+    uix = {uid: i for i, uid in enumerate(users)}
+    rix = {rid: i for i, rid in enumerate(rooms)}
+    out: list[Any] = []
+    for uid in users:
+        user, client, person = srv.user(uid), d.clients[uid], d.people[uid]
+        tokens = tuple((n(t), lt.two_factor_authorized_until is None) for t, lt in user.login_tokens.items())
+        pair = n.blob(user.e2e_private_key, uid, (person.e2e_password, client.random_password))
+        out.append((n.pub(user.e2e_public_key), pair, n.pub(user.e2e_backup_public_key), tokens))
+        out.append((n.pub(w.previous_pub.get(uid)), tuple(rix[r] for r in srv.rooms_of(uid))))
+    for rid in rooms:
+        room = srv.room(rid)
+        subs = tuple(
+            (
+                uix[u],
+                s.roles,
+                n.wrap(s.e2e_key),
+                n.wrap(s.e2e_suggested_key),
+                n.olds(s.old_room_keys),
+                n.olds(s.suggested_old_room_keys),
+                uix.get(s.suggestion_signer or "", -1),
+                n(s.suggestion_signature),
+            )
+            for u, s in room.subscriptions.items()
+        )
+        waiting = (
+            None if room.users_waiting is None else tuple(sorted(uix[x.user_id] for x in room.users_waiting))
+        )
+        out.append((room.encrypted, n(room.e2e_key_id), waiting, subs))
+    if srv.policy == "backup":
+        # which keys the backup store holds matters, and how many of them nothing else refers to
+        for u, r, keys in sorted((uix[u], rix[r], keys) for (u, r), keys in srv.backups.items()):
+            out.append((u, r, tuple(sorted(n.known(k) for k in keys))))
+    for uid in users:
+        client, person = d.clients[uid], d.people[uid]
+        sessions = tuple(
+            (
+                rix[rid],
+                s.state.value,
+                n(s.key_id),
+                n.key(s.key),
+                None if s.old_keys is None else tuple((n(k), *n.key(v[0])) for k, v in s.old_keys.items()),
+                s.ready_once,
+            )
+            for rid in client.session_room_ids()
+            if (s := client.session(rid)) is not None
+        )
+        # the rooms regained since the latest reset (their first source was checked then)
+        regained = (
+            sorted({rix[a.room_id] for a in client.acquired[client.reset_marks[-1] :]})
+            if client.resets
+            else ()
+        )
+        device = (n(client.login_token), n.priv(client.private_key), n.pub(client.public_key))
+        out.append((client.state.value, n(client.random_password), n.priv(client.recovery_key), device))
+        out.append((sessions, bool(client.resets), tuple(regained)))
+        out.append((n(person.e2e_password), n.priv(person.recovery_key)))
+    # History, restricted to keys named above: a key that no document, device or backup refers
+    # to any more can never be held again.  A key record matters for the keys a device holds
+    # (each needs one) and, for the backup property, for the rooms' current keys.
+    for uid in users:
+        client = d.clients[uid]
+        relevant = {(rid, kid) for rid in client.session_room_ids() for kid in client.held_keys(rid)}
+        if srv.policy == "backup":
+            relevant |= {(rid, srv.room(rid).e2e_key_id or "") for rid in w.rooms}
+        records = {
+            (rix[a.room_id], n.known(a.kid)) for a in client.acquired if (a.room_id, a.kid) in relevant
+        }
+        backed_up = {(rix[r], n.known(k)) for r, k in client.backed_up}  # not uploaded again
+        out.append((tuple(sorted(records)), tuple(sorted(x for x in backed_up if x[1] >= 0))))
+    ledger = {(rix[r], n.known(k), n.known(_secret(v[0]))) for (r, k), v in d.ledger.keys.items()}
+    out.append(tuple(sorted(x for x in ledger if x[1] >= 0)))
+    return tuple(out)
+
+
+class Seen:
+    """The states seen, as 64-bit hashes of their walks: memory stays flat; a collision, about
+    1e-9 likely at a million states, would merge two states."""
+
+    def __init__(self) -> None:
+        self._walks: set[int] = set()
+        self.count = 0
+
+    def add(self, w: World) -> bool:
+        """Whether ``w`` is new (and from now on seen)."""
+        h = hash(_walk(w))
+        if h in self._walks:
+            return False
+        self._walks.add(h)
+        self.count += 1
+        return True

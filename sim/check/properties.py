@@ -1,0 +1,123 @@
+"""The properties ``keysim check`` verifies on every new state.
+
+Theory of operation.
+
+* Safety (:func:`check_state`): :func:`protocol.check_all`, and every reader of every stored
+  message reads what was sent.  Reading is an observation: what it records is undone, so it
+  cannot split states.
+* Liveness (:func:`check_eventually`, run on the state itself, which it changes; every new state
+  is the end of some trace): ``queue`` and ``backup``: after a :func:`settle` (every functional
+  client ticks and syncs, twice) each room's current key is held by all of its functional
+  members or by none (spec section 4); ``backup``: with everybody else logged out, a person who
+  lacks a current key it once held logs in alone and restores it.  ``live`` has none here: it is
+  checked at each handshake (:mod:`.operations`).
+"""
+
+from __future__ import annotations
+
+from protocol import Violation, check_all
+
+from .operations import holds_key
+from .world import STEP_S, World
+
+__all__ = ["SETTLE", "check_eventually", "check_state", "settle"]
+
+
+def check_state(w: World) -> list[Violation]:
+    """The protocol's invariants, and every reader of every stored message reads what was sent."""
+    d = w.d
+    out = check_all(d.server, d.clients, d.ledger, passwords=[p.account_password for p in d.people.values()])
+    sent = {mid: text for c in d.clients.values() for (_, mid, text) in c.sent}
+    for uid, client in d.clients.items():
+        if not client.functional:
+            continue
+        mark = len(client.decrypted)
+        for rid in d.server.rooms_of(uid):
+            held = client.held_keys(rid)
+            for message in d.server.messages(rid):
+                kid = message.content.get("kid") if message.content else None
+                if kid in held and client.decrypt(message) != {"msg": sent.get(message.id)}:
+                    out.append(Violation("readers_read_what_was_sent", f"{uid} misreads {message.id}"))
+        del client.decrypted[mark:]  # reading is an observation: it must not split states
+    return out
+
+
+SETTLE = "settle: every logged-in READY client ticks, then syncs and accepts, twice over"
+
+
+def settle(w: World) -> None:
+    for _ in range(2):
+        for uid in w.users:
+            if w.d.clients[uid].functional:
+                w.now += STEP_S
+                w.d.tick(uid, now=w.now)
+                w.d.clients[uid].sync(now=w.now)
+                w.d.pump(w.now)
+
+
+def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
+    """The liveness properties of the policy, run on ``w`` itself (which they change); the
+    violations, and the steps of the suffix that showed them."""
+    policy = w.d.server.policy
+    if policy == "live":
+        return [], []  # checked at each handshake
+    acquired = {uid: {(a.room_id, a.kid) for a in c.acquired} for uid, c in w.d.clients.items()}
+    settle(w)
+    steps = [SETTLE]
+    out = check_state(w)
+    for rid in w.rooms:
+        room = w.d.server.room(rid)
+        members = [uid for uid in room.subscriptions if w.d.clients[uid].functional]
+        holders = [uid for uid in members if holds_key(w, uid, rid)]
+        for uid in members:
+            if room.e2e_key_id is not None and holders and uid not in holders:
+                out.append(
+                    Violation(
+                        "queue_restores", f"{uid} is READY in {rid} but never got the key {holders[0]} serves"
+                    )
+                )
+    if policy == "backup" and not out:
+        out += _backup_restores(w, acquired, steps)
+    return out, steps
+
+
+def _backup_restores(
+    w: World, acquired: dict[str, set[tuple[str, str]]], steps: list[str]
+) -> list[Violation]:
+    """``backup``: a person lacking a room's current key it once held restores it alone."""
+    srv = w.d.server
+
+    def once_held(uid: str, rid: str) -> bool:
+        return (rid, srv.room(rid).e2e_key_id) in acquired[uid]
+
+    needy = [
+        uid
+        for uid in w.users
+        if any(
+            once_held(uid, rid) and srv.room(rid).subscriptions[uid].e2e_key is None
+            for rid in srv.rooms_of(uid)
+        )
+    ]
+    if not needy:
+        return []
+    names = ", ".join(w.names[u] for u in needy)
+    steps.append(f"everybody logs out; then each of {names} logs in alone and restores from its backup")
+    for uid in w.users:
+        if w.d.clients[uid].online:
+            w.d.logout(uid, now=w.now)
+    out = []
+    for uid in needy:
+        w.now += STEP_S
+        w.login(uid)
+        client, person = w.d.clients[uid], w.d.people[uid]
+        if client.functional and person.recovery_key is not None:
+            client.restore_from_backup(person.recovery_key, now=w.now)
+            w.d.pump(w.now)
+        for rid in srv.rooms_of(uid):
+            if once_held(uid, rid) and not holds_key(w, uid, rid):
+                out.append(
+                    Violation("backup_restores", f"{uid} once held the key of {rid} but did not restore it")
+                )
+        out += check_state(w)
+        w.d.logout(uid, now=w.now)
+    return out
