@@ -52,6 +52,7 @@ state.  Stored change times are strictly increasing (two flips at the same insta
 
 from __future__ import annotations
 
+import abc
 import csv
 import math
 from bisect import bisect_right
@@ -350,11 +351,12 @@ def _check_time(name: str, t: float) -> None:
         raise ValueError(f"{name}: time must be a finite number of seconds >= 0 (got {t!r})")
 
 
-class _Queries:
+class _Queries(abc.ABC):
     """The presence questions, answered from a :class:`_Timeline` per user."""
 
+    @abc.abstractmethod
     def _timeline(self, user: int) -> _Timeline:
-        raise NotImplementedError
+        """The (lazily extended) timeline of ``user``."""
 
     def is_online(self, user: int, t: float) -> bool:
         """Whether ``user`` is online at time ``t`` (seconds)."""

@@ -256,3 +256,26 @@ def decode_content(content: object) -> DecodedContent:
         packed = b64decode(body["ciphertext"][V1_KID_LENGTH:], "content ciphertext")
         iv, ciphertext = packed[:16], packed[16:]
     return DecodedContent(body["algorithm"], kid, iv, ciphertext)
+
+
+def parse_private_blob(blob: object, user_id: object) -> tuple[bytes, bytes, bytes, int]:
+    """(iv, ciphertext, salt, iterations) of a stored private-key blob, v1 or v2.
+
+    keychain.ts ``StoredKey.decode``: ``{"$binary"}`` first (v1: iv[16] || ct, salt = the user
+    id, 1,000 iterations), then the v2 members ``iv``, ``ciphertext``, ``salt``, ``iterations``.
+    """
+    require_str(blob, "blob")
+    uid = latin1(user_id, "user_id")
+    stored = parse_json_object(blob, "private key blob")
+    if isinstance(stored.get("$binary"), str):
+        packed = b64decode(stored["$binary"], "private key blob")
+        return packed[:16], packed[16:], uid, V1_ITERATIONS
+    iv = b64decode(get_str(stored, "iv", "private key blob"), "blob iv")
+    ct = b64decode(get_str(stored, "ciphertext", "private key blob"), "blob")
+    salt_text = get_str(stored, "salt", "private key blob")
+    iterations = get_int(stored, "iterations", "private key blob", low=1, high=MAX_ITERATIONS)
+    try:
+        salt = salt_text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise CryptoError(message="private key blob: salt is not Latin-1") from None
+    return iv, ct, salt, iterations

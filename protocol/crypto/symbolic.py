@@ -174,24 +174,8 @@ class SymbolicBackend(CryptoBackend):
         return codec.json_text({"$binary": codec.b64encode(iv + sealed)})
 
     def decrypt_private_key(self, blob: str, *, user_id: str, password: str) -> PrivateKey:
-        codec.require_str(blob, "blob")
         pw = codec.latin1(password, "password")
-        uid = codec.latin1(user_id, "user_id")
-        stored = codec.parse_json_object(blob, "private key blob")
-        if isinstance(stored.get("$binary"), str):
-            packed = codec.b64decode(stored["$binary"], "private key blob")
-            iv, sealed, salt, iterations = packed[:16], packed[16:], uid, codec.V1_ITERATIONS
-        else:
-            iv = codec.b64decode(codec.get_str(stored, "iv", "private key blob"), "blob iv")
-            sealed = codec.b64decode(codec.get_str(stored, "ciphertext", "private key blob"), "blob")
-            salt_text = codec.get_str(stored, "salt", "private key blob")
-            iterations = codec.get_int(
-                stored, "iterations", "private key blob", low=1, high=codec.MAX_ITERATIONS
-            )
-            try:
-                salt = salt_text.encode("latin-1")
-            except UnicodeEncodeError:
-                raise CryptoError(message="private key blob: salt is not Latin-1") from None
+        iv, sealed, salt, iterations = codec.parse_private_blob(blob, user_id)
         return _unseal(sealed, salt=salt, iterations=iterations, iv=iv, password=pw)
 
     def generate_room_key(self, entropy: Entropy) -> RoomKey:
