@@ -377,7 +377,17 @@ class Client(RecoveryMixin):
         if self.ledger is not None:
             self.ledger.created(session.room_id, key, self.user_id, now)
         wrapped = self.backend.wrap_room_key(key, self._local.public_key, self.entropy)
-        self._post(now, "e2e_update_group_key", self.user_id, session.room_id, self.user_id, wrapped)
+        try:
+            # createGroupKey awaits this POST: if it fails the handshake throws and the room goes
+            # to ERROR before any other member is given the key
+            if self.transport is None:
+                self.server.e2e_update_group_key(self.user_id, session.room_id, self.user_id, wrapped)
+            else:
+                self.transport.call(
+                    "e2e_update_group_key", (self.user_id, session.room_id, self.user_id, wrapped), {}
+                )
+        except ProtocolError:
+            return False
         self._encrypt_key_for_other_participants(session, now)
         return True
 

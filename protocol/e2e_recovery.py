@@ -145,12 +145,15 @@ class RecoveryMixin:
         session = self._local.rooms.get(room_id)
         if session is None:
             session = self._local.rooms[room_id] = RoomSession(room_id, state=R.ESTABLISHING)
+        # E2ERoom.resetRoomKey: setState('CREATING_KEYS') then setState('READY'); the table refuses
+        # both from WAITING_KEYS, ERROR or NOT_STARTED, and the room then becomes READY when the
+        # caller's own subscription push arrives (keyReceived -> handshake)
         self._move(session, R.CREATING_KEYS, now)
         session.key, session.key_id = key, key.kid
         self._acquired(room_id, key, "created", now)
         if self.ledger is not None:
             self.ledger.created(room_id, key, self.user_id, now)
-        session.state = R.READY
+        self._move(session, R.READY, now)
         return key.kid
 
     # ------------------------------------------------------------------ key backup (policy backup)

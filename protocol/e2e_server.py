@@ -95,9 +95,11 @@ class E2EServerMixin(RoomServerMixin):
         No check of the kid against the room's ``e2eKeyId`` (RC does none).  A caller without a
         subscription is a silent no-op, as in RC.
         """
-        room = self.room(room_id)
         _check_wrapped(key)
-        if user_id not in room.subscriptions:
+        _check_id(user_id, "user_id")
+        _check_id(target_id, "uid")
+        room = self._rooms.get(room_id) if isinstance(room_id, str) else None
+        if room is None or user_id not in room.subscriptions:
             return
         if target_id == user_id:
             room.subscriptions[user_id].e2e_key = key
@@ -279,7 +281,7 @@ class E2EServerMixin(RoomServerMixin):
         room.e2e_key_id = e2e_key_id
         room.users_waiting = queue if self._queue_enabled else None
         room.subscriptions[user_id].e2e_key = e2e_key
-        self._notify(room_id, [uid for uid in room.subscriptions if uid != user_id])
+        self._notify(room_id, list(room.subscriptions))
         self._emit("stored", room_id, [user_id])
         self._emit("queued", room_id, [w.user_id for w in queue])
 
@@ -301,12 +303,17 @@ class E2EServerMixin(RoomServerMixin):
     def admin_reset_e2e_key(
         self, actor_id: str, user_id: str, code: str | None, *, now: float, login_token: str | None = None
     ) -> None:
-        """``users.resetE2EKey``: 2FA of the caller, and ``edit-other-user-e2ee`` for another user."""
+        """``users.resetE2EKey``: 2FA of the caller (never remembered), and for another user the
+        permission ``edit-other-user-e2ee`` and ``Enforce_Password_Fallback`` (RC refuses it
+        without, so that an admin always proves a factor)."""
         actor = self.user(actor_id)
         self.user(user_id)
-        self.twofactor.check(actor, code, now=now, login_token=login_token)
-        if actor_id != user_id and not self.has_permission(actor_id, "edit-other-user-e2ee"):
-            raise PermissionDenied("error-not-allowed", "edit-other-user-e2ee is required")
+        self.twofactor.check(actor, code, now=now, login_token=login_token, disable_remember_me=True)
+        if actor_id != user_id:
+            if not self.has_permission(actor_id, "edit-other-user-e2ee"):
+                raise PermissionDenied("error-not-allowed", "edit-other-user-e2ee is required")
+            if not self.settings.enforce_password_fallback:
+                raise PermissionDenied("error-not-allowed", "needs Enforce_Password_Fallback")
         self._reset_user_e2e_key(user_id, now)
 
     def _reset_user_e2e_key(self, user_id: str, now: float) -> None:
@@ -321,6 +328,7 @@ class E2EServerMixin(RoomServerMixin):
             sub = self._rooms[rid].subscriptions[user_id]
             sub.e2e_key = sub.e2e_suggested_key = None
             sub.old_room_keys = None
+            sub.suggestion_signer = sub.suggestion_signature = None
         self._enqueue(mine, user_id, now)
         user.login_tokens.clear()
 
@@ -401,3 +409,8 @@ def _old_keys(value: object) -> list[OldRoomKey]:
         assert isinstance(key, str)
         out.append(OldRoomKey(kid, float(ts), key))
     return out
+
+
+def _check_id(value: object, name: str) -> None:
+    if not isinstance(value, str):
+        raise ValidationError("error-invalid-params", f"{name} must be a string")

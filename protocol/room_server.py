@@ -154,6 +154,8 @@ class RoomServerMixin:
         """A direct message between two users; encrypted per ``E2E_Enabled_Default_DirectRooms``.
 
         An existing DM between the two is returned as it is (RC ``createDirectRoom``)."""
+        if not isinstance(user_id, str) or not isinstance(other_id, str):
+            raise ValidationError("error-invalid-params", "user ids must be strings")
         if user_id == other_id:
             raise ValidationError("error-invalid-params", "a DM needs two different users")
         self.user(other_id)

@@ -186,8 +186,11 @@ class Server(E2EServerMixin):
             raise PermissionDenied("error-invalid-credentials", "incorrect password")
         try:
             self.twofactor.check(user, code, method=method, now=now, disable_password_fallback=True)
-        except TwoFactorError:
-            self._blocker.record_failure(user.username, now)
+        except TwoFactorError as exc:
+            # Accounts.onLoginFailure ignores 'totp-required' (the normal first step of a 2FA
+            # login) and 'error-login-blocked-for-user'
+            if exc.code != "totp-required":
+                self._blocker.record_failure(user.username, now)
             raise
         self._blocker.record_success(user.username, now)
         token = new_token(self.entropy)
@@ -270,8 +273,11 @@ class Server(E2EServerMixin):
         actor = self.user(actor_id)
         target = self.user(user_id)
         self.twofactor.check(actor, code, now=now, login_token=login_token, disable_remember_me=True)
-        if actor.id != target.id and not self.has_permission(actor.id, "edit-other-user-totp"):
-            raise PermissionDenied("error-not-allowed", "edit-other-user-totp is required")
+        if actor.id != target.id:
+            if not self.has_permission(actor.id, "edit-other-user-totp"):
+                raise PermissionDenied("error-not-allowed", "edit-other-user-totp is required")
+            if not self.settings.enforce_password_fallback:  # RC: users.resetTOTP
+                raise PermissionDenied("error-not-allowed", "needs Enforce_Password_Fallback")
         if notify and target.verified_emails:
             self.outbox.append(
                 EmailMessage(

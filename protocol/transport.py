@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FaultModel", "Transport"]
 
-#: The requests a transport may lose: their answer carries nothing the client waits for.
+#: Requests whose answer the client only logs: a transport may lose, repeat or hold them back.
 FIRE_AND_FORGET = frozenset(
     {
         "e2e_provide_users_suggested_group_keys",
@@ -145,6 +145,16 @@ class Transport:
             self._hold(now, "request", (method, args, kwargs, copies))
         else:
             self._call(method, args, kwargs, copies)
+
+    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A request the client awaits (RC ``await sdk.rest.post``): a lost one fails with
+        ``error-network`` for the caller to handle; a held-back one only makes it wait longer,
+        so it arrives now."""
+        self.counters["requests"] += 1
+        if self._rng.random() < self.faults.request_loss:
+            self.counters["requests_lost"] += 1
+            raise ProtocolError("error-network", f"{method}: the request was lost")
+        getattr(self.server, method)(*args, **kwargs)
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], copies: int) -> None:
         call: Callable[..., Any] = getattr(self.server, method)

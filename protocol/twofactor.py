@@ -105,7 +105,9 @@ class TwoFactor:
     def disable(self, user: User, code: str, *, now: float) -> bool:
         """``2fa:disable``: a TOTP or backup code turns TOTP off; a wrong code returns False."""
         _check_code_type(code)
-        secret = self._active_secret(user)
+        if not user.totp.enabled or user.totp.secret is None:
+            return False  # current RC disableTotp: nothing to disable
+        secret = user.totp.secret
         if not self._guarded(
             user, "totp", now, lambda: self._verify_totp(user, secret, code, now, allow_backup=True)
         ):
@@ -186,6 +188,8 @@ class TwoFactor:
             _check_code_type(code)
         if method is not None and not isinstance(method, str):
             raise ValidationError("error-invalid-params", "method must be a string")
+        if login_token is not None and not isinstance(login_token, str):
+            raise ValidationError("error-invalid-params", "login_token must be a string")
         if not self.settings.two_factor_enabled:
             return True
         token = user.login_tokens.get(login_token) if login_token is not None else None

@@ -139,12 +139,6 @@ UNKNOWN: list[tuple[str, Callable[[Room3], object], type[ProtocolError], str]] =
         "error-invalid-room",
     ),
     (
-        "update key, room",
-        lambda w: w.d.server.e2e_update_group_key(w.a, "nope", w.a, "k" * 400),
-        NotFoundError,
-        "error-invalid-room",
-    ),
-    (
         "without key, room",
         lambda w: w.d.server.e2e_get_users_of_room_without_key(w.a, "nope"),
         NotFoundError,
@@ -840,3 +834,24 @@ def test_waiting_users_of_an_unknown_room_are_none() -> None:
     w = Room3()
     assert w.d.server.e2e_fetch_users_waiting_for_group_key(w.a, ["nope"]) == {}
     assert set(w.d.server.e2e_fetch_users_waiting_for_group_key(w.a, ["nope", w.rid])) == {w.rid}
+
+
+def test_update_group_key_in_an_unknown_room_is_a_silent_no_op() -> None:
+    # RC's updateGroupKey finds no subscription of the caller and does nothing
+    w = Room3()
+    before = snapshot(w.d)
+    w.d.server.e2e_update_group_key(w.a, "nope", w.a, "k" * 400)
+    assert snapshot(w.d) == before
+
+
+@pytest.mark.parametrize("bad", [["x"], {"a": 1}, 5])
+def test_unhashable_or_non_string_ids_are_validation_errors(bad: object) -> None:
+    w = Room3()
+    for call in (
+        lambda: w.d.server.e2e_update_group_key(bad, w.rid, w.b, "k" * 400),  # type: ignore[arg-type]
+        lambda: w.d.server.e2e_update_group_key(w.a, w.rid, bad, "k" * 400),  # type: ignore[arg-type]
+        lambda: w.d.server.create_direct_message(bad, w.b, now=T0),  # type: ignore[arg-type]
+        lambda: w.d.server.check_two_factor(w.a, None, now=T0, login_token=bad),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ProtocolError):
+            call()
