@@ -382,6 +382,15 @@ class _Queries(abc.ABC):
             raise ValueError(f"user {user} is offline at t={t!r}: no session to end")
         return tl.changes[i]  # an online segment always ends (traces close every interval)
 
+    def session_start(self, user: int, t: float) -> float:
+        """When the online session that contains ``t`` began (``t`` itself if offline)."""
+        _check_time("t", t)
+        tl = self._timeline(user)
+        i = tl.locate(t)
+        if not (tl.online0 ^ bool(i & 1)):
+            return float(t)
+        return tl.changes[i - 1] if i > 0 else 0.0
+
     def next_change(self, user: int, t: float) -> float | None:
         """The first time > t at which ``user``'s state flips; None if it never does."""
         _check_time("t", t)
@@ -416,6 +425,7 @@ class PresenceModel(Protocol):
     def is_online(self, user: int, t: float) -> bool: ...
     def next_online_start(self, user: int, t: float) -> float | None: ...
     def session_end(self, user: int, t: float) -> float: ...
+    def session_start(self, user: int, t: float) -> float: ...
     def next_change(self, user: int, t: float) -> float | None: ...
     def intervals(self, user: int, t0: float, t1: float) -> list[tuple[float, float]]: ...
 

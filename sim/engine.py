@@ -139,6 +139,7 @@ class Simulation(WorkloadMixin):
         self.outcomes: list[Outcome] = []
         self.open: dict[tuple[int, str], Outcome] = {}
         self.lost_count = 0
+        self.lost_rooms: set[str] = set()
         self.lost_timeline: list[tuple[float, int]] = [(0.0, 0)]
         self.reset_counter = 0
         self.counters = {
@@ -339,7 +340,7 @@ class Simulation(WorkloadMixin):
     def _login_code(self, u: int, now: float) -> str | None:
         return self._totp(u, now)
 
-    def _login(self, u: int, now: float, *, unlock: bool = True) -> Client:
+    def _login(self, u: int, now: float, *, unlock: bool = True, fresh: bool = False) -> Client:
         """Log user ``u`` in on its device; unlock E2EE with the remembered password.
 
         Under the hardened profile a person who already used this step's and the next step's
@@ -351,6 +352,8 @@ class Simulation(WorkloadMixin):
         client = dev.client
         if client.online:
             return client
+        if now < dev.locked_until:  # locked out (lost authenticator) until an admin acts
+            raise Wait(dev.locked_until)
         ready = self._code_ready_at(u, now)
         if ready > now:
             raise Wait(ready)
@@ -367,7 +370,12 @@ class Simulation(WorkloadMixin):
             password = self.e2e_password[u]
             if password is None or not client.enter_password(password, now=now):
                 raise RuntimeError(f"u{u} cannot unlock its keys")
-        dev.login_at = now
+        # The distribution loop's phase comes from when the device really logged in: now for a
+        # fresh login (a relogin after a reset), else the start of the presence session the
+        # simulator joins late (RC runs the first tick at login, then every 10 s)
+        dev.login_at = (
+            now if fresh or not self.presence.is_online(u, now) else self.presence.session_start(u, now)
+        )
         return client
 
     recovery_keys: dict[int, Any]
@@ -502,6 +510,9 @@ class Simulation(WorkloadMixin):
         uid = self.user_ids[u]
         if any(key[0] == u for key in self.open):
             return True
+        for rid in self.server.rooms_of(uid):  # a key waits for it to accept
+            if self.server.room(rid).subscriptions[uid].e2e_suggested_key:
+                return True
         if self.policy == "live":
             return False
         for rid in self.server.rooms_of(uid):
@@ -606,6 +617,10 @@ class Simulation(WorkloadMixin):
             if stats is not None and stats.waiting_since is None:
                 stats.waiting_since = now
             return
+        if event == "suggested" and outcome is None and not self._online(u):
+            self.follow(u)  # it accepts at its next login (a joiner, or after a room-key reset)
+        if event in ("accepted", "stored") and room_id in self.lost_rooms and self._holds(room_id, user_id):
+            self._note_regained(room_id, now)
         if outcome is None:
             return
         if event == "suggested" and math.isnan(outcome.served_at):

@@ -47,6 +47,7 @@ class WorkloadMixin:
     recovery_keys: dict[int, Any]
     counters: dict[str, int]
     lost_count: int
+    lost_rooms: set[str]
     lost_timeline: list[tuple[float, int]]
     reset_counter: int
     _restoring_from_backup: bool
@@ -59,7 +60,7 @@ class WorkloadMixin:
 
         def _at(self, t: float, action: Callable[..., None], *args: Any) -> None: ...
 
-        def _login(self, u: int, now: float, *, unlock: bool = True) -> Client: ...
+        def _login(self, u: int, now: float, *, unlock: bool = True, fresh: bool = False) -> Client: ...
 
         def _logout(self, u: int, now: float) -> None: ...
 
@@ -129,7 +130,7 @@ class WorkloadMixin:
         now = self.now
         dev = self.devices[u]
         if now < dev.locked_until:
-            self._at(dev.locked_until, self._reset, u, reason)
+            self._at(dev.locked_until, self._plan_reset, u, reason)
             return
         uid = self.user_ids[u]
         if reason == "lost_authenticator":
@@ -203,7 +204,7 @@ class WorkloadMixin:
         if self.policy == "live":
             self._co_present_members(u, now)
         try:
-            self._login(u, now)
+            self._login(u, now, fresh=True)
         except Wait as wait:
             self._at(wait.until, self._relogin, u, rows)
             return
@@ -234,6 +235,13 @@ class WorkloadMixin:
                 self._wake_holders(outcome.room, uid)
         self._maybe_tick(u)
 
+    def _note_regained(self, room_id: str, now: float) -> None:
+        """A lost room has a holder again (a room-key reset, or a pending suggestion accepted)."""
+        if room_id in self.lost_rooms:
+            self.lost_rooms.discard(room_id)
+            self.lost_count -= 1
+            self.lost_timeline.append((now, self.lost_count))
+
     def _note_loss(self, room_id: str, now: float) -> None:
         """After a reset: if no member holds the room's current key any more, the room is lost."""
         room = self.server.room(room_id)
@@ -242,6 +250,9 @@ class WorkloadMixin:
         stats = self.room_stats[room_id]
         if math.isnan(stats.lost_at):
             stats.lost_at = now
+        if room_id in self.lost_rooms:
+            return
+        self.lost_rooms.add(room_id)
         self.lost_count += 1
         self.lost_timeline.append((now, self.lost_count))
         if self.sc.get("recovery.owner_resets_lost_rooms"):
@@ -274,8 +285,7 @@ class WorkloadMixin:
         except ProtocolError:
             return
         self.room_stats[room_id].room_key_resets += 1
-        self.lost_count -= 1
-        self.lost_timeline.append((now, self.lost_count))
+        self._note_regained(room_id, now)
         self._pump(now)
         self._maybe_tick(u)
 
@@ -354,6 +364,7 @@ class WorkloadMixin:
             self.server.leave_room(leaver, room_id)
             self.open.pop((self.index[leaver], room_id), None)
             self._pump(now)
+            self._note_loss(room_id, now)
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
