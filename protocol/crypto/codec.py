@@ -279,3 +279,15 @@ def parse_private_blob(blob: object, user_id: object) -> tuple[bytes, bytes, byt
     except UnicodeEncodeError:
         raise CryptoError(message="private key blob: salt is not Latin-1") from None
     return iv, ct, salt, iterations
+
+
+def private_blob_v2(iv: bytes, ciphertext: bytes, salt: str) -> str:
+    """The stored v2 private-key blob text (keychain.ts ``encryptKey``)."""
+    return json_text(
+        {"iv": b64encode(iv), "ciphertext": b64encode(ciphertext), "salt": salt, "iterations": V2_ITERATIONS}
+    )
+
+
+def private_blob_v1(iv: bytes, ciphertext: bytes) -> str:
+    """The stored legacy v1 blob text: ``{"$binary": b64(iv[16] || ct)}``."""
+    return json_text({"$binary": b64encode(iv + ciphertext)})

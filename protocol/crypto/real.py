@@ -334,13 +334,7 @@ class RealBackend(CryptoBackend):
         derived = _pbkdf2(pw, codec.latin1(salt, "salt"), codec.V2_ITERATIONS)
         ct = AESGCM(derived).encrypt(iv, _jwk_text(private_jwk(key)).encode("latin-1"), None)
         # JSON.stringify of {iv, ciphertext, salt, iterations}, in that member order
-        stored = {
-            "iv": codec.b64encode(iv),
-            "ciphertext": codec.b64encode(ct),
-            "salt": salt,
-            "iterations": codec.V2_ITERATIONS,
-        }
-        return codec.json_text(stored)
+        return codec.private_blob_v2(iv, ct, salt)
 
     def encrypt_private_key_v1(
         self, private_key: PrivateKey, *, user_id: str, password: str, entropy: Entropy
@@ -353,7 +347,7 @@ class RealBackend(CryptoBackend):
         iv = random_bytes(codec.require_entropy(entropy), 16)
         derived = _pbkdf2(pw, salt, codec.V1_ITERATIONS)
         ct = _cbc_encrypt(derived, iv, _jwk_text(private_jwk(key)).encode("latin-1"))
-        return codec.json_text({"$binary": codec.b64encode(iv + ct)})
+        return codec.private_blob_v1(iv, ct)
 
     def decrypt_private_key(self, blob: str, *, user_id: str, password: str) -> PrivateKey:
         pw = codec.latin1(password, "password")

@@ -153,13 +153,7 @@ class SymbolicBackend(CryptoBackend):
         sealed = _seal(
             secret, salt=salt.encode("latin-1"), iterations=codec.V2_ITERATIONS, iv=iv, password=pw
         )
-        stored = {
-            "iv": codec.b64encode(iv),
-            "ciphertext": codec.b64encode(sealed),
-            "salt": salt,
-            "iterations": codec.V2_ITERATIONS,
-        }
-        return codec.json_text(stored)
+        return codec.private_blob_v2(iv, sealed, salt)
 
     def encrypt_private_key_v1(
         self, private_key: PrivateKey, *, user_id: str, password: str, entropy: Entropy
@@ -171,7 +165,7 @@ class SymbolicBackend(CryptoBackend):
             raise ValidationError(message="user_id must not be empty")
         iv = random_bytes(codec.require_entropy(entropy), 16)
         sealed = _seal(secret, salt=salt, iterations=codec.V1_ITERATIONS, iv=iv, password=pw)
-        return codec.json_text({"$binary": codec.b64encode(iv + sealed)})
+        return codec.private_blob_v1(iv, sealed)
 
     def decrypt_private_key(self, blob: str, *, user_id: str, password: str) -> PrivateKey:
         pw = codec.latin1(password, "password")
