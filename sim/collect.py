@@ -5,12 +5,31 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from .records import RunResult
+from .records import Outcome, RunResult
 
 if TYPE_CHECKING:
     from .engine import Simulation
 
-__all__ = ["collect"]
+__all__ = ["collect", "snapshot"]
+
+
+def snapshot(sim: Simulation, o: Outcome) -> None:
+    """Record the history ``o``'s user has in ``o``'s room now: when the row closes (restored,
+    superseded by the user's next reset, the user left) or, for a row still open, at the horizon.
+
+    ``history_messages`` counts the room's messages sent before the reset, ``history_unreadable``
+    those among them whose key the user does not hold (current key or ``oldRoomKeys``), and
+    ``old_keys_recovered`` the old room keys a restored user got back with the current one.
+    """
+    uid = sim.user_ids[o.user]
+    sub = sim.server.room(o.room).subscriptions.get(uid)
+    restored = not math.isnan(o.restored_at)
+    o.old_keys_recovered = len(sub.old_room_keys or []) if sub is not None and restored else 0
+    held = _kids_held(sim, o.room, uid)
+    before = [m for m in sim.server.messages(o.room) if m.ts < o.reset_at and m.content is not None]
+    o.history_messages = len(before)
+    o.history_unreadable = sum(1 for m in before if sim.backend.message_kid(m.content or {}) not in held)
+    o.snapshot = True
 
 
 def collect(sim: Simulation) -> RunResult:
@@ -19,13 +38,8 @@ def collect(sim: Simulation) -> RunResult:
     base = {"run_id": sim.run_id, "seed": sim.seed, "policy": sim.policy}
     outcomes = []
     for o in sim.outcomes:
-        uid = sim.user_ids[o.user]
-        room = sim.server.room(o.room)
-        sub = room.subscriptions.get(uid)
-        old = len(sub.old_room_keys or []) if sub is not None and not math.isnan(o.restored_at) else 0
-        held = _kids_held(sim, o.room, uid)
-        before = [m for m in sim.server.messages(o.room) if m.ts < o.reset_at and m.content is not None]
-        unreadable = sum(1 for m in before if sim.backend.message_kid(m.content or {}) not in held)
+        if not o.snapshot:
+            snapshot(sim, o)  # still waiting at the horizon
         outcomes.append(
             {
                 **base,
@@ -43,10 +57,12 @@ def collect(sim: Simulation) -> RunResult:
                 "restored_at": o.restored_at,
                 "restored": not math.isnan(o.restored_at),
                 "restored_via": o.restored_via,
+                "superseded_at": o.superseded_at,
+                "left_at": o.left_at,
                 "lost": not sim._holders(o.room),
-                "old_keys_recovered": old,
-                "history_messages": len(before),
-                "history_unreadable": unreadable,
+                "old_keys_recovered": o.old_keys_recovered,
+                "history_messages": o.history_messages,
+                "history_unreadable": o.history_unreadable,
             }
         )
     rooms = []
@@ -145,15 +161,16 @@ def _waiting_times(sim: Simulation, rooms: list[dict[str, Any]], horizon: float)
     """Per room: time somebody waited for its key after a reset, and how much of that time
     no holder was online.
 
-    A waiting period runs from a resetting member's relogin to its restoration (or the
-    horizon); its holders are the members who held the current key at that relogin.
+    A waiting period runs from a resetting member's relogin until its row closes (restored,
+    superseded by the member's next reset, the member left) or the horizon; its holders are the
+    members who held the current key at that relogin.
     """
     waiting: dict[str, list[tuple[float, float]]] = {}
     uncovered: dict[str, list[tuple[float, float]]] = {}
     for o in sim.outcomes:
         if math.isnan(o.relogin_at):
             continue
-        end = o.restored_at if not math.isnan(o.restored_at) else horizon
+        end = min(o.closed_at, horizon) if not math.isnan(o.closed_at) else horizon
         if end <= o.relogin_at:
             continue
         waiting.setdefault(o.room, []).append((o.relogin_at, end))

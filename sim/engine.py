@@ -50,7 +50,7 @@ from protocol.transport import FaultModel, Transport
 from protocol.trust import KeyDirectory, Mitigations
 
 from .churn import ChurnParams, Presence, PresenceModel, TracePresence
-from .collect import collect
+from .collect import collect, snapshot
 from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Device, Outcome, RoomStats, RunResult, Wait
 from .scenario import Scenario, ScenarioError
 from .streams import stream, stream_seed
@@ -138,6 +138,8 @@ class Simulation(WorkloadMixin):
         self.room_stats: dict[str, RoomStats] = {}
         self.outcomes: list[Outcome] = []
         self.open: dict[tuple[int, str], Outcome] = {}
+        #: rows of users reset while offline, who log in again at their next online start
+        self.awaiting_relogin: dict[int, list[Outcome]] = {}
         self.lost_count = 0
         self.lost_rooms: set[str] = set()
         self.lost_timeline: list[tuple[float, int]] = [(0.0, 0)]
@@ -476,6 +478,9 @@ class Simulation(WorkloadMixin):
         dev = self.devices[u]
         dev.pending_login = None
         now = self.now
+        if u in self.awaiting_relogin and now >= dev.locked_until and self.presence.is_online(u, now):
+            self._relogin(u, self.awaiting_relogin.pop(u))  # reset while offline: back now
+            return
         if self._online(u) or now < dev.locked_until or not self.presence.is_online(u, now):
             if not self._online(u) and now < dev.locked_until:
                 self._at(dev.locked_until, self._resume_after_lock, u)
@@ -586,8 +591,9 @@ class Simulation(WorkloadMixin):
         if client is None or not client.online or now >= dev.online_until:
             dev.ticking = False
             return
-        if client.has_distribution_work():
+        if client.has_distribution_work() and dev.last_tick_at != now:
             self.counters["ticks"] += 1
+            dev.last_tick_at = now
             client.tick(now=now)
             self._pump(now)
         if client.has_distribution_work() and now + self.tick_s < dev.online_until:
@@ -629,16 +635,25 @@ class Simulation(WorkloadMixin):
             # a key the malicious server made, under the room's kid: the user reads and writes a
             # room nobody else can read, and is never queued again
             outcome.restored_via = "planted"
-            del self.open[(u, room_id)]
+            self._close(outcome, now)
         elif event in ("accepted", "stored") and self._holds(room_id, user_id):
             outcome.restored_at = now
+            if math.isnan(outcome.served_at):  # a key the user stored itself (room-key reset)
+                outcome.served_at = now
             if event == "stored":
                 outcome.restored_via = "room_key_reset"
             elif self._restoring_from_backup:
                 outcome.restored_via = "backup"
             else:
                 outcome.restored_via = "holder"
-            del self.open[(u, room_id)]
+            self._close(outcome, now)
+
+    def _close(self, outcome: Outcome, now: float) -> None:
+        """The row stops waiting (restored, superseded, left): keep the history the user has
+        now, and stop following the row."""
+        outcome.closed_at = now
+        snapshot(self, outcome)
+        self.open.pop((outcome.user, outcome.room), None)
 
     _restoring_from_backup = False
 

@@ -153,7 +153,8 @@ def plot_bars(ax: Axes, results: Results, by: str, metric: str = "restored", at:
 
 def plot_km(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
     """Kaplan-Meier curves of the time from relogin to restoration, one per group of ``by``,
-    with their 95 % bands; resets not restored by their run's horizon are censored there."""
+    with their 95 % bands; a reset not restored is censored at its run's horizon, or earlier
+    at the user's next reset or its leaving the room."""
     from lifelines import KaplanMeierFitter  # type: ignore[import-untyped]
 
     for key, g in _groups(_censored(results.outcomes), list(by)):

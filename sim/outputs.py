@@ -23,7 +23,15 @@ from . import __version__
 from .atomic import replace_dir
 from .engine import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
 
-__all__ = ["outcomes_frame", "rooms_frame", "summarize", "terminal_table", "write_run"]
+__all__ = [
+    "kaplan_meier",
+    "outcomes_frame",
+    "restore_ends",
+    "rooms_frame",
+    "summarize",
+    "terminal_table",
+    "write_run",
+]
 
 
 def outcomes_frame(result: RunResult) -> pd.DataFrame:
@@ -44,15 +52,27 @@ def proportion(k: int, n: int) -> dict[str, float | int]:
     return {"k": k, "n": n, "value": k / n, "ci_low": float(ci.low), "ci_high": float(ci.high)}
 
 
+def restore_ends(outcomes: pd.DataFrame, horizon_s: float | pd.Series) -> pd.Series:
+    """When each row's wait ended: ``restored_at``; for a row not restored, the moment it is
+    censored: the earliest of the user's next reset (``superseded_at``), its leaving the room
+    (``left_at``) and the horizon (a number, or one per row)."""
+    censor = pd.Series(horizon_s, index=outcomes.index, dtype="float64")
+    for column in ("superseded_at", "left_at"):
+        if column in outcomes:
+            censor = censor.where(~(outcomes[column] < censor), outcomes[column])
+    return outcomes["restored_at"].fillna(censor)
+
+
 def kaplan_meier(outcomes: pd.DataFrame, horizon_s: float) -> dict[str, Any]:
-    """Median time from relogin to restoration, censoring-aware (lifelines)."""
+    """Median time from relogin to restoration, censoring-aware (lifelines): a row not restored
+    is censored where :func:`restore_ends` says, never dropped."""
     rows = outcomes[outcomes["relogin_at"].notna()]
     if rows.empty:
         return {"n": 0, "events": 0, "median_s": math.nan, "ci_low_s": math.nan, "ci_high_s": math.nan}
     from lifelines import KaplanMeierFitter
     from lifelines.utils import median_survival_times
 
-    durations = (rows["restored_at"].fillna(horizon_s) - rows["relogin_at"]).clip(lower=0.0)
+    durations = (restore_ends(rows, horizon_s) - rows["relogin_at"]).clip(lower=0.0)
     events = rows["restored"].astype(bool)
     kmf = KaplanMeierFitter()
     kmf.fit(durations, event_observed=events)
@@ -92,6 +112,8 @@ def summarize(result: RunResult) -> dict[str, Any]:
         "encrypted_rooms": len(encrypted),
         "resets": int(outcomes["reset_id"].nunique()) if n else 0,
         "outcomes": n,
+        "outcomes_superseded": int(outcomes["superseded_at"].notna().sum()) if n else 0,
+        "outcomes_left": int(outcomes["left_at"].notna().sum()) if n else 0,
         "fraction_restored": proportion(restored, n),
         "fraction_restored_at_once": proportion(at_once, n),
         "fraction_restored_later": proportion(restored - at_once, n),

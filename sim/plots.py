@@ -70,8 +70,10 @@ def _kaplan_meier(outcomes: Any, result: RunResult, path: Path) -> Path:
     if not rows.empty:
         from lifelines import KaplanMeierFitter
 
+        from .outputs import restore_ends
+
         horizon = result.scenario.horizon_s
-        durations = (rows["restored_at"].fillna(horizon) - rows["relogin_at"]).clip(lower=0.0) / 3600.0
+        durations = (restore_ends(rows, horizon) - rows["relogin_at"]).clip(lower=0.0) / 3600.0
         kmf = KaplanMeierFitter(label="not yet restored")
         kmf.fit(durations, event_observed=rows["restored"].astype(bool))
         kmf.plot_survival_function(ax=ax)

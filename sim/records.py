@@ -32,6 +32,8 @@ OUTCOME_COLUMNS = (
     "restored_at",
     "restored",
     "restored_via",
+    "superseded_at",
+    "left_at",
     "lost",
     "old_keys_recovered",
     "history_messages",
@@ -78,7 +80,18 @@ class Outcome:
     served_at: float = _NAN
     restored_at: float = _NAN
     restored_via: str = ""
+    #: the same user's next reset, while this row was still open (censors it there)
+    superseded_at: float = _NAN
+    #: the user left the room while this row was still open (censors it there)
+    left_at: float = _NAN
     holders: tuple[int, ...] = ()
+    #: when the row stopped waiting: restored, superseded, left (NaN: open at the horizon)
+    closed_at: float = _NAN
+    #: history as the user had it when the row closed (or at the horizon)
+    old_keys_recovered: int = 0
+    history_messages: int = 0
+    history_unreadable: int = 0
+    snapshot: bool = False
 
 
 @dataclass(slots=True)
@@ -101,6 +114,8 @@ class Device:
     pending_login: float | None = None
     ticking: bool = False
     locked_until: float = -1.0
+    #: when the distribution loop last ran (one tick per instant)
+    last_tick_at: float = -1.0
 
 
 @dataclass

@@ -10,9 +10,9 @@ as an axis when it is swept or merely differs between runs, and then it colours 
 Statistics.  A proportion at a grid point pools the point's replicates (k and n summed) with a
 Wilson 95 % interval (:func:`sim.outputs.proportion`); each replicate's own fraction is drawn as a
 dot, so the spread between seeds stays visible beside the interval.  Time to restore is measured
-from relogin and estimated by Kaplan-Meier (lifelines): a reset not restored by its run's horizon
-is censored at that horizon, never dropped and never counted as a restoration.  Every run keeps its
-own horizon, which may itself be swept.
+from relogin and estimated by Kaplan-Meier (lifelines): a reset not restored is censored at the
+user's next reset, its leaving the room or its run's horizon, whichever comes first, never dropped
+and never counted as a restoration.  Every run keeps its own horizon, which may itself be swept.
 
 Output.  Everything is written into a temporary directory beside ``out`` that replaces ``out``
 only once complete (as :func:`sim.outputs.write_run` does); an existing ``out`` is replaced only if
@@ -146,7 +146,7 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
         for ax, value in zip(np.atleast_1d(fig.subplots(1, len(policies))), policies, strict=True):
             plot_km(ax, _subset(results, POLICY, value), [axis])
             ax.set_title(f"policy {value}")
-        fig.suptitle(f"Time to restore by {axis} (Kaplan-Meier, censored at the horizon)")
+        fig.suptitle(f"Time to restore by {axis} (Kaplan-Meier, censored)")
         caption = f"Kaplan-Meier curves with 95 % bands{note}."
         _show(shown, fig, folder, f"km_by_{_safe(axis)}.png", f"Time to restore by {axis}", caption)
     if policy:
@@ -163,8 +163,11 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
     fig = Figure(figsize=(7, 4.3), layout="constrained")
     ax = fig.subplots()
     plot_km(ax, results, policy)
-    ax.set_title("Time to restore (Kaplan-Meier, censored at the horizon)")
-    caption = "Kaplan-Meier curves with 95 % bands; resets not restored by the horizon are censored there."
+    ax.set_title("Time to restore (Kaplan-Meier, censored)")
+    caption = (
+        "Kaplan-Meier curves with 95 % bands; a reset not restored is censored at the horizon, or "
+        "earlier at the user's next reset or its leaving the room."
+    )
     _show(shown, fig, folder, "time_to_restore_km.png", "Time to restore", caption)
     fig = Figure(figsize=(12, 4.3), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -233,8 +236,9 @@ def _intro(results: Results) -> list[str]:
         lines.append(f"{len(reps)} grid points, {count} replicate{'s' * (count != '1')} each.")
     lines.append(
         "Proportions carry Wilson 95 % intervals and pool the replicates of a grid point. Time to restore runs from "
-        "relogin (Kaplan-Meier median with its 95 % interval); resets not restored by the horizon are "
-        "censored there. 'At once' means within one key-distribution tick."
+        "relogin (Kaplan-Meier median with its 95 % interval); a reset not restored is censored at the "
+        "horizon, or earlier at the user's next reset or its leaving the room. 'At once' means within one "
+        "key-distribution tick."
     )
     return [*lines, *results.notes]
 

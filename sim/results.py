@@ -20,7 +20,7 @@ import pandas as pd  # type: ignore[import-untyped]
 
 from . import __version__
 from .engine import RunResult
-from .outputs import kaplan_meier, outcomes_frame, proportion, rooms_frame
+from .outputs import kaplan_meier, outcomes_frame, proportion, restore_ends, rooms_frame
 
 __all__ = [
     "METRICS",
@@ -237,9 +237,10 @@ def proportions(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def _censored(outcomes: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a relogin; unrestored ones end at their own run's horizon (censored there)."""
+    """Rows with a relogin; unrestored ones end where they are censored: the user's next reset,
+    its leaving the room, or their own run's horizon (:func:`~sim.outputs.restore_ends`)."""
     rows = outcomes[outcomes["relogin_at"].notna()]
-    return rows.assign(restored_at=rows["restored_at"].fillna(rows["horizon_s"]))
+    return rows.assign(restored_at=restore_ends(rows, rows["horizon_s"]))
 
 
 def headline(results: Results, by: Sequence[str] | None = None) -> pd.DataFrame:

@@ -41,6 +41,7 @@ class WorkloadMixin:
     room_stats: dict[str, RoomStats]
     outcomes: list[Outcome]
     open: dict[tuple[int, str], Outcome]
+    awaiting_relogin: dict[int, list[Outcome]]
     e2e_password: list[str | None]
     totp_secret: dict[int, str]
     _last_step: dict[int, int]
@@ -86,6 +87,10 @@ class WorkloadMixin:
 
         def follow(self, u: int) -> None: ...
 
+        def _close(self, outcome: Outcome, now: float) -> None: ...
+
+        def _session_start(self, u: int) -> None: ...
+
     # ------------------------------------------------------------------ resets
 
     def schedule_resets(self) -> None:
@@ -116,7 +121,7 @@ class WorkloadMixin:
             ]
         plans += [(s.at, s.user, "scripted") for s in self.sc.scripted_resets]
         for t, u, reason in sorted(plans):
-            self._at(t, self._plan_reset, u, reason)
+            self._at(t, self._scripted_reset if reason == "scripted" else self._plan_reset, u, reason)
 
     def _plan_reset(self, u: int, reason: str) -> None:
         """A reset is due: it happens at the user's next online moment."""
@@ -126,13 +131,63 @@ class WorkloadMixin:
             return
         self._at(start, self._reset, u, reason)
 
+    def _scripted_reset(self, u: int, reason: str) -> None:
+        """A scripted reset happens at its time.  A user online then resets on its device and logs
+        in again at once.  A user offline then (or locked out) has its key reset for it, through
+        RC's ``users.resetE2EKey`` by an admin, which also logs it out everywhere; it logs in
+        again at its next online start."""
+        now = self.now
+        if (self.presence.is_online(u, now) or self._online(u)) and now >= self.devices[u].locked_until:
+            self._reset(u, reason)
+            return
+        uid = self.user_ids[u]
+        rows = self._new_rows(u, reason, now)
+        self.server.admin_reset_e2e_key(self._admin_id(), uid, "admin-pw", now=now)  # password fallback
+        self.e2e_password[u] = None
+        dev = self.devices[u]
+        if dev.client is not None and dev.client.online:
+            dev.client.logout()  # its login tokens are gone: the device is signed out
+        dev.client = None
+        dev.online_until = -1.0
+        dev.ticking = False
+        self._pump(now)
+        for rid in dict.fromkeys(o.room for o in rows):
+            self._note_loss(rid, now)
+        start = self.presence.next_online_start(u, max(now, dev.locked_until))
+        if start is None or start >= self.horizon:
+            return  # never back before the horizon: the rows stay without a relogin
+        self.awaiting_relogin[u] = rows
+        if dev.pending_login is None or dev.pending_login > start:
+            dev.pending_login = start
+            self._at(start, self._session_start, u)
+
+    def _new_rows(self, u: int, reason: str, now: float) -> list[Outcome]:
+        """A reset of ``u`` now: one open row per encrypted room of ``u``.  Rows an earlier reset
+        left open are superseded (censored now)."""
+        self.counters["resets"] += 1
+        self.reset_counter += 1
+        for key in [k for k in self.open if k[0] == u]:
+            earlier = self.open[key]
+            earlier.superseded_at = now
+            self._close(earlier, now)
+        self.awaiting_relogin.pop(u, None)
+        rows = []
+        for rid in self.server.rooms_of(self.user_ids[u]):
+            room = self.server.room(rid)
+            if not room.encrypted:
+                continue
+            outcome = Outcome(self.reset_counter, reason, u, rid, room.t, len(room.subscriptions), now)
+            rows.append(outcome)
+            self.outcomes.append(outcome)
+            self.open[(u, rid)] = outcome
+        return rows
+
     def _reset(self, u: int, reason: str) -> None:
         now = self.now
         dev = self.devices[u]
         if now < dev.locked_until:
             self._at(dev.locked_until, self._plan_reset, u, reason)
             return
-        uid = self.user_ids[u]
         if reason == "lost_authenticator":
             # The person cannot pass the 2FA gate: login fails, and an admin must reset its
             # TOTP.  Until then the user is locked out; afterwards it logs in without TOTP,
@@ -145,12 +200,6 @@ class WorkloadMixin:
             dev.locked_until = now + delay
             self._at(now + delay, self._admin_resets_totp, u)
             return
-        self.counters["resets"] += 1
-        self.reset_counter += 1
-        reset_id = self.reset_counter
-        # close what an earlier reset left open for this user
-        for key in [k for k in self.open if k[0] == u]:
-            del self.open[key]
         try:
             client = self._login(u, now, unlock=reason != "forgot_password")
         except Wait as wait:
@@ -160,15 +209,14 @@ class WorkloadMixin:
             self._logout(u, now)
             self._at(self._code_ready_at(u, now), self._reset, u, reason)
             return
-        rows = []
-        for rid in self.server.rooms_of(uid):
-            room = self.server.room(rid)
-            if not room.encrypted:
-                continue
-            outcome = Outcome(reset_id, reason, u, rid, room.t, len(room.subscriptions), now)
-            rows.append(outcome)
-            self.outcomes.append(outcome)
-            self.open[(u, rid)] = outcome
+        if dev.login_at == now and client.has_distribution_work() and dev.last_tick_at != now:
+            # at its session start: RC's first distribution tick runs at login, before the
+            # person gets to the reset
+            self.counters["ticks"] += 1
+            dev.last_tick_at = now
+            client.tick(now=now)
+            self._pump(now)
+        rows = self._new_rows(u, reason, now)
         client.reset_own_key(self._code(u, now), now=now)
         self.e2e_password[u] = None
         dev.online_until = -1.0
@@ -361,8 +409,11 @@ class WorkloadMixin:
             if len(members) <= 2:
                 return
             leaver = members[1 + int(pick * (len(members) - 1)) % (len(members) - 1)]
+            waiting = self.open.get((self.index[leaver], room_id))
+            if waiting is not None:  # it stops waiting for this room's key
+                waiting.left_at = now
+                self._close(waiting, now)
             self.server.leave_room(leaver, room_id)
-            self.open.pop((self.index[leaver], room_id), None)
             self._pump(now)
             self._note_loss(room_id, now)
 

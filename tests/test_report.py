@@ -245,7 +245,13 @@ def test_single_run_matches_its_summary(run_dir: Path) -> None:
 
 def hand_made_run(folder: Path, rows: list[dict[str, object]], horizon_days: float) -> Path:
     folder.mkdir()
-    base = {c: 0 for c in OUTCOME_COLUMNS} | {"run_id": "hand-0", "policy": "queue", "restored_via": ""}
+    base = {c: 0 for c in OUTCOME_COLUMNS} | {
+        "run_id": "hand-0",
+        "policy": "queue",
+        "restored_via": "",
+        "superseded_at": math.nan,
+        "left_at": math.nan,
+    }
     outcomes = pd.DataFrame([base | r for r in rows], columns=list(OUTCOME_COLUMNS))
     outcomes.to_parquet(folder / "outcomes.parquet", index=False)
     room = {c: 0 for c in ROOM_COLUMNS} | {

@@ -10,9 +10,11 @@ C  DM u4-u5   holder u5 online only after it (3000-4000), while u4 is
               offline; u4 back at 5000                                   reset u4 at 1000
 D  group u6,u7,u8   u7 online 4500-5500, u6 back at 5000, u8 never       reset u6 at 1000
 E  DM u9-u10  both reset, neither online while the other waits           u9 at 1000, u10 at 500
-              (u10 is offline at 500: its reset happens at its next login, 3000)
+              (u10 is offline at 500: an admin resets it then; it logs in again at its next
+              online start, 3000)
 F  group u11,u12,u13   u11 offline at its scripted time, back at 7000;
               u12 online all day, u13 never                              reset u11 at 100
+              (reset at 100 by an admin, relogin at 7000)
 G  DM u14-u15 u14 online 2000-4000, holder u15 2400-2600                 reset u14 at 2500
 
 Integer times keep every sum exact; ``float_times.toml`` checks times that are not.
@@ -69,6 +71,7 @@ def check(
     user: str,
     *,
     reset_at: float = 1000.0,
+    relogin_at: float | None = None,
     online: int,
     holders: int,
     served: float,
@@ -90,7 +93,7 @@ def check(
     }
     want = {
         "reset_at": reset_at,
-        "relogin_at": reset_at,
+        "relogin_at": reset_at if relogin_at is None else relogin_at,
         "holders_online_at_relogin": online,
         "holders_at_relogin": holders,
         "served_at": served,
@@ -185,21 +188,31 @@ def test_live_serves_at_the_reset_users_next_co_present_login() -> None:
 
 
 @pytest.mark.parametrize(
-    ("user", "online", "holders", "at"),
+    ("user", "online", "holders", "reset", "at"),
     [
-        ("u0", 1, 1, 1000),
-        ("u2", 0, 1, 1000),
-        ("u4", 0, 1, 1000),
-        ("u6", 0, 2, 1000),
-        ("u9", 0, 1, 1000),
-        ("u10", 0, 1, 3000),  # u9 was restored from its backup at 1000: u10 has a holder
-        ("u11", 1, 2, 7000),
-        ("u14", 1, 1, 2500),
+        ("u0", 1, 1, 1000, 1000),
+        ("u2", 0, 1, 1000, 1000),
+        ("u4", 0, 1, 1000, 1000),
+        ("u6", 0, 2, 1000, 1000),
+        ("u9", 0, 0, 1000, 1000),  # u10 was reset at 500 and is not back yet
+        ("u10", 0, 1, 500, 3000),  # u9 was restored from its backup at 1000: u10 has a holder
+        ("u11", 1, 2, 100, 7000),
+        ("u14", 1, 1, 2500, 2500),
     ],
 )
-def test_backup_restores_at_relogin_with_nobody_online(user: str, online: int, holders: int, at: int) -> None:
+def test_backup_restores_at_relogin_with_nobody_online(
+    user: str, online: int, holders: int, reset: int, at: int
+) -> None:
     check(
-        run("backup"), user, reset_at=at, online=online, holders=holders, served=at, restored=at, via="backup"
+        run("backup"),
+        user,
+        reset_at=reset,
+        relogin_at=at,
+        online=online,
+        holders=holders,
+        served=at,
+        restored=at,
+        via="backup",
     )
 
 
@@ -216,13 +229,24 @@ def test_backup_loses_no_room() -> None:
 @pytest.mark.parametrize("policy", ["queue", "live"])
 def test_dm_whose_members_both_reset_is_lost(policy: str, tmp_path: Path) -> None:
     result = run(policy)
-    check(result, "u9", online=0, holders=1, served=NAN, restored=NAN, via="", lost=True)
-    # u10 was offline at its scripted time (500): the reset happens at its next login, 3000, and by
-    # then nobody else holds the key
-    check(result, "u10", reset_at=3000, online=0, holders=0, served=NAN, restored=NAN, via="", lost=True)
+    # u10 was offline at its scripted time (500): an admin reset it then, so when u9 resets at
+    # 1000 nobody else holds the key and the room is lost; u10 logs in again at 3000, to nothing
+    check(result, "u9", online=0, holders=0, served=NAN, restored=NAN, via="", lost=True)
+    check(
+        result,
+        "u10",
+        reset_at=500,
+        relogin_at=3000,
+        online=0,
+        holders=0,
+        served=NAN,
+        restored=NAN,
+        via="",
+        lost=True,
+    )
     room = room_of(result, "u9")
     assert room["lost"]
-    assert room["lost_at"] == 3000.0
+    assert room["lost_at"] == 1000.0
     assert room["room_key_resets"] == 0
     # the same through the files a run leaves behind
     write_run(result, tmp_path / "out", plots=False)
@@ -230,7 +254,7 @@ def test_dm_whose_members_both_reset_is_lost(policy: str, tmp_path: Path) -> Non
     outcomes = pd.read_parquet(tmp_path / "out" / "outcomes.parquet").set_index("user")
     dm = outcomes.loc["u9", "room"]
     assert outcomes.loc["u10", "room"] == dm
-    assert bool(rooms.loc[dm, "lost"]) and rooms.loc[dm, "lost_at"] == 3000.0
+    assert bool(rooms.loc[dm, "lost"]) and rooms.loc[dm, "lost_at"] == 1000.0
     assert bool(outcomes.loc["u9", "lost"]) and bool(outcomes.loc["u10", "lost"])
     assert int(rooms["lost"].sum()) == 1  # and no other room
 
@@ -239,9 +263,20 @@ def test_dm_whose_members_both_reset_is_lost(policy: str, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("policy", ["queue", "live"])
-def test_scripted_reset_of_offline_user_happens_at_next_online_start(policy: str) -> None:
-    # scripted at 100; u11 is first online at 7000, when u12 (online all day) holds the key
-    check(run(policy), "u11", reset_at=7000, online=1, holders=2, served=7000, restored=7000, via="holder")
+def test_scripted_reset_of_offline_user_happens_at_its_time(policy: str) -> None:
+    # reset at 100 (by an admin: u11 is offline); u11 logs in again at its first online start,
+    # 7000, when u12 (online all day) holds the key and serves it
+    check(
+        run(policy),
+        "u11",
+        reset_at=100,
+        relogin_at=7000,
+        online=1,
+        holders=2,
+        served=7000,
+        restored=7000,
+        via="holder",
+    )
 
 
 # --- G: a scripted reset of a user online at that moment ---------------------------------------------
@@ -288,7 +323,17 @@ def test_holder_session_starting_at_an_inexact_time_still_serves() -> None:
 def test_scripted_reset_at_an_inexact_online_start() -> None:
     # u2 scripted at 128.3, offline then, online 1000.1-3000; holder u3 online 2000-2500
     result = run("queue", FLOAT_TIMES)
-    check(result, "u2", reset_at=1000.1, online=0, holders=1, served=2000, restored=2000, via="holder")
+    check(
+        result,
+        "u2",
+        reset_at=128.3,
+        relogin_at=1000.1,
+        online=0,
+        holders=1,
+        served=2000,
+        restored=2000,
+        via="holder",
+    )
 
 
 def test_inexact_times_do_not_break_invariants() -> None:

@@ -1,0 +1,145 @@
+"""When an outcome row stops waiting, and what it records then (``tests/scenarios/closing.toml``).
+
+A row closes when its user is restored, when the same user resets again (``superseded_at``), or
+when the user leaves the room (``left_at``); a row still open at the horizon is censored there.
+The history columns are read when the row closes, not at the horizon, and the Kaplan-Meier
+estimate censors a row at the earliest of its supersession, its leaving and the horizon.
+
+H  DM u0-u1: u1 online 0-4000; u0 resets at 1000 (restored at once) and at 5000 (nobody left)
+I  DM u2-u3: u2 resets at 1000 and 5000; u3 never online
+J  group u4,u5,u6: u6 resets at 1000, nobody serves it; the test makes u6 leave at 2000
+K  DM u7-u8: u8 resets at 500 (online 500-600, back 3000); u7 comes online at 1000 and resets
+   then: its first distribution tick runs at login, before the reset, and serves u8
+L  group u9,u10,u11 (owner u9): u10 and u11 reset offline at 200 and 300, u9 at 400; the room is
+   lost and u9 resets the room key
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from sim.collect import collect
+from sim.engine import RunResult, Simulation, run_scenario
+from sim.outputs import kaplan_meier, outcomes_frame, restore_ends, summarize
+from sim.scenario import load_scenario
+
+CLOSING = Path(__file__).parent / "scenarios" / "closing.toml"
+HORIZON = 86_400.0
+
+
+@functools.cache
+def run() -> RunResult:
+    return run_scenario(load_scenario(CLOSING), check_invariants=True)
+
+
+def rows_of(result: RunResult, user: str) -> list[dict[str, Any]]:
+    return sorted((o for o in result.outcomes if o["user"] == user), key=lambda o: o["reset_at"])
+
+
+def room(result: RunResult, room_id: str) -> dict[str, Any]:
+    (r,) = [r for r in result.rooms if r["room"] == room_id]
+    return r
+
+
+def test_no_invariant_violations() -> None:
+    assert run().violations == []
+
+
+def test_history_is_read_when_the_row_closes() -> None:
+    first, second = rows_of(run(), "u0")
+    # restored at 1000 with the room's only key: every earlier message is readable then, even
+    # though u0 holds nothing of this room at the horizon (its second reset was never served)
+    assert (first["restored_at"], first["restored_via"]) == (1000.0, "holder")
+    assert first["history_messages"] > 0
+    assert first["history_unreadable"] == 0
+    assert not second["restored"]
+    assert second["history_messages"] > first["history_messages"]
+    assert second["history_unreadable"] == second["history_messages"]
+
+
+def test_a_second_reset_supersedes_the_open_row() -> None:
+    first, second = rows_of(run(), "u2")
+    assert first["superseded_at"] == 5000.0 and not first["restored"]
+    assert math.isnan(second["superseded_at"])
+    # a restored row is closed, so a later reset does not supersede it
+    assert all(math.isnan(o["superseded_at"]) for o in rows_of(run(), "u0"))
+
+
+def test_kaplan_meier_censors_a_superseded_row_at_the_next_reset() -> None:
+    result = run()
+    frame = outcomes_frame(result)
+    ends = restore_ends(frame, HORIZON)
+    u2 = frame.index[frame["user"] == "u2"].tolist()
+    assert ends.loc[u2].tolist() == [5000.0, HORIZON]
+    restored = frame.index[frame["restored"]].tolist()
+    assert ends.loc[restored].tolist() == frame.loc[restored, "restored_at"].tolist()
+    # the estimate sees the censoring time, not the horizon: with every other row removed, the
+    # one superseded row is at risk for exactly 4000 s
+    km = kaplan_meier(frame.loc[u2[:1]], HORIZON)
+    assert (km["n"], km["events"]) == (1, 0)
+    summary = summarize(result)
+    assert summary["outcomes_superseded"] == 1
+    assert summary["outcomes_left"] == 0
+
+
+def test_a_leave_closes_the_row_and_stops_the_waiting_time() -> None:
+    sim = Simulation(load_scenario(CLOSING, {"traffic.messages_per_room_day": 0}))
+    sim.recovery_keys = {}
+    sim.establish()
+    sim.schedule_resets()
+    sim.env.run(until=2000.0)
+    u4, u5, u6 = sim.user_ids[4:7]
+    group = next(rid for rid in sim.room_ids if u6 in sim.server.room(rid).subscriptions)
+    assert list(sim.server.room(group).subscriptions) == [u4, u5, u6]
+    sim.now = 2000.0
+    sim._membership("leave", group, 0.5)  # picks the last member, u6
+    assert u6 not in sim.server.room(group).subscriptions
+    sim.env.run(until=sim.horizon)
+    result = collect(sim)
+    (u6,) = rows_of(result, "u6")
+    assert u6["left_at"] == 2000.0 and not u6["restored"]
+    assert room(result, group)["waiting_s"] == 1000.0  # 1000-2000, not until the horizon
+    assert summarize(result)["outcomes_left"] == 1
+    frame = outcomes_frame(result)
+    assert restore_ends(frame, HORIZON)[frame["user"] == "u6"].tolist() == [2000.0]
+
+
+def test_a_session_start_ticks_before_the_reset() -> None:
+    result = run()
+    (u8,) = rows_of(result, "u8")
+    (u7,) = rows_of(result, "u7")
+    # u7's device serves u8 at its login (1000) before u7 resets; u8 accepts at 3000 and then
+    # serves u7, who accepts at its next login (4000): the DM survives
+    assert (u8["served_at"], u8["restored_at"]) == (1000.0, 3000.0)
+    assert (u7["holders_at_relogin"], u7["served_at"], u7["restored_at"]) == (0, 3000.0, 4000.0)
+    dm = room(result, u7["room"])
+    assert not dm["lost"] and dm["lost_at"] == 1000.0  # lost at u7's reset, regained at 3000
+
+
+def test_a_room_key_reset_serves_and_restores_at_once() -> None:
+    result = run()
+    (u9,) = rows_of(result, "u9")
+    assert u9["restored_via"] == "room_key_reset"
+    assert u9["served_at"] == u9["restored_at"] == 400.0
+    assert room(result, u9["room"])["room_key_resets"] == 1
+    # u10, reset offline at 200, logs in at 2000 and finds the owner's new key held
+    (u10,) = rows_of(result, "u10")
+    assert (u10["reset_at"], u10["relogin_at"], u10["holders_at_relogin"]) == (200.0, 2000.0, 1)
+    # u11 never comes back: a reset without a relogin
+    (u11,) = rows_of(result, "u11")
+    assert u11["reset_at"] == 300.0 and math.isnan(u11["relogin_at"])
+
+
+@pytest.mark.parametrize("column", ["superseded_at", "left_at"])
+def test_new_columns_reach_the_parquet(column: str, tmp_path: Path) -> None:
+    from sim.outputs import write_run
+
+    write_run(run(), tmp_path / "out", plots=False)
+    frame = pd.read_parquet(tmp_path / "out" / "outcomes.parquet")
+    assert frame[column].dtype == "float64"
