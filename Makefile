@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/keysim run scenarios/baseline.toml
 
 test: $(STAMP) lint
-	$(BIN)/mypy protocol
+	$(BIN)/mypy protocol sim
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

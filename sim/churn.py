@@ -62,7 +62,7 @@ from os import PathLike
 from statistics import NormalDist
 from typing import Protocol
 
-from scipy.special import gammaincinv  # type: ignore[import-untyped]
+from scipy.special import gammaincinv
 
 from .streams import stream_seed, unit
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import matplotlib
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
@@ -155,7 +155,7 @@ def plot_km(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
     """Kaplan-Meier curves of the time from relogin to restoration, one per group of ``by``,
     with their 95 % bands; a reset not restored is censored at its run's horizon, or earlier
     at the user's next reset or its leaving the room."""
-    from lifelines import KaplanMeierFitter  # type: ignore[import-untyped]
+    from lifelines import KaplanMeierFitter
 
     for key, g in _groups(_censored(results.outcomes), list(by)):
         if g.empty:

@@ -459,7 +459,7 @@ def run_sweep(
     progress: bool = False,
 ) -> SweepResult:
     """Run every planned run not already finished in ``out``; resumable at any point."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     clock = time.perf_counter()
     out = Path(out)
