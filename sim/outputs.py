@@ -144,6 +144,18 @@ def terminal_table(summary: dict[str, Any]) -> str:
         f"    later             {pct(summary['fraction_restored_later'])}",
         f"  rooms lost          {pct(summary['rooms_lost'])}",
         f"  median time to restore (Kaplan-Meier): {median_text}",
+    ]
+    stopped = [
+        f"{summary[key]} {what}"
+        for key, what in (
+            ("outcomes_superseded", "superseded by the user's next reset"),
+            ("outcomes_left", "left the room"),
+        )
+        if summary.get(key)
+    ]
+    if stopped:
+        lines.append(f"  censored before the horizon: {', '.join(stopped)}")
+    lines += [
         f"  wall {summary['performance'].get('wall_s', 0):.1f} s, "
         f"{summary['performance'].get('events', 0):,} SimPy events",
     ]

@@ -26,7 +26,7 @@ import pytest
 
 from sim.collect import collect
 from sim.engine import RunResult, Simulation, run_scenario
-from sim.outputs import kaplan_meier, outcomes_frame, restore_ends, summarize
+from sim.outputs import kaplan_meier, outcomes_frame, restore_ends, summarize, terminal_table
 from sim.scenario import load_scenario
 
 CLOSING = Path(__file__).parent / "scenarios" / "closing.toml"
@@ -86,6 +86,7 @@ def test_kaplan_meier_censors_a_superseded_row_at_the_next_reset() -> None:
     summary = summarize(result)
     assert summary["outcomes_superseded"] == 1
     assert summary["outcomes_left"] == 0
+    assert "censored before the horizon: 1 superseded by the user's next reset" in terminal_table(summary)
 
 
 def test_a_leave_closes_the_row_and_stops_the_waiting_time() -> None:
