@@ -169,6 +169,7 @@ class Simulation(WorkloadMixin):
             "logins": 0,
             "ticks": 0,
             "resets": 0,
+            "resets_absorbed": 0,
             "messages": 0,
             "server_restarts": 0,
         }
@@ -504,6 +505,8 @@ class Simulation(WorkloadMixin):
         if self._online(u) or now < dev.locked_until or not self.presence.is_online(u, now):
             if not self._online(u) and now < dev.locked_until:
                 self._at(dev.locked_until, self._resume_after_lock, u)
+            elif u in self.awaiting_relogin:  # a stale start (a login that had to wait): the next
+                self.follow(u)
             return
         if self.policy == "live":
             self._co_present_members(u, now)
@@ -542,7 +545,14 @@ class Simulation(WorkloadMixin):
             return False
         for rid in self.server.rooms_of(uid):
             room = self.server.room(rid)
-            if room.users_waiting is not None and not room.is_waiting(uid) and self._holds(rid, uid):
+            # only a waiting member with a key pair can be served (a user reset by an admin gets
+            # one when it logs in again, and wakes the holders then)
+            if (
+                room.users_waiting
+                and not room.is_waiting(uid)
+                and self._holds(rid, uid)
+                and any(self.server.user(w.user_id).e2e_public_key for w in room.users_waiting)
+            ):
                 return True
         return False
 

@@ -174,8 +174,10 @@ def plot_km(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
 
 
 def plot_vs_holders(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
-    """The fraction restored against the number of holders online at relogin (Wilson 95 %)."""
-    for key, g in _groups(_hits(results, "restored"), list(by)):
+    """The fraction restored against the number of holders online at relogin (Wilson 95 %);
+    rows whose user never logged in again are left out."""
+    rows = _hits(results, "restored")
+    for key, g in _groups(rows[rows["relogin_at"].notna()], list(by)):
         stats = proportions(g, ["holders_online_at_relogin"])
         err = _err(stats)
         ax.errorbar(

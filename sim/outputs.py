@@ -154,7 +154,7 @@ def terminal_table(summary: dict[str, Any]) -> str:
         if summary.get(key)
     ]
     if stopped:
-        lines.append(f"  censored before the horizon: {', '.join(stopped)}")
+        lines.append(f"  stopped waiting unrestored: {', '.join(stopped)}")
     lines += [
         f"  wall {summary['performance'].get('wall_s', 0):.1f} s, "
         f"{summary['performance'].get('events', 0):,} SimPy events",

@@ -31,6 +31,8 @@ def plot_run(result: RunResult, summary: dict[str, Any], folder: Path) -> list[P
 def _restored_vs_holders(outcomes: Any, result: RunResult, path: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     policy = result.scenario.get("simulation.policy")
+    if not outcomes.empty:  # a user who never logged in again has no holders online at relogin
+        outcomes = outcomes[outcomes["relogin_at"].notna()]
     if not outcomes.empty:
         tick = float(result.scenario.get("simulation.tick_seconds"))
         delay = outcomes["restored_at"] - outcomes["relogin_at"]

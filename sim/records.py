@@ -116,6 +116,8 @@ class Device:
     locked_until: float = -1.0
     #: when the distribution loop last ran (one tick per instant)
     last_tick_at: float = -1.0
+    #: when the user last logged in again after a reset of its key
+    reset_relogin_at: float = -1.0
 
 
 @dataclass

@@ -194,6 +194,16 @@ class WorkloadMixin:
         if now < dev.locked_until:
             self._at(dev.locked_until, self._plan_reset, u, reason)
             return
+        if reason != "lost_authenticator":
+            rows = self.awaiting_relogin.pop(u, None)
+            if rows is not None:
+                # reset by an admin while away: the key is new already, the person logs in
+                self.counters["resets_absorbed"] += 1
+                self._relogin(u, rows)
+                return
+            if dev.reset_relogin_at == now:  # it has just logged in again after a reset
+                self.counters["resets_absorbed"] += 1
+                return
         if reason == "lost_authenticator":
             # The person cannot pass the 2FA gate: login fails, and an admin must reset its
             # TOTP.  Until then the user is locked out; afterwards it logs in without TOTP,
@@ -246,9 +256,13 @@ class WorkloadMixin:
         return self._admin
 
     def _relogin(self, u: int, rows: list[Outcome]) -> None:
+        """``u`` logs in again after a reset of its key (new key pair).  Rows that stopped waiting
+        meanwhile (the user left the room, or reset again) keep no relogin."""
         now = self.now
         uid = self.user_ids[u]
         dev = self.devices[u]
+        rows = [o for o in rows if self.open.get((u, o.room)) is o]
+        dev.reset_relogin_at = now
         for outcome in rows:
             holders = self._holders(outcome.room, exclude=uid)
             outcome.relogin_at = now

@@ -86,7 +86,7 @@ def test_kaplan_meier_censors_a_superseded_row_at_the_next_reset() -> None:
     summary = summarize(result)
     assert summary["outcomes_superseded"] == 1
     assert summary["outcomes_left"] == 0
-    assert "censored before the horizon: 1 superseded by the user's next reset" in terminal_table(summary)
+    assert "stopped waiting unrestored: 1 superseded by the user's next reset" in terminal_table(summary)
 
 
 def test_a_leave_closes_the_row_and_stops_the_waiting_time() -> None:
@@ -144,3 +144,80 @@ def test_new_columns_reach_the_parquet(column: str, tmp_path: Path) -> None:
     write_run(run(), tmp_path / "out", plots=False)
     frame = pd.read_parquet(tmp_path / "out" / "outcomes.parquet")
     assert frame[column].dtype == "float64"
+
+
+# --- resets of users who are away (offline_resets.toml) ----------------------------------------------
+
+OFFLINE = Path(__file__).parent / "scenarios" / "offline_resets.toml"
+
+
+def simulation(profile: str = "rocketchat") -> Simulation:
+    sim = Simulation(load_scenario(OFFLINE, {"simulation.profile": profile}), check_invariants=True)
+    sim.recovery_keys = {}
+    sim.establish()
+    return sim
+
+
+def test_a_row_that_left_the_room_gets_no_relogin() -> None:
+    # u2 is reset at 1000 while away, leaves at 2000 and logs in again at 3000
+    sim = simulation()
+    sim.schedule_resets()
+    sim.env.run(until=2000.0)
+    group = sim.room_ids[0]
+    sim.now = 2000.0
+    sim._membership("leave", group, 0.5)  # picks the last member, u2
+    sim.env.run(until=sim.horizon)
+    result = collect(sim)
+    (u2,) = rows_of(result, "u2")
+    assert u2["left_at"] == 2000.0
+    assert math.isnan(u2["relogin_at"]) and u2["holders_online_at_relogin"] == 0
+    assert result.violations == []
+
+
+def test_a_reset_due_when_an_admin_reset_user_returns_is_absorbed() -> None:
+    # a rate reset of u2 falls at 500 (away): due at its next online start, 3000, when u2 also
+    # logs in after the admin's reset at 1000; the key is new already, so that is one reset
+    sim = simulation()
+    sim._at(500.0, sim._plan_reset, 2, "reset")
+    sim.schedule_resets()
+    sim.env.run(until=sim.horizon)
+    result = collect(sim)
+    (u2,) = rows_of(result, "u2")
+    assert (u2["reason"], u2["reset_at"], u2["relogin_at"], u2["restored_at"]) == (
+        "scripted",
+        1000.0,
+        3000.0,
+        3000.0,
+    )
+    assert math.isnan(u2["superseded_at"])
+    assert sim.counters["resets_absorbed"] == 1
+    assert result.violations == []
+
+
+@pytest.mark.parametrize("profile", ["rocketchat", "hardened"])
+def test_a_user_locked_out_and_reset_by_an_admin_resets_once(profile: str) -> None:
+    # u5 loses its authenticator at 1000 (locked out until an admin resets its TOTP at 4600); an
+    # admin resets its E2E key at 2000; at its next login, 9000, it is not reset a second time
+    sim = simulation(profile)
+    sim._at(900.0, sim._plan_reset, 5, "lost_authenticator")
+    sim.schedule_resets()
+    sim.env.run(until=sim.horizon)
+    result = collect(sim)
+    (u5,) = rows_of(result, "u5")
+    assert (u5["reset_at"], u5["relogin_at"], u5["restored_at"]) == (2000.0, 9000.0, 9000.0)
+    assert math.isnan(u5["superseded_at"]) and u5["restored_via"] == "holder"
+    assert result.violations == []
+
+
+def test_a_holder_is_not_followed_for_members_without_keys() -> None:
+    # u8 was reset by an admin at 1000 and never returns: it waits in the queue without a key
+    # pair, so nobody can serve it and u6 need not be logged in for it
+    sim = simulation()
+    sim.schedule_resets()
+    sim.env.run(until=1500.0)
+    group = sim.room_ids[2]
+    assert sim.server.room(group).is_waiting(sim.user_ids[8])
+    assert sim._holds(group, sim.user_ids[6])
+    assert not sim._relevant(6)
+    sim.env.run(until=sim.horizon)
+    assert not sim._online(6)
