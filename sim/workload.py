@@ -225,7 +225,12 @@ class WorkloadMixin:
             self._logout(u, now)
             self._at(self._code_ready_at(u, now), self._reset, u, reason)
             return
-        if dev.login_at == now and client.has_distribution_work() and dev.last_tick_at != now:
+        if (
+            reason != "forgot_password"  # that login is on a new device, which cannot unlock
+            and dev.login_at == now
+            and client.has_distribution_work()
+            and dev.last_tick_at != now
+        ):
             # at its session start: RC's first distribution tick runs at login, before the
             # person gets to the reset
             self.counters["ticks"] += 1

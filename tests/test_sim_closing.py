@@ -16,6 +16,7 @@ L  group u9,u10,u11 (owner u9): u10 and u11 reset offline at 200 and 300, u9 at 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from pathlib import Path
@@ -121,6 +122,28 @@ def test_a_session_start_ticks_before_the_reset() -> None:
     assert (u7["holders_at_relogin"], u7["served_at"], u7["restored_at"]) == (0, 3000.0, 4000.0)
     dm = room(result, u7["room"])
     assert not dm["lost"] and dm["lost_at"] == 1000.0  # lost at u7's reset, regained at 3000
+
+
+def test_a_forgotten_password_login_does_not_tick_before_the_reset() -> None:
+    # the same as K, but u7 comes online at 1000 on a new device without its E2E password: it
+    # cannot serve u8 before it resets, so the DM is lost
+    scenario = load_scenario(CLOSING)
+    scenario = dataclasses.replace(
+        scenario, scripted_resets=tuple(r for r in scenario.scripted_resets if r.user != 7)
+    )
+    sim = Simulation(scenario, check_invariants=True)
+    sim.recovery_keys = {}
+    sim.establish()
+    sim.schedule_resets()
+    sim._at(1000.0, sim._plan_reset, 7, "forgot_password")
+    sim.env.run(until=sim.horizon)
+    result = collect(sim)
+    (u8,) = rows_of(result, "u8")
+    (u7,) = rows_of(result, "u7")
+    assert u7["reason"] == "forgot_password" and u7["reset_at"] == 1000.0
+    assert math.isnan(u8["served_at"]) and not u8["restored"]
+    assert room(result, u7["room"])["lost"]
+    assert result.violations == []
 
 
 def test_a_room_key_reset_serves_and_restores_at_once() -> None:
