@@ -34,30 +34,30 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 import simpy
 
-from protocol import Client, E2EEState, ProtocolError, Server, Settings
+from protocol import Server, Settings
 from protocol import totp as totp_lib
 from protocol.adversary import ATTACKS, AdversarialServer, Attacks
 from protocol.crypto import CryptoBackend, get_backend
 from protocol.ledger import KeyLedger
 from protocol.profiles import get_profile
-from protocol.room_server import SubscriptionChanged
 from protocol.transport import FaultModel, Transport
 from protocol.trust import KeyDirectory, Mitigations
 
 from .churn import ChurnParams, Presence, PresenceModel, TracePresence
 from .collect import collect, snapshot
-from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Device, Outcome, RoomStats, RunResult, Wait
+from .devices import DevicesMixin
+from .following import FollowingMixin
+from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Device, Outcome, RoomStats, RunResult
 from .scenario import Scenario, ScenarioError
 from .streams import stream, stream_seed
 from .topology import RoomSpec, TopologyParams, generate_rooms
-from .workload import WorkloadMixin, _poisson
+from .workload import WorkloadMixin
 
 __all__ = [
     "OUTCOME_COLUMNS",
@@ -76,7 +76,7 @@ __all__ = [
 SIM_BACKUP_SCRYPT_N = 2
 
 
-class Simulation(WorkloadMixin):
+class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
     """One run of one scenario with one seed."""
 
     def __init__(
@@ -233,25 +233,6 @@ class Simulation(WorkloadMixin):
             self.stationary_online: float | None = p.stationary_online
         return presence
 
-    def _device(self, u: int) -> Device:
-        return self.devices[u]
-
-    def _new_client(self, u: int) -> Client:
-        entropy = random.Random(
-            self._client_seed ^ (u * 0x9E3779B97F4A7C15 & (2**64 - 1)) ^ self.counters["logins"]
-        )
-        client = Client(
-            self.server,
-            self.user_ids[u],
-            self.backend,
-            entropy=entropy,
-            ledger=self.ledger,
-            mitigations=self.mitigations,
-            directory=self.directory,
-        )
-        client.transport = self.transport
-        return client
-
     def establish(self) -> None:
         """Time 0: users with key pairs, rooms whose members all hold the room key."""
         sc = self.sc
@@ -333,135 +314,7 @@ class Simulation(WorkloadMixin):
             key = f"rooms.{name}" if name in self.sc.values["rooms"] else "rooms"
             raise ScenarioError(key, str(exc).split(":", 1)[-1].strip()) from None
 
-    # ------------------------------------------------------------------ devices
-
-    def _totp(self, u: int, now: float) -> str | None:
-        """The authenticator's code.  A person whose code of this step was already used waits
-        for the next one (the hardened profile refuses a replay); the wait of at most 30 s is
-        not simulated, the next step's code is accepted inside the window."""
-        secret = self.totp_secret.get(u)
-        if not secret:
-            return None
-        step = totp_lib.time_step(now)
-        if self.server.profile.reject_replay:
-            step = max(step, self._last_step.get(u, -1) + 1)
-        self._last_step[u] = step
-        return totp_lib.hotp(secret, step)
-
-    def _code_ready_at(self, u: int, now: float) -> float:
-        """When the person next has an unused code inside the window (hardened: T-1..T+1)."""
-        if not self.totp_secret.get(u) or not self.server.profile.reject_replay:
-            return now
-        return max(now, float(self._last_step.get(u, -1)) * 30.0)
-
-    def _code(self, u: int, now: float) -> str | None:
-        """What the person types at a 2FA prompt: its authenticator's code, else (RC's password
-        fallback) its account password."""
-        code = self._totp(u, now)
-        return code if code is not None else f"pw-u{u}"
-
-    def _login_code(self, u: int, now: float) -> str | None:
-        return self._totp(u, now)
-
-    def _login(self, u: int, now: float, *, unlock: bool = True, fresh: bool = False) -> Client:
-        """Log user ``u`` in on its device; unlock E2EE with the remembered password.
-
-        Under the hardened profile a person who already used this step's and the next step's
-        codes must wait for a fresh one: :class:`Wait` says until when.
-        """
-        dev = self.devices[u]
-        if dev.client is None:
-            dev.client = self._new_client(u)
-        client = dev.client
-        if client.online:
-            return client
-        if now < dev.locked_until:  # locked out (lost authenticator) until an admin acts
-            raise Wait(dev.locked_until)
-        ready = self._code_ready_at(u, now)
-        if ready > now:
-            raise Wait(ready)
-        self.counters["logins"] += 1
-        client.login(f"pw-u{u}", now=now, code=self._login_code(u, now))
-        if client.state == E2EEState.SAVE_PASSWORD:
-            self.e2e_password[u] = client.random_password
-            client.confirm_password_saved()
-            assert client.public_key is not None  # new keys: the person shares the fingerprint
-            self.directory.publish(self.user_ids[u], self.backend.fingerprint(client.public_key))
-            if client.recovery_key is not None:
-                self.recovery_keys[u] = client.recovery_key
-        elif client.state == E2EEState.ENTER_PASSWORD and unlock:
-            password = self.e2e_password[u]
-            if password is None or not client.enter_password(password, now=now):
-                raise RuntimeError(f"u{u} cannot unlock its keys")
-        # The distribution loop's phase comes from when the device really logged in: now for a
-        # fresh login (a relogin after a reset), else the start of the presence session the
-        # simulator joins late (RC runs the first tick at login, then every 10 s)
-        dev.login_at = (
-            now if fresh or not self.presence.is_online(u, now) else self.presence.session_start(u, now)
-        )
-        return client
-
-    recovery_keys: dict[int, Any]
-
-    def _logout(self, u: int, now: float) -> None:
-        dev = self.devices[u]
-        if dev.client is not None and dev.client.online:
-            dev.client.logout()
-        dev.online_until = -1.0
-        dev.ticking = False
-        self._pump(now)
-
-    def _online(self, u: int) -> bool:
-        client = self.devices[u].client
-        return client is not None and client.online
-
-    def _pump(self, now: float) -> None:
-        """Deliver the server's pushes to the devices online now (through the faulty network, if
-        any); traffic it holds back is delivered by a later event."""
-        transport = self.transport
-        for _ in range(1000):
-            if transport is None:
-                pending = self.server.drain_notifications()
-            else:
-                pending = transport.deliver(now) + transport.pushes(now)
-            if not pending:
-                break
-            for note in pending:
-                u = self.index[note.recipient_id]
-                client = self.devices[u].client
-                if client is None or not client.online:
-                    continue
-                if transport is not None and isinstance(note, SubscriptionChanged) and transport.crashes():
-                    client.crash()  # the device dies before handling the push
-                    continue
-                client.notify(note, now=now)
-        else:
-            raise RuntimeError("pushes did not settle")
-        if transport is not None and transport.next_due is not None:
-            due = transport.next_due
-            if self._delivery_at is None or due < self._delivery_at:
-                self._delivery_at = due
-                self._at(due, self._deliver_held)
-
-    def schedule_restarts(self) -> None:
-        rate = float(self.sc.get("faults.server_restarts_per_day"))
-        rng = stream(self.seed, "restarts")
-        count = _poisson(rng, rate * self.horizon / 86400.0)
-        for t in sorted(rng.uniform(0, self.horizon) for _ in range(count)):
-            self._at(t, self._restart_server)
-
-    def _restart_server(self) -> None:
-        """The server restarts from its documents; connected devices reconnect and resync."""
-        self.counters["server_restarts"] += 1
-        self.server.restart()
-        for dev in self.devices:
-            if dev.client is not None and dev.client.online:
-                dev.client.sync(now=self.now)
-        self._pump(self.now)
-
-    def _deliver_held(self) -> None:
-        self._delivery_at = None
-        self._pump(self.now)
+    # ------------------------------------------------------------------ scheduling
 
     def _at(self, t: float, action: Callable[..., None], *args: Any) -> None:
         """Run ``action(*args)`` at time ``t`` (now if ``t`` is not in the future)."""
@@ -477,168 +330,6 @@ class Simulation(WorkloadMixin):
         # exact intended time, so "online at its session start" stays true.
         self.now = when
         action(*args)
-
-    # -- following a user's presence
-
-    def follow(self, u: int) -> None:
-        """Make sure ``u``'s device is logged in whenever ``u`` is online, from now on."""
-        dev = self.devices[u]
-        now = self.now
-        if self._online(u) or dev.pending_login is not None:
-            return
-        start = self.presence.next_online_start(u, now)
-        if start is None or start >= self.horizon:
-            return
-        if start <= now:
-            self._session_start(u)
-        else:
-            dev.pending_login = start
-            self._at(start, self._session_start, u)
-
-    def _session_start(self, u: int) -> None:
-        dev = self.devices[u]
-        dev.pending_login = None
-        now = self.now
-        if u in self.awaiting_relogin and now >= dev.locked_until and self.presence.is_online(u, now):
-            self._relogin(u, self.awaiting_relogin.pop(u))  # reset while offline: back now
-            return
-        if self._online(u) or now < dev.locked_until or not self.presence.is_online(u, now):
-            if not self._online(u) and now < dev.locked_until:
-                self._at(dev.locked_until, self._resume_after_lock, u)
-            elif u in self.awaiting_relogin:  # a stale start (a login that had to wait): the next
-                self.follow(u)
-            return
-        if self.policy == "live":
-            self._co_present_members(u, now)
-        try:
-            self._login(u, now)
-        except Wait as wait:
-            dev.pending_login = wait.until
-            self._at(wait.until, self._session_start, u)
-            return
-        dev.online_until = self.presence.session_end(u, now)
-        self._at(dev.online_until, self._session_end, u)
-        self._after_login(u, now)
-
-    def _resume_after_lock(self, u: int) -> None:
-        self.follow(u)
-
-    def _session_end(self, u: int) -> None:
-        now = self.now
-        dev = self.devices[u]
-        if dev.online_until > now + 1e-9 or not self._online(u):
-            return  # a later session superseded this end
-        self._logout(u, now)
-        if self._relevant(u):
-            self.follow(u)
-        else:
-            dev.client = None  # nothing more to keep: the device's state was wiped at logout
-
-    def _relevant(self, u: int) -> bool:
-        uid = self.user_ids[u]
-        if any(key[0] == u for key in self.open):
-            return True
-        for rid in self.server.rooms_of(uid):  # a key waits for it to accept
-            if self.server.room(rid).subscriptions[uid].e2e_suggested_key:
-                return True
-        if self.policy == "live":
-            return False
-        for rid in self.server.rooms_of(uid):
-            room = self.server.room(rid)
-            # only a waiting member with a key pair can be served (a user reset by an admin gets
-            # one when it logs in again, and wakes the holders then)
-            if (
-                room.users_waiting
-                and not room.is_waiting(uid)
-                and self._holds(rid, uid)
-                and any(self.server.user(w.user_id).e2e_public_key for w in room.users_waiting)
-            ):
-                return True
-        return False
-
-    def _holds(self, room_id: str, user_id: str) -> bool:
-        room = self.server.room(room_id)
-        sub = room.subscriptions.get(user_id)
-        if sub is None or sub.e2e_key is None or room.e2e_key_id is None:
-            return False
-        try:
-            return self.backend.wrapped_kid(sub.e2e_key) == room.e2e_key_id
-        except ProtocolError:
-            return False
-
-    def _holders(self, room_id: str, exclude: str | None = None) -> list[int]:
-        room = self.server.room(room_id)
-        return [self.index[uid] for uid in room.subscriptions if uid != exclude and self._holds(room_id, uid)]
-
-    def _co_present_members(self, u: int, now: float) -> None:
-        """Live policy: log in every holder online at ``now`` in ``u``'s rooms that lack a key,
-        so that ``u``'s request reaches exactly the members connected at this moment."""
-        uid = self.user_ids[u]
-        for rid in self.server.rooms_of(uid):
-            room = self.server.room(rid)
-            if not room.encrypted or self._holds(rid, uid):
-                continue
-            for m in self._holders(rid, exclude=uid):
-                if (
-                    not self._online(m)
-                    and self.presence.is_online(m, now)
-                    and now >= self.devices[m].locked_until
-                ):
-                    try:
-                        self._login(m, now)
-                    except Wait:
-                        continue  # still waiting for a code: misses this request
-                    dev = self.devices[m]
-                    dev.online_until = self.presence.session_end(m, now)
-                    self._at(dev.online_until, self._session_end, m)
-
-    def _after_login(self, u: int, now: float) -> None:
-        self._pump(now)
-        self._maybe_tick(u)
-
-    # -- the distribution loop
-
-    def _maybe_tick(self, u: int) -> None:
-        """Start ``u``'s tick chain if it is online, idle and has work (phase: its login time)."""
-        if self.policy == "live":
-            return
-        dev = self.devices[u]
-        client = dev.client
-        if dev.ticking or client is None or not client.has_distribution_work():
-            return
-        now = self.now
-        k = math.ceil((now - dev.login_at) / self.tick_s - 1e-9)
-        t = dev.login_at + max(0, k) * self.tick_s
-        if t >= dev.online_until:
-            return
-        dev.ticking = True
-        self._at(t, self._tick, u)
-
-    def _tick(self, u: int) -> None:
-        dev = self.devices[u]
-        now = self.now
-        client = dev.client
-        if client is None or not client.online or now >= dev.online_until:
-            dev.ticking = False
-            return
-        if client.has_distribution_work() and dev.last_tick_at != now:
-            self.counters["ticks"] += 1
-            dev.last_tick_at = now
-            client.tick(now=now)
-            self._pump(now)
-        if client.has_distribution_work() and now + self.tick_s < dev.online_until:
-            self._at(now + self.tick_s, self._tick, u)
-        else:
-            dev.ticking = False
-
-    def _wake_holders(self, room_id: str, waiting_user: str) -> None:
-        if self.policy == "live":
-            return
-        for m in self._holders(room_id, exclude=waiting_user):
-            if self._online(m):
-                self._maybe_tick(m)
-            else:
-                self.follow(m)
 
     # ------------------------------------------------------------------ key events
 
