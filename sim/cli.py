@@ -8,6 +8,7 @@ partial output behind.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,12 +79,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     if args.seed is not None:
-        scenario = scenario.with_seed(args.seed)
-    out: Path = args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out: {str(out)!r} exists and is not a directory")
+        try:
+            scenario = scenario.with_seed(args.seed)
+        except ScenarioError as exc:
+            raise UsageError(str(exc)) from None
     from .engine import run_scenario
-    from .outputs import terminal_table, write_run
+    from .outputs import check_out_dir, terminal_table, write_run
+
+    shown: Path = args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}"
+    try:
+        out = check_out_dir(shown)  # before the run, so that no work is lost to a bad --out
+    except ValueError as exc:
+        raise UsageError(f"--out: {exc}") from None
 
     bar = None
     progress = None
@@ -104,10 +111,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    summary = write_run(result, out, plots=not args.no_plots)
+    try:
+        summary = write_run(result, out, plots=not args.no_plots)
+    except OSError as exc:  # the disk filled up, permissions changed during the run, ...
+        raise UsageError(f"--out: cannot write {str(out)!r}: {exc.strerror or exc}") from None
     if not args.quiet:
         print(terminal_table(summary))
-        print(f"  outputs in {out}/")
+        print(f"  outputs in {shown}/")
     return 1 if result.violations else 0
 
 
@@ -154,8 +164,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if args.json is not None:
             atomic_write_text(args.json, json.dumps(figures, indent=2, sort_keys=True) + "\n")
         return 0
+    if args.users is not None and args.users < 2:
+        raise UsageError(f"--users: must be >= 2, got {args.users}")
+    if args.days is not None and not args.days > 0:
+        raise UsageError(f"--days: must be > 0, got {args.days}")
     if not args.scenario.is_file():
-        raise UsageError(f"scenario: file not found: {args.scenario}")
+        where = " (the default is relative to the working directory: run from the keysim checkout)"
+        default = args.scenario == Path("scenarios/bench.toml")
+        raise UsageError(f"scenario: file not found: {args.scenario}{where if default else ''}")
     if args.skip_full and args.skip_bare:
         raise UsageError("--skip-full and --skip-bare: nothing left to run")
     if args.json is not None and not args.json.parent.exists():
@@ -306,7 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
             "(full run under 3 minutes and 4 GB, no slower than the bare model)."
         ),
     )
-    bench.add_argument("scenario", type=Path, nargs="?", default=Path("scenarios/bench.toml"))
+    bench.add_argument(
+        "scenario",
+        type=Path,
+        nargs="?",
+        default=Path("scenarios/bench.toml"),
+        help="the scenario to time (default: scenarios/bench.toml, from the working directory)",
+    )
     bench.add_argument("--users", type=int, help="scale the population (rooms scale with it)")
     bench.add_argument("--days", type=float, help="override the horizon, days")
     bench.add_argument("--skip-full", action="store_true", help="run only the bare model")
@@ -332,10 +354,25 @@ def build_parser() -> argparse.ArgumentParser:
             "trace as numbered steps (exit 1)."
         ),
     )
-    check.add_argument("--users", type=int, default=3, help="users, u0 owning the first group (default: 3)")
-    check.add_argument("--rooms", type=int, default=2, help="rooms made at the start (default: 2)")
+    check.add_argument(
+        "--users", type=int, default=3, help="users, u0 owning the first group: 2 to 6 (default: 3)"
+    )
+    check.add_argument(
+        "--rooms",
+        type=int,
+        default=2,
+        help=(
+            "rooms made at the start, in this order: a group of everyone, DMs, then pair groups; "
+            "at most 1 + 2 * N(N-1)/2 for N users, 7 for 3 (default: 2)"
+        ),
+    )
     check.add_argument("--depth", type=int, default=8, help="operations per trace (default: 8)")
-    check.add_argument("--policy", choices=["queue", "live", "backup"], default="queue")
+    check.add_argument(
+        "--policy",
+        choices=["queue", "live", "backup"],
+        default="queue",
+        help="how a member who lost its key gets it back, as in scenarios' simulation.policy (default: queue)",
+    )
     check.add_argument("--max-states", type=int, metavar="S", help="stop after S distinct states")
     check.set_defaults(handler=_cmd_check)
 
@@ -368,6 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("keysim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (keysim ... | head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return code
 
 

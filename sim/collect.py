@@ -99,6 +99,7 @@ def collect(sim: Simulation) -> RunResult:
         rooms=rooms,
         lost_timeline=sim.lost_timeline,
         violations=violations,
+        invariants_checked=sim.check_invariants,
         stationary_online=getattr(sim, "stationary_online", None),
         adversary=_adversary(sim),
         faults=_faults(sim),

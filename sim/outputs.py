@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +25,8 @@ from .atomic import replace_dir
 from .engine import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
 
 __all__ = [
+    "check_out_dir",
+    "is_run_dir",
     "kaplan_meier",
     "outcomes_frame",
     "restore_ends",
@@ -122,7 +125,8 @@ def summarize(result: RunResult) -> dict[str, Any]:
         "stationary_online": result.stationary_online,
         "adversary": result.adversary,
         "faults": result.faults,
-        "invariant_violations": result.violations,
+        # null when not checked (--check-invariants), so that "[]" means checked and none found
+        "invariant_violations": result.violations if result.invariants_checked else None,
         "performance": result.stats,
     }
 
@@ -206,6 +210,45 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds a run keysim wrote (which a new run may replace)."""
+    summary = path / "summary.json"
+    if not (path / "outcomes.parquet").is_file() or not summary.is_file():
+        return False
+    try:
+        return "keysim_version" in json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def check_out_dir(out: Path) -> Path:
+    """The absolute output directory for a run, checked before the run starts.
+
+    ``out`` may be new, empty, or an earlier run (replaced once the new one is complete);
+    anything else is refused, so that no user file is ever deleted.  The nearest existing
+    ancestor must be a directory keysim can write in (probed with a temporary directory that is
+    removed at once, so a refused run leaves nothing behind).  Raises :class:`ValueError` naming
+    the problem.
+    """
+    out = Path(os.path.abspath(out))
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{str(out)!r} exists and is not a directory")
+        if any(out.iterdir()) and not is_run_dir(out):
+            raise ValueError(f"{str(out)!r} is not empty and holds no keysim run; refusing to replace it")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{str(ancestor)!r} is not a directory")
+    try:
+        probe = tempfile.mkdtemp(prefix=".keysim-probe.", dir=ancestor)
+    except OSError as exc:
+        raise ValueError(f"cannot write in {str(ancestor)!r}: {exc.strerror or exc}") from None
+    os.rmdir(probe)
+    return out
 
 
 def write_run(result: RunResult, out: Path, *, plots: bool = True) -> dict[str, Any]:

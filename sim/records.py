@@ -131,6 +131,8 @@ class RunResult:
     lost_timeline: list[tuple[float, int]]
     stats: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    #: whether the invariants were checked at the horizon (``--check-invariants``)
+    invariants_checked: bool = False
     stationary_online: float | None = None
     #: what a malicious server obtained, when the scenario has one
     adversary: dict[str, Any] | None = None

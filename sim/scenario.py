@@ -10,6 +10,7 @@ Paths inside a scenario are relative to the scenario file.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -68,6 +69,21 @@ def _amplitude(v: Any) -> str | None:
     return None if 0 <= v < 1 else f"must be >= 0 and < 1, got {v}"
 
 
+#: seeds are stored in the tables as signed 64-bit integers
+SEED_LIMIT = 2**63
+
+
+def _seed(v: Any) -> str | None:
+    return None if 0 <= v < SEED_LIMIT else f"must be in [0, 2**63), got {v}"
+
+
+def _run_name(v: Any) -> str | None:
+    """A run's name becomes a directory name (``runs/<name>-<seed>/``): no separators."""
+    if v == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
+        return None
+    return f"must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {v!r}"
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
     type: type | tuple[type, ...]
@@ -80,9 +96,9 @@ class Key:
 #: ``[[resets.scripted]]``, ``[[population.classes]]``) are declared in :data:`TABLES`.
 SCHEMA: dict[str, dict[str, Key]] = {
     "simulation": {
-        "name": Key(str, "", None, "run name (default: the file name)"),
+        "name": Key(str, "", _run_name, "run name (default: the file name)"),
         "horizon_days": Key((int, float), 30.0, _positive, "simulated time, days"),
-        "seed": Key(int, 0, None, "root seed; --seed overrides"),
+        "seed": Key(int, 0, _seed, "root seed; --seed overrides"),
         "policy": Key(str, "queue", _one_of("queue", "live", "backup"), "recovery policy"),
         "crypto": Key(str, "symbolic", _one_of("symbolic", "real"), "crypto backend"),
         "profile": Key(str, "rocketchat", _one_of("rocketchat", "hardened"), "2FA profile"),
@@ -100,7 +116,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rhythm": Key(str, "none", _one_of("none", "daily", "weekly"), ""),
         "rhythm_amplitude": Key((int, float), 0.0, _amplitude, ""),
         "rhythm_peak_hour": Key(
-            (int, float), 20.0, lambda v: None if 0 <= v < 24 else f"must be in [0, 24), got {v}", ""
+            (int, float),
+            20.0,
+            lambda v: None if 0 <= v < 168 else f"must be in [0, 168), got {v}",
+            "hour of the day (daily) or of the week (weekly)",
         ),
         "trace": Key(str, "", None, "CSV user,online_at,offline_at (model = trace)"),
     },
@@ -246,6 +265,9 @@ class Scenario:
         return int(self.get("population.users"))
 
     def with_seed(self, seed: int) -> Scenario:
+        problem = _seed(seed)
+        if problem:
+            raise ScenarioError("--seed", problem)
         values = {s: dict(v) for s, v in self.values.items()}
         values["simulation"]["seed"] = seed
         return replace(self, values=values)
@@ -297,6 +319,13 @@ def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenari
         }
     if not values["simulation"]["name"]:
         values["simulation"]["name"] = path.stem if path is not None else "scenario"
+    churn = values["churn"]
+    if churn["rhythm"] != "weekly" and churn["rhythm_peak_hour"] >= 24:
+        raise ScenarioError(
+            "churn.rhythm_peak_hour",
+            f"must be in [0, 24) (an hour of the day; up to 168 with rhythm = 'weekly'), "
+            f"got {churn['rhythm_peak_hour']}",
+        )
     scenario = Scenario(path=path, values=values, raw=dict(data))
     users = values["population"]["users"]
     index = {f"u{i}": i for i in range(users)}

@@ -1,0 +1,123 @@
+"""``keysim run``: the output directory, the seed and the run name are checked before the run.
+
+A run never deletes what it did not write: ``--out`` may be new, empty or an earlier run, and is
+refused otherwise, before any simulated time is spent.  Errors exit with status 2 and one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+
+SMOKE = Path(__file__).parents[1] / "scenarios" / "smoke.toml"
+
+
+def run(*args: str | Path) -> int:
+    return main(["run", str(SMOKE), "--quiet", "--no-plots", *map(str, args)])
+
+
+def refused(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
+    assert run(*args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("keysim: error: ") and captured.err.count("\n") == 1, captured.err
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+def test_a_directory_that_is_not_a_run_is_never_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "notes.txt").write_text("keep")
+    (precious / "sub" / "data.csv").write_text("keep")
+    err = refused(capsys, "--out", precious)
+    assert "holds no keysim run; refusing to replace it" in err
+    assert (precious / "notes.txt").read_text() == "keep"
+    assert (precious / "sub" / "data.csv").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
+
+
+def test_an_empty_directory_and_an_earlier_run_are_replaced(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run("--out", empty) == 0
+    assert (empty / "summary.json").is_file()
+    assert run("--out", empty) == 0  # now an earlier run
+
+
+def test_the_working_directory_is_refused_when_it_holds_other_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mine.txt").write_text("keep")
+    monkeypatch.chdir(tmp_path)
+    assert "holds no keysim run" in refused(capsys, "--out", ".")
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+
+
+def test_an_ancestor_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "v.json").write_text("{}")
+    assert "is not a directory" in refused(capsys, "--out", tmp_path / "v.json" / "sub")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json"]
+
+
+def test_an_output_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "out").write_text("mine")
+    assert "exists and is not a directory" in refused(capsys, "--out", tmp_path / "out")
+    assert (tmp_path / "out").read_text() == "mine"
+
+
+def test_missing_parents_are_created(tmp_path: Path) -> None:
+    assert run("--out", tmp_path / "a" / "b" / "run") == 0
+    assert (tmp_path / "a" / "b" / "run" / "outcomes.parquet").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--seed", "99999999999999999999"), "--seed: must be in [0, 2**63), got 99999999999999999999"),
+        (("--seed", "-1"), "--seed: must be in [0, 2**63), got -1"),
+        (("--set", "simulation.seed=-3"), "simulation.seed: must be in [0, 2**63), got -3"),
+        (("--set", "simulation.name=../../escape"), "simulation.name: must be letters, digits"),
+        (("--set", "simulation.name=a/b"), "simulation.name: must be letters, digits"),
+        (
+            (
+                "--set",
+                "churn.rhythm=daily",
+                "--set",
+                "churn.rhythm_amplitude=0.5",
+                "--set",
+                "churn.rhythm_peak_hour=30",
+            ),
+            "churn.rhythm_peak_hour: must be in [0, 24)",
+        ),
+        (("--set", "churn.rhythm_peak_hour=168"), "churn.rhythm_peak_hour: must be in [0, 168)"),
+    ],
+)
+def test_bad_values_exit_2_before_anything_is_written(
+    args: tuple[str, ...],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert message in refused(capsys, *args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_weekly_rhythm_peaks_at_an_hour_of_the_week(tmp_path: Path) -> None:
+    weekly = ("--set", "churn.rhythm=weekly", "--set", "churn.rhythm_amplitude=0.5")
+    assert run(*weekly, "--set", "churn.rhythm_peak_hour=100", "--out", tmp_path / "w") == 0
+
+
+def test_summary_says_null_when_invariants_were_not_checked(tmp_path: Path) -> None:
+    import json
+
+    assert run("--out", tmp_path / "plain") == 0
+    assert json.loads((tmp_path / "plain" / "summary.json").read_text())["invariant_violations"] is None
+    assert run("--out", tmp_path / "checked", "--check-invariants") == 0
+    assert json.loads((tmp_path / "checked" / "summary.json").read_text())["invariant_violations"] == []
