@@ -495,6 +495,7 @@ class TracePresence(_Queries):
                 if off <= on:
                     raise ValueError(f"offline_at: must be after online_at for user {user} ({on!r}, {off!r})")
                 if merged and on <= merged[-1]:  # overlapping or touching: extend the last session
+                    # (from_csv rejects overlaps; this constructor merges them)
                     merged[-1] = max(merged[-1], float(off))
                 else:
                     merged += [float(on), float(off)]
@@ -508,8 +509,17 @@ class TracePresence(_Queries):
 
     @classmethod
     def from_csv(cls, path: str | PathLike[str], user_index: Mapping[str, int]) -> TracePresence:
-        """Read ``user,online_at,offline_at`` lines (seconds; an optional header; ``#`` comments)."""
-        spans: dict[int, list[tuple[float, float]]] = {}
+        """Read ``user,online_at,offline_at`` lines (seconds; an optional header; ``#`` comments).
+
+        Each line is one online session ``[online_at, offline_at)``.  One user's lines may come in
+        any order (they are sorted by time), but two sessions of one user must not overlap: a
+        :class:`ValueError` names the later of the two lines in the file and the line it overlaps.
+        Sessions that touch (one ends exactly when the next begins) are merged into one session:
+        with half-open periods the user is online throughout, and the stored change times stay
+        strictly increasing, so :meth:`session_end`, :meth:`next_change` and :meth:`intervals` see
+        one session and no logout/login at the shared instant.
+        """
+        lines: dict[int, list[tuple[float, float, int, str]]] = {}
         first = True
         with open(path, newline="") as f:
             for lineno, row in enumerate(csv.reader(f), start=1):
@@ -538,5 +548,17 @@ class TracePresence(_Queries):
                     raise ValueError(f"{where}: times must be finite and >= 0 (got {on_s}, {off_s})")
                 if off <= on:
                     raise ValueError(f"{where}: offline_at {off_s} is not after online_at {on_s}")
-                spans.setdefault(user_index[name], []).append((on, off))
-        return cls(spans)
+                lines.setdefault(user_index[name], []).append((on, off, lineno, f"{name},{on_s},{off_s}"))
+        for sessions in lines.values():
+            sessions.sort()
+            _, end, end_line, end_text = sessions[0]
+            for on, off, lineno, text in sessions[1:]:
+                if on < end:
+                    (early, early_text), (late, late_text) = sorted([(end_line, end_text), (lineno, text)])
+                    raise ValueError(
+                        f"{path}:{late}: session {late_text} overlaps session {early_text} on line {early}"
+                        " (one user's sessions must not overlap)"
+                    )
+                if off > end:
+                    end, end_line, end_text = off, lineno, text
+        return cls({user: [(on, off) for on, off, _, _ in sessions] for user, sessions in lines.items()})

@@ -54,12 +54,12 @@ def _restored_vs_holders(outcomes: Any, result: RunResult, path: Path) -> Path:
     left.set_ylabel("fraction of (reset, room)")
     left.set_ylim(-0.02, 1.02)
     left.set_title(f"Restoration against holders online ({policy})")
-    left.legend(fontsize=8)
+    _legend_or_note(left, "no reset with a relogin")
     right.set_xlabel("room size k")
     right.set_ylabel("P(at least one holder online at relogin)")
     right.set_ylim(-0.02, 1.02)
     right.set_title("A holder online at relogin")
-    right.legend(fontsize=8)
+    _legend_or_note(right, "no reset with a relogin")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -79,6 +79,8 @@ def _kaplan_meier(outcomes: Any, result: RunResult, path: Path) -> Path:
         kmf = KaplanMeierFitter(label="not yet restored")
         kmf.fit(durations, event_observed=rows["restored"].astype(bool))
         kmf.plot_survival_function(ax=ax)
+    else:
+        _legend_or_note(ax, "no reset with a relogin")
     ax.set_xlabel("hours since relogin")
     ax.set_ylabel("fraction not restored (Kaplan-Meier)")
     ax.set_ylim(-0.02, 1.02)
@@ -87,6 +89,17 @@ def _kaplan_meier(outcomes: Any, result: RunResult, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _legend_or_note(ax: Any, empty: str) -> None:
+    """A legend for the labelled lines of ``ax``; with none (nothing to plot), say why it is empty.
+
+    ``Axes.legend`` with no labelled artist warns ("No artists with labels found").
+    """
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    elif not ax.lines:
+        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color="gray")
 
 
 def _rooms_without_holder(result: RunResult, path: Path) -> Path:

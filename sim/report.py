@@ -266,15 +266,43 @@ def _markdown(results: Results, table: pd.DataFrame, shown: list[_Shown]) -> str
     return "\n".join(parts) + "\n"
 
 
+_TICKS = re.compile(r"`+")
+
+
+def _inline_html(text: str) -> str:
+    """``text`` HTML-escaped, with its Markdown code spans rendered as ``<code>...</code>``.
+
+    The page's text is written as Markdown for ``report.md``; the HTML page renders the one inline
+    construct it uses, code spans, as CommonMark does: a run of n backticks opens a span that the
+    next run of exactly n backticks closes (backticks without such a partner stay literal), and one
+    space is stripped from each end of content that begins and ends with a space.
+    """
+    out: list[str] = []
+    done = search = 0
+    while (opening := _TICKS.search(text, search)) is not None:
+        n = len(opening.group())
+        closing = next((c for c in _TICKS.finditer(text, opening.end()) if len(c.group()) == n), None)
+        if closing is None:
+            search = opening.end()
+            continue
+        code = text[opening.end() : closing.start()]
+        if code.startswith(" ") and code.endswith(" ") and code.strip(" "):
+            code = code[1:-1]
+        out += [html.escape(text[done : opening.start()]), f"<code>{html.escape(code)}</code>"]
+        done = search = closing.end()
+    out.append(html.escape(text[done:]))
+    return "".join(out)
+
+
 def _html(results: Results, table: pd.DataFrame, shown: list[_Shown], folder: Path) -> str:
-    body = ["<h1>keysim report</h1>", *(f"<p>{html.escape(line)}</p>" for line in _intro(results))]
+    body = ["<h1>keysim report</h1>", *(f"<p>{_inline_html(line)}</p>" for line in _intro(results))]
     body += ["<h2>Headline figures</h2>", table.to_html(index=False, escape=True, border=0)]
     for s in shown:
         data = base64.b64encode((folder / s.file).read_bytes()).decode("ascii")
         body += [
-            f"<h2>{html.escape(s.title)}</h2>",
+            f"<h2>{_inline_html(s.title)}</h2>",
             f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(s.title)}" title="{html.escape(s.file)}">',
-            f"<figcaption>{html.escape(s.caption)}</figcaption></figure>",
+            f"<figcaption>{_inline_html(s.caption)}</figcaption></figure>",
         ]
     style = "body{font-family:sans-serif;max-width:1400px;margin:auto}img{max-width:100%}td,th{padding:2px 8px;text-align:left}"
     return (

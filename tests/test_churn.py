@@ -378,10 +378,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_trace_replays_merged_intervals(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        "user,online_at,offline_at\n# a comment\nu1,100,200\nu1,150,250\n\nu1,250,300\nu1,50,60\nu2, 10 , 20\n",
+        "user,online_at,offline_at\n# a comment\nu1,100,250\n\nu1,250,300\nu1,50,60\nu2, 10 , 20\n",
     )
     trace = TracePresence.from_csv(path, USERS)
-    assert trace.intervals(1, 0, 1000) == [(50.0, 60.0), (100.0, 300.0)]  # overlapping and touching merged
+    assert trace.intervals(1, 0, 1000) == [(50.0, 60.0), (100.0, 300.0)]  # touching merged, lines sorted
     assert not trace.is_online(1, 49.9) and trace.is_online(1, 50) and not trace.is_online(1, 60)
     assert trace.is_online(1, 299.0) and not trace.is_online(1, 300.0)
     assert trace.next_online_start(1, 70) == 100.0
@@ -422,3 +422,34 @@ def test_trace_errors_name_the_line(tmp_path: Path, text: str, line: int, what: 
     path = _write(tmp_path, text)
     with pytest.raises(ValueError, match=rf"trace\.csv:{line}: .*{what}"):
         TracePresence.from_csv(path, USERS)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "other"),
+    [
+        ("u1,0,100\nu1,50,150\n", 2, 1),  # the case of the acceptance pass
+        ("u1,50,150\nu1,0,100\n", 2, 1),  # the same, lines out of order
+        ("user,online_at,offline_at\nu1,0,100\nu2,0,500\n# c\nu1,20,30\n", 5, 2),  # nested
+        ("u1,0,100\nu1,200,300\nu1,150,250\n", 3, 2),  # overlaps the later session only
+        ("u1,10,20\nu1,10,20\n", 2, 1),  # a duplicated line
+    ],
+)
+def test_trace_overlapping_sessions_are_rejected(tmp_path: Path, text: str, line: int, other: int) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ValueError, match=rf"trace\.csv:{line}: .*overlaps .*line {other}\b"):
+        TracePresence.from_csv(path, USERS)
+
+
+def test_trace_touching_sessions_merge_and_lines_are_sorted(tmp_path: Path) -> None:
+    # one user's lines in any order; [0, 100) and [100, 150) touch: one session [0, 150)
+    path = _write(tmp_path, "u1,300,400\nu1,100,150\nu2,100,150\nu1,0,100\nu2,0,100\n")
+    trace = TracePresence.from_csv(path, USERS)
+    for user in (1, 2):
+        assert trace.intervals(user, 0, 1000)[0] == (0.0, 150.0)
+        assert trace.is_online(user, 100.0) and not trace.is_online(user, 150.0)
+        assert trace.session_end(user, 50.0) == 150.0
+        assert trace.next_change(user, 0.0) == 150.0
+        assert trace.next_online_start(user, 100.0) == 100.0
+    assert trace.intervals(1, 0, 1000) == [(0.0, 150.0), (300.0, 400.0)]
+    assert trace.intervals(2, 0, 1000) == [(0.0, 150.0)]
+    assert trace.next_online_start(1, 150.0) == 300.0

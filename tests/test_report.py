@@ -385,3 +385,35 @@ def test_failure_leaves_the_previous_report_and_no_temporary_files(
         make_report(run_dir, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_html_renders_code_spans_and_markdown_keeps_them(run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    source = tmp_path / "runs" / "smoke-<7>&"  # a name that needs escaping inside the code span
+    shutil.copytree(run_dir, source)
+    page = make_report(source, tmp_path / "html", fmt="html").read_text()
+    key = load_results(source).runs.iloc[0]["run_key"]
+    assert "`" not in page  # no Markdown code span is left unrendered
+    assert f"Source: <code>{tmp_path}/runs/smoke-&lt;7&gt;&amp;</code> (run, 1 finished run)." in page
+    assert f"Run <code>{key}</code>, policy <code>queue</code>, keysim " in page
+    md = make_report(source, tmp_path / "md").read_text()
+    assert f"Source: `{source}` (run" in md and f"Run `{key}`, policy `queue`" in md and "<code>" not in md
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Run `runs/smoke-7`.", "Run <code>runs/smoke-7</code>."),
+        ("`a<b>` & `c`", "<code>a&lt;b&gt;</code> &amp; <code>c</code>"),
+        ("``x ` y`` and `z`", "<code>x ` y</code> and <code>z</code>"),
+        ("`` `tick` ``", "<code>`tick`</code>"),  # one space each side is stripped
+        ("no span: ` alone, <b>", "no span: ` alone, &lt;b&gt;"),
+        ("`unbalanced`` stays", "`unbalanced`` stays"),
+        ("plain 'quoted' text", "plain &#x27;quoted&#x27; text"),
+    ],
+)
+def test_inline_html_code_spans(text: str, expected: str) -> None:
+    from sim.report import _inline_html
+
+    assert _inline_html(text) == expected

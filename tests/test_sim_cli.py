@@ -346,3 +346,13 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     assert restored["n"] > 0 and not math.isnan(restored["value"])
     outcomes = pd.read_parquet(out / "outcomes.parquet")
     assert set(OUTCOME_REQUIRED) <= set(outcomes.columns)
+
+
+def test_overlapping_trace_sessions_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "trace.csv").write_text("user,online_at,offline_at\nu1,0,100\nu1,50,150\n")
+    bad = _write_bad(tmp_path, ('model = "exponential"\n', 'model = "trace"\ntrace = "trace.csv"\n'))
+    _assert_rejected(tmp_path, capsys, bad, "churn.trace")
+    # the message names the file line (captured again: _assert_rejected read it)
+    assert keysim_run(bad, "--out", tmp_path / "out", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "trace.csv:3:" in err and "overlaps" in err and "line 2" in err, err
