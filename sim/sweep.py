@@ -482,6 +482,24 @@ def run_sweep(
     return SweepResult(len(plan), skipped, done, failed, not_started, time.perf_counter() - clock)
 
 
+#: how long ``--scheduler`` may take to answer before the sweep is refused
+SCHEDULER_TIMEOUT_S = 10.0
+
+
+def _probe_scheduler(address: str) -> str | None:
+    """None if a Dask scheduler answers at ``address``, else why not (checked before anything
+    is written, so that a wrong address leaves no sweep directory behind)."""
+    from dask import distributed
+
+    dask: Any = distributed
+    try:
+        client = dask.Client(address, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        return f"no Dask scheduler answers at {address!r} within {SCHEDULER_TIMEOUT_S:g} s ({exc})"
+    client.close()
+    return None
+
+
 def _default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -511,6 +529,8 @@ def sweep_command(
     problem = check_out(target, {spec.run_key: spec.record.point_json for spec in plan})
     if problem:
         raise SweepError("--out", problem)
+    if scheduler is not None and (problem := _probe_scheduler(scheduler)):
+        raise SweepError("--scheduler", problem)
     result = run_sweep(
         sweep,
         plan,

@@ -466,3 +466,18 @@ def test_sweep_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> Non
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert all(option in out for option in ("--out", "--workers", "--executor", "--scheduler", "--quiet"))
+
+
+def test_an_unreachable_scheduler_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sim.sweep
+
+    monkeypatch.setattr(sim.sweep, "SCHEDULER_TIMEOUT_S", 1.0)
+    path = write_sweep(tmp_path)
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--scheduler", "tcp://127.0.0.1:1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keysim: error: --scheduler: no Dask scheduler answers at 'tcp://127.0.0.1:1'")
+    assert "Traceback" not in err
+    assert not out.exists()
