@@ -45,7 +45,7 @@ Cost (measured, pure Python): about 0.8 us per period generated (1.5 us with a r
 per million online/offline cycles; about 0.3 us per query when one user's queries move forward in
 time (a cursor per user), 0.5 us in random order (bisection).
 
-Semantics shared by :class:`Presence` and :class:`TracePresence`.  Times are seconds from 0.
+Semantics shared by :class:`Presence` and :class:`~sim.trace.TracePresence`.  Times are seconds from 0.
 Online periods are half-open, ``[start, end)``: at a change time the user is already in the new
 state.  Stored change times are strictly increasing (two flips at the same instant cancel).
 """
@@ -53,12 +53,10 @@ state.  Stored change times are strictly increasing (two flips at the same insta
 from __future__ import annotations
 
 import abc
-import csv
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from os import PathLike
 from statistics import NormalDist
 from typing import Protocol
 
@@ -66,7 +64,7 @@ from scipy.special import gammaincinv
 
 from .streams import stream_seed, unit
 
-__all__ = ["MODELS", "RHYTHMS", "ChurnParams", "Presence", "PresenceModel", "TracePresence"]
+__all__ = ["MODELS", "RHYTHMS", "ChurnParams", "Presence", "PresenceModel"]
 
 MODELS = ("exponential", "weibull", "lognormal")
 RHYTHMS = ("none", "daily", "weekly")
@@ -420,7 +418,7 @@ class _Queries(abc.ABC):
 
 
 class PresenceModel(Protocol):
-    """What the engine needs from a presence source: :class:`Presence` or :class:`TracePresence`."""
+    """What the engine needs from a presence source: :class:`Presence` or :class:`~sim.trace.TracePresence`."""
 
     def is_online(self, user: int, t: float) -> bool: ...
     def next_online_start(self, user: int, t: float) -> float | None: ...
@@ -477,88 +475,3 @@ class Presence(_Queries):
     def forget(self, user: int) -> None:
         """Drop ``user``'s generated timeline (it is regenerated identically if asked again)."""
         self._timelines.pop(user, None)
-
-
-_EMPTY: list[float] = []
-
-
-class TracePresence(_Queries):
-    """Presence replayed from recorded online intervals; users absent from the trace never log in."""
-
-    def __init__(self, intervals: Mapping[int, Iterable[tuple[float, float]]]) -> None:
-        self._timelines: dict[int, _Timeline] = {}
-        for user, spans in intervals.items():
-            merged: list[float] = []
-            for on, off in sorted(spans):
-                _check_time("online_at", on)
-                _check_time("offline_at", off)
-                if off <= on:
-                    raise ValueError(f"offline_at: must be after online_at for user {user} ({on!r}, {off!r})")
-                if merged and on <= merged[-1]:  # overlapping or touching: extend the last session
-                    # (from_csv rejects overlaps; this constructor merges them)
-                    merged[-1] = max(merged[-1], float(off))
-                else:
-                    merged += [float(on), float(off)]
-            self._timelines[user] = _Timeline(False, merged)
-
-    def _timeline(self, user: int) -> _Timeline:
-        tl = self._timelines.get(user)
-        if tl is None:
-            return _Timeline(False, _EMPTY)
-        return tl
-
-    @classmethod
-    def from_csv(cls, path: str | PathLike[str], user_index: Mapping[str, int]) -> TracePresence:
-        """Read ``user,online_at,offline_at`` lines (seconds; an optional header; ``#`` comments).
-
-        Each line is one online session ``[online_at, offline_at)``.  One user's lines may come in
-        any order (they are sorted by time), but two sessions of one user must not overlap: a
-        :class:`ValueError` names the later of the two lines in the file and the line it overlaps.
-        Sessions that touch (one ends exactly when the next begins) are merged into one session:
-        with half-open periods the user is online throughout, and the stored change times stay
-        strictly increasing, so :meth:`session_end`, :meth:`next_change` and :meth:`intervals` see
-        one session and no logout/login at the shared instant.
-        """
-        lines: dict[int, list[tuple[float, float, int, str]]] = {}
-        first = True
-        with open(path, newline="") as f:
-            for lineno, row in enumerate(csv.reader(f), start=1):
-                where = f"{path}:{lineno}"
-                if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-                    continue
-                fields = [c.strip() for c in row]
-                if first and fields == ["user", "online_at", "offline_at"]:
-                    first = False
-                    continue
-                first = False
-                if len(fields) != 3:
-                    raise ValueError(
-                        f"{where}: expected 3 fields user,online_at,offline_at, got {len(fields)}"
-                    )
-                name, on_s, off_s = fields
-                if name not in user_index:
-                    raise ValueError(f"{where}: unknown user {name!r}")
-                try:
-                    on, off = float(on_s), float(off_s)
-                except ValueError:
-                    raise ValueError(
-                        f"{where}: online_at and offline_at must be numbers of seconds"
-                    ) from None
-                if not (math.isfinite(on) and math.isfinite(off) and on >= 0):
-                    raise ValueError(f"{where}: times must be finite and >= 0 (got {on_s}, {off_s})")
-                if off <= on:
-                    raise ValueError(f"{where}: offline_at {off_s} is not after online_at {on_s}")
-                lines.setdefault(user_index[name], []).append((on, off, lineno, f"{name},{on_s},{off_s}"))
-        for sessions in lines.values():
-            sessions.sort()
-            _, end, end_line, end_text = sessions[0]
-            for on, off, lineno, text in sessions[1:]:
-                if on < end:
-                    (early, early_text), (late, late_text) = sorted([(end_line, end_text), (lineno, text)])
-                    raise ValueError(
-                        f"{path}:{late}: session {late_text} overlaps session {early_text} on line {early}"
-                        " (one user's sessions must not overlap)"
-                    )
-                if off > end:
-                    end, end_line, end_text = off, lineno, text
-        return cls({user: [(on, off) for on, off, _, _ in sessions] for user, sessions in lines.items()})

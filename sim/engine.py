@@ -49,7 +49,7 @@ from protocol.profiles import get_profile
 from protocol.transport import FaultModel, Transport
 from protocol.trust import KeyDirectory, Mitigations
 
-from .churn import ChurnParams, Presence, PresenceModel, TracePresence
+from .churn import ChurnParams, Presence, PresenceModel
 from .collect import collect, snapshot
 from .devices import DevicesMixin
 from .following import FollowingMixin
@@ -57,6 +57,7 @@ from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Device, Outcome, RoomStats, 
 from .scenario import Scenario, ScenarioError
 from .streams import stream, stream_seed
 from .topology import RoomSpec, TopologyParams, generate_rooms
+from .trace import TracePresence
 from .workload import WorkloadMixin
 
 __all__ = [

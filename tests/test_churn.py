@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.churn import ChurnParams, Presence, PresenceModel, TracePresence, _Warp
+from sim.churn import ChurnParams, Presence, PresenceModel, _Warp
 from sim.streams import stream_seed, unit
+from sim.trace import TracePresence
 
 HOUR = 3600.0
 DAY = 86_400.0
