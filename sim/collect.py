@@ -82,6 +82,7 @@ def collect(sim: Simulation) -> RunResult:
                 "lost": lost,
                 "lost_at": stats.lost_at,
                 "room_key_resets": stats.room_key_resets,
+                "room_key_rotations": stats.room_key_rotations,
                 "messages": stats.messages,
             }
         )

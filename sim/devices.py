@@ -22,7 +22,7 @@ from protocol.transport import Transport
 from protocol.trust import KeyDirectory, Mitigations
 
 from .records import Device, Wait
-from .streams import stream
+from .streams import stream, stream_seed
 from .workload import _poisson
 
 if TYPE_CHECKING:
@@ -64,9 +64,11 @@ class DevicesMixin:
         return self.devices[u]
 
     def _new_client(self, u: int) -> Client:
-        entropy = random.Random(
-            self._client_seed ^ (u * 0x9E3779B97F4A7C15 & (2**64 - 1)) ^ self.counters["logins"]
-        )
+        # the n-th client of user u draws from its own stream: what other concerns do (traffic,
+        # other users' logins) never shifts it
+        dev = self.devices[u]
+        dev.clients_made += 1
+        entropy = random.Random(stream_seed(self._client_seed, f"u{u}/{dev.clients_made}"))
         client = Client(
             self.server,
             self.user_ids[u],

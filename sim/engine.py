@@ -60,6 +60,18 @@ from .topology import RoomSpec, TopologyParams, generate_rooms
 from .trace import TracePresence
 from .workload import WorkloadMixin
 
+#: ChurnParams' field names -> the scenario keys they come from
+_CHURN_KEYS = {
+    "model": "model",
+    "mean_online_s": "mean_online_minutes",
+    "mean_offline_s": "mean_offline_minutes",
+    "shape": "shape",
+    "sigma": "sigma",
+    "rhythm": "rhythm",
+    "rhythm_amplitude": "rhythm_amplitude",
+    "rhythm_peak_hour": "rhythm_peak_hour",
+}
+
 __all__ = [
     "OUTCOME_COLUMNS",
     "ROOM_COLUMNS",
@@ -178,6 +190,7 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
         self._rng_traffic = stream(self.seed, "traffic")
         self._rng_membership = stream(self.seed, "membership")
         self._rng_recovery = stream(self.seed, "recovery")
+        self._rng_rotation = stream(self.seed, "rotation")
         self._client_seed = stream_seed(self.seed, "clients")
 
     # ------------------------------------------------------------------ set-up
@@ -185,30 +198,45 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
     def _churn_params(self) -> list[ChurnParams] | Callable[[int], ChurnParams]:
         c = self.sc.values["churn"]
 
-        def params(model: str, on_min: float, off_min: float, shape: float) -> ChurnParams:
-            return ChurnParams(
-                model=model,
-                mean_online_s=on_min * 60.0,
-                mean_offline_s=off_min * 60.0,
-                shape=shape,
-                sigma=c["sigma"],
-                rhythm=c["rhythm"],
-                rhythm_amplitude=c["rhythm_amplitude"],
-                rhythm_peak_hour=c["rhythm_peak_hour"],
-            )
+        def params(where: str, model: str, on_min: float, off_min: float, shape: float) -> ChurnParams:
+            try:
+                return ChurnParams(
+                    model=model,
+                    mean_online_s=on_min * 60.0,
+                    mean_offline_s=off_min * 60.0,
+                    shape=shape,
+                    sigma=c["sigma"],
+                    rhythm=c["rhythm"],
+                    rhythm_amplitude=c["rhythm_amplitude"],
+                    rhythm_peak_hour=c["rhythm_peak_hour"],
+                )
+            except ValueError as exc:  # "shape: ...": name the scenario key it came from
+                name, _, problem = str(exc).partition(":")
+                key = _CHURN_KEYS.get(name.strip(), "")
+                if key in ("sigma", "rhythm", "rhythm_amplitude", "rhythm_peak_hour"):
+                    where = "churn"  # these are never per class
+                raise ScenarioError(f"{where}.{key}" if key else where, problem.strip() or str(exc)) from None
 
-        base = params(c["model"], c["mean_online_minutes"], c["mean_offline_minutes"], c["shape"])
         if not self.sc.classes:
+            base = params(
+                "churn", c["model"], c["mean_online_minutes"], c["mean_offline_minutes"], c["shape"]
+            )
             return lambda _user: base
         # users are assigned to classes in contiguous blocks by fraction (deterministic)
         bounds: list[tuple[int, ChurnParams]] = []
         acc = 0.0
-        for cls in self.sc.classes:
+        for i, cls in enumerate(self.sc.classes):
             acc += cls.fraction
             bounds.append(
                 (
                     round(acc * self.n),
-                    params(cls.model, cls.mean_online_minutes, cls.mean_offline_minutes, cls.shape),
+                    params(
+                        f"population.classes[{i}]",
+                        cls.model,
+                        cls.mean_online_minutes,
+                        cls.mean_offline_minutes,
+                        cls.shape,
+                    ),
                 )
             )
         table = []
@@ -227,10 +255,15 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
                 return TracePresence.from_csv(self.sc.resolve(c["trace"]), names)
             presence = Presence(self.seed, self._churn_params(), self.n)
             presence.params(0)
+        except ScenarioError:
+            raise
         except ValueError as exc:
             raise ScenarioError("churn.trace" if c["model"] == "trace" else "churn", str(exc)) from None
         p = presence.params(0)
-        if not self.sc.classes:
+        if not self.sc.classes and c["rhythm"] == "none":
+            # the online probability every user has at every moment, independently of the others;
+            # a rhythm makes users' presence depend on the hour (and on each other's), and classes
+            # give each its own p, so then there is no single p (nor an analytic curve)
             self.stationary_online: float | None = p.stationary_online
         return presence
 
@@ -401,6 +434,7 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
         self.schedule_resets()
         self.schedule_traffic()
         self.schedule_membership()
+        self.schedule_rotations()
         steps = 200
         for i in range(1, steps + 1):
             self.env.run(until=self.horizon * i / steps)

@@ -52,6 +52,7 @@ ROOM_COLUMNS = (
     "lost",
     "lost_at",
     "room_key_resets",
+    "room_key_rotations",
     "messages",
 )
 
@@ -101,6 +102,7 @@ class RoomStats:
     no_online_holder_s: float = 0.0
     lost_at: float = _NAN
     room_key_resets: int = 0
+    room_key_rotations: int = 0
     messages: int = 0
 
 
@@ -118,6 +120,8 @@ class Device:
     last_tick_at: float = -1.0
     #: when the user last logged in again after a reset of its key
     reset_relogin_at: float = -1.0
+    #: clients made for this user so far (each draws from its own stream)
+    clients_made: int = 0
 
 
 @dataclass

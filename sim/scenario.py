@@ -165,6 +165,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "owner_resets_lost_rooms": Key(
             bool, False, None, "an online owner resets the key of a room nobody can serve"
         ),
+        "room_key_rotation_per_room_day": Key(
+            (int, float), 0.0, _non_negative, "owners rotate the keys of private groups they hold"
+        ),
     },
     "traffic": {
         "messages_per_room_day": Key((int, float), 0.0, _non_negative, ""),

@@ -62,6 +62,7 @@ class WorkloadMixin:
     _rng_traffic: random.Random
     _rng_membership: random.Random
     _rng_recovery: random.Random
+    _rng_rotation: random.Random
 
     if TYPE_CHECKING:
 
@@ -208,6 +209,8 @@ class WorkloadMixin:
             # The person cannot pass the 2FA gate: login fails, and an admin must reset its
             # TOTP.  Until then the user is locked out; afterwards it logs in without TOTP,
             # on a new authenticator-less device, and resets its E2E key.
+            if u not in self.totp_secret:  # its TOTP is gone already: no authenticator to lose
+                return
             self.totp_secret.pop(u, None)
             self._last_step.pop(u, None)
             if self._online(u):
@@ -329,18 +332,28 @@ class WorkloadMixin:
         self.lost_count += 1
         self.lost_timeline.append((now, self.lost_count))
         if self.sc.get("recovery.owner_resets_lost_rooms"):
-            owners = [self.index[uid] for uid, sub in room.subscriptions.items() if "owner" in sub.roles]
-            if owners:
-                start = self.presence.next_online_start(owners[0], now)
-                if start is not None:
-                    self._at(max(start, now), self._owner_resets_room, owners[0], room_id)
+            self._owner_acts(room_id, now, rotation=False)
 
-    def _owner_resets_room(self, u: int, room_id: str) -> None:
+    def _owner_acts(self, room_id: str, now: float, *, rotation: bool) -> None:
+        """The room's (first) owner resets its key at its next online moment: to recover a lost
+        room, or to rotate the key of a room it holds."""
+        room = self.server.room(room_id)
+        owners = [self.index[uid] for uid, sub in room.subscriptions.items() if "owner" in sub.roles]
+        if owners:
+            start = self.presence.next_online_start(owners[0], now)
+            if start is not None:
+                self._at(max(start, now), self._owner_resets_room, owners[0], room_id, rotation)
+
+    def _owner_resets_room(self, u: int, room_id: str, rotation: bool = False) -> None:
+        """``e2e.resetRoomKey`` through the owner's client.  A recovery happens only while nobody
+        holds the key; a rotation only while the owner does (it passes the old key on as
+        ``oldRoomKeys``, so members restored later can read the history)."""
         now = self.now
-        if self._holders(room_id) or not self.presence.is_online(u, now):
-            return
         uid = self.user_ids[u]
-        if uid not in self.server.room(room_id).subscriptions or now < self.devices[u].locked_until:
+        if uid not in self.server.room(room_id).subscriptions or not self.presence.is_online(u, now):
+            return
+        allowed = self._holds(room_id, uid) if rotation else not self._holders(room_id)
+        if not allowed or now < self.devices[u].locked_until:
             return
         was_online = self._online(u)
         try:
@@ -357,10 +370,31 @@ class WorkloadMixin:
             client.reset_room_key(room_id, now=now)
         except ProtocolError:
             return
-        self.room_stats[room_id].room_key_resets += 1
+        if rotation:
+            self.room_stats[room_id].room_key_rotations += 1
+        else:
+            self.room_stats[room_id].room_key_resets += 1
         self._note_regained(room_id, now)
         self._pump(now)
         self._maybe_tick(u)
+
+    def schedule_rotations(self) -> None:
+        """Owners' room-key rotations: a Poisson number per encrypted private group (DMs have no
+        owner), each at a uniform time, carried out at the owner's next online moment if it then
+        holds the key."""
+        rate = float(self.sc.get("recovery.room_key_rotation_per_room_day"))
+        groups = [
+            rid for rid in self.room_ids if self.server.room(rid).t == "p" and self.server.room(rid).encrypted
+        ]
+        if rate <= 0 or not groups:
+            return
+        rng = self._rng_rotation
+        count = _poisson(rng, rate * len(groups) * self.horizon / 86400.0)
+        for t, r in sorted((rng.uniform(0, self.horizon), rng.randrange(len(groups))) for _ in range(count)):
+            self._at(t, self._plan_rotation, groups[r])
+
+    def _plan_rotation(self, room_id: str) -> None:
+        self._owner_acts(room_id, self.now, rotation=True)
 
     # ------------------------------------------------------------------ traffic and membership
 

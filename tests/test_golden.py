@@ -27,7 +27,7 @@ RUNS = {
     "smoke-live": ("scenarios/smoke.toml", {"simulation.policy": "live"}),
     "smoke-backup": ("scenarios/smoke.toml", {"simulation.policy": "backup"}),
     "scripted-queue": ("scenarios/scripted.toml", {}),
-    # every cause of reset, joins and leaves, owners' room-key resets, the hardened profile
+    # every cause of reset, joins and leaves, owners' room-key resets and rotations, traffic, hardened
     "smoke-everything": (
         "scenarios/smoke.toml",
         {
@@ -39,6 +39,8 @@ RUNS = {
             "membership.join_rate_per_room_day": 0.5,
             "membership.leave_rate_per_room_day": 3,
             "recovery.owner_resets_lost_rooms": True,
+            "recovery.room_key_rotation_per_room_day": 1,
+            "traffic.messages_per_room_day": 20,
         },
     ),
 }

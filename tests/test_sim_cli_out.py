@@ -95,6 +95,8 @@ def test_missing_parents_are_created(tmp_path: Path) -> None:
             "churn.rhythm_peak_hour: must be in [0, 24)",
         ),
         (("--set", "churn.rhythm_peak_hour=168"), "churn.rhythm_peak_hour: must be in [0, 168)"),
+        (("--set", "churn.model=weibull", "--set", "churn.shape=50"), "churn.shape: the Weibull shape"),
+        (("--set", "churn.model=lognormal", "--set", "churn.sigma=9"), "churn.sigma: the lognormal sigma"),
     ],
 )
 def test_bad_values_exit_2_before_anything_is_written(
@@ -121,3 +123,20 @@ def test_summary_says_null_when_invariants_were_not_checked(tmp_path: Path) -> N
     assert json.loads((tmp_path / "plain" / "summary.json").read_text())["invariant_violations"] is None
     assert run("--out", tmp_path / "checked", "--check-invariants") == 0
     assert json.loads((tmp_path / "checked" / "summary.json").read_text())["invariant_violations"] == []
+
+
+def test_a_bad_class_parameter_names_the_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = SMOKE.read_text().replace(
+        "[rooms]\n",
+        '[[population.classes]]\nname = "a"\nfraction = 0.5\nmodel = "weibull"\nshape = 50\n\n'
+        '[[population.classes]]\nname = "b"\nfraction = 0.5\n\n[rooms]\n',
+        1,
+    )
+    (tmp_path / "classes.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "classes.toml", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keysim: error: population.classes[0].shape: the Weibull shape"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.toml"]

@@ -67,3 +67,22 @@ def test_the_scrypt_cost_of_backup_codes_changes_nothing_a_run_measures() -> Non
     cheap, full = run("hardened", 2), run("hardened", None)
     pd.testing.assert_frame_equal(outcomes_frame(cheap), outcomes_frame(full))
     assert cheap.rooms == full.rooms
+
+
+def test_an_authenticator_is_lost_at_most_once() -> None:
+    # after the admin removed its TOTP a user has no authenticator left to lose: with losses
+    # planned twice for the same people, each still ends in exactly one such reset
+    scenario = load_scenario(SMOKE, {**SMALL, "resets.rate_per_user_day": 0.0})
+    sim = Simulation(scenario, check_invariants=True)
+    sim.recovery_keys = {}
+    sim.establish()
+    for t in (3600.0, 10 * 3600.0):  # the second loss falls after the first one's admin delay
+        for u in (1, 2, 3):
+            sim._at(t, sim._reset, u, "lost_authenticator")
+    sim.env.run(until=sim.horizon)
+    from sim.collect import collect
+
+    frame = outcomes_frame(collect(sim))
+    late = frame[frame["reason"] == "after_lost_authenticator"]
+    per_user = late.groupby("user")["reset_id"].nunique().to_dict()
+    assert len(per_user) >= 2 and set(per_user.values()) == {1}, per_user
