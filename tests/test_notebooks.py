@@ -9,6 +9,8 @@ interpreter (so the kernel is this venv's Python whatever kernels the machine ha
 from __future__ import annotations
 
 import ast
+import gc
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,14 @@ def execute(name: str, kernels: KernelSpecManager, cwd: Path) -> Any:
     assert assigned == set(SMALL[name]), "the test's small parameters must match the notebook's"
     cell.source = "\n".join(f"{key} = {value!r}" for key, value in SMALL[name].items())
     km = KernelManager(kernel_name="python3", kernel_spec_manager=kernels)
-    NotebookClient(nb, km=km, timeout=180, resources={"metadata": {"path": str(cwd)}}).execute()
+    client = NotebookClient(nb, km=km, timeout=180, resources={"metadata": {"path": str(cwd)}})
+    client.execute()
+    del client, km
+    with warnings.catch_warnings():
+        # jupyter_client leaves the kernel client's zmq sockets to the garbage collector; collect
+        # them here, quietly, rather than in whichever test happens to run a collection later
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     errors = [o for o in outputs(nb) if o.output_type == "error"]
     assert not errors, errors
     return nb
