@@ -50,6 +50,7 @@ def collect(sim: Simulation) -> RunResult:
                 "room_type": o.room_type,
                 "room_size": o.room_size,
                 "reset_at": o.reset_at,
+                "locked_out_at": o.locked_out_at,
                 "relogin_at": o.relogin_at,
                 "holders_online_at_relogin": o.holders_online_at_relogin,
                 "holders_at_relogin": o.holders_at_relogin,

@@ -173,6 +173,7 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
         self.open: dict[tuple[int, str], Outcome] = {}
         #: rows of users reset while offline, who log in again at their next online start
         self.awaiting_relogin: dict[int, list[Outcome]] = {}
+        self.locked_out_at: dict[int, float] = {}
         self.lost_count = 0
         self.lost_rooms: set[str] = set()
         self.lost_timeline: list[tuple[float, int]] = [(0.0, 0)]

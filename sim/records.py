@@ -25,6 +25,7 @@ OUTCOME_COLUMNS = (
     "room_type",
     "room_size",
     "reset_at",
+    "locked_out_at",
     "relogin_at",
     "holders_online_at_relogin",
     "holders_at_relogin",
@@ -75,6 +76,8 @@ class Outcome:
     room_type: str
     room_size: int
     reset_at: float
+    #: after a lost authenticator: when the person lost it and was locked out (NaN otherwise)
+    locked_out_at: float = _NAN
     relogin_at: float = _NAN
     holders_online_at_relogin: int = 0
     holders_at_relogin: int = 0

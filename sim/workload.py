@@ -48,6 +48,8 @@ class WorkloadMixin:
     outcomes: list[Outcome]
     open: dict[tuple[int, str], Outcome]
     awaiting_relogin: dict[int, list[Outcome]]
+    #: when each user last lost its authenticator (and was locked out)
+    locked_out_at: dict[int, float]
     e2e_password: list[str | None]
     totp_secret: dict[int, str]
     _last_step: dict[int, int]
@@ -184,6 +186,8 @@ class WorkloadMixin:
             if not room.encrypted:
                 continue
             outcome = Outcome(self.reset_counter, reason, u, rid, room.t, len(room.subscriptions), now)
+            if reason == "after_lost_authenticator":
+                outcome.locked_out_at = self.locked_out_at.get(u, math.nan)
             rows.append(outcome)
             self.outcomes.append(outcome)
             self.open[(u, rid)] = outcome
@@ -217,6 +221,7 @@ class WorkloadMixin:
                 self._logout(u, now)
             delay = float(self.sc.get("resets.admin_delay_hours")) * 3600.0
             dev.locked_until = now + delay
+            self.locked_out_at[u] = now
             self._at(now + delay, self._admin_resets_totp, u)
             return
         try:
