@@ -116,7 +116,13 @@ class FollowingMixin:
             if self.server.room(rid).subscriptions[uid].e2e_suggested_key:
                 return True
         if self.policy == "live":
-            return False
+            # it asks again at each login for a room it lacks the key of, if somebody holds it
+            return any(
+                self.server.room(rid).encrypted
+                and not self._holds(rid, uid)
+                and self._holders(rid, exclude=uid)
+                for rid in self.server.rooms_of(uid)
+            )
         for rid in self.server.rooms_of(uid):
             room = self.server.room(rid)
             # only a waiting member with a key pair can be served (a user reset by an admin gets

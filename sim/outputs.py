@@ -99,7 +99,7 @@ def summarize(result: RunResult) -> dict[str, Any]:
     restored = int(outcomes["restored"].sum()) if n else 0
     delay = outcomes["restored_at"] - outcomes["relogin_at"]
     at_once = int(((delay <= tick) & outcomes["restored"]).sum()) if n else 0
-    encrypted = rooms[rooms["encrypted"]]
+    encrypted = rooms[rooms["encrypted"].astype(bool)]
     lost = int(encrypted["lost"].sum())
     return {
         "keysim_version": __version__,
@@ -139,7 +139,10 @@ def terminal_table(summary: dict[str, Any]) -> str:
 
     km = summary["time_to_restore_km"]
     median = km["median_s"]
-    median_text = "not reached" if not math.isfinite(median) else _duration(median)
+    if not km["n"]:
+        median_text = "n/a (no reset with a relogin)"
+    else:
+        median_text = "not reached" if not math.isfinite(median) else _duration(median)
     lines = [
         f"{summary['run_id']}  policy={summary['policy']}  users={summary['users']}  "
         f"encrypted rooms={summary['encrypted_rooms']}  resets={summary['resets']}",

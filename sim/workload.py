@@ -180,14 +180,15 @@ class WorkloadMixin:
             earlier.superseded_at = now
             self._close(earlier, now)
         self.awaiting_relogin.pop(u, None)
+        # the first reset after a lockout carries it (whatever made it happen first)
+        locked_out_at = self.locked_out_at.pop(u, math.nan)
         rows = []
         for rid in self.server.rooms_of(self.user_ids[u]):
             room = self.server.room(rid)
             if not room.encrypted:
                 continue
             outcome = Outcome(self.reset_counter, reason, u, rid, room.t, len(room.subscriptions), now)
-            if reason == "after_lost_authenticator":
-                outcome.locked_out_at = self.locked_out_at.get(u, math.nan)
+            outcome.locked_out_at = locked_out_at
             rows.append(outcome)
             self.outcomes.append(outcome)
             self.open[(u, rid)] = outcome
@@ -360,6 +361,8 @@ class WorkloadMixin:
         allowed = self._holds(room_id, uid) if rotation else not self._holders(room_id)
         if not allowed or now < self.devices[u].locked_until:
             return
+        if u in self.awaiting_relogin:  # reset by an admin while away: this is its relogin
+            self._relogin(u, self.awaiting_relogin.pop(u))
         was_online = self._online(u)
         try:
             client = self._login(u, now)
@@ -382,6 +385,17 @@ class WorkloadMixin:
         self._note_regained(room_id, now)
         self._pump(now)
         self._maybe_tick(u)
+        if self.policy == "live":
+            # the other members lack the new key; RC's onRoomKeyReset sends no request, so each
+            # asks at its next login (those online now: after this session)
+            for uid_m in self.server.room(room_id).subscriptions:
+                m = self.index[uid_m]
+                if m == u or self._online(m):
+                    continue
+                if self.presence.is_online(m, now):
+                    self._at(self.presence.session_end(m, now), self.follow, m)
+                else:
+                    self.follow(m)
 
     def schedule_rotations(self) -> None:
         """Owners' room-key rotations: a Poisson number per encrypted private group (DMs have no

@@ -140,3 +140,17 @@ def test_a_bad_class_parameter_names_the_class(
     err = capsys.readouterr().err
     assert err.startswith("keysim: error: population.classes[0].shape: the Weibull shape"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.toml"]
+
+
+def test_a_run_without_rooms_writes_its_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "empty"
+    assert (
+        main(["run", str(SMOKE), "--set", "rooms.dms=0", "--set", "rooms.groups=0", "--out", str(out)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "encrypted rooms=0" in printed and "median time to restore (Kaplan-Meier): n/a" in printed
+    assert sorted(p.name for p in (out / "plots").iterdir()) == [
+        "restored_vs_holders_online.png",
+        "rooms_without_holder.png",
+        "time_to_restore_km.png",
+    ]

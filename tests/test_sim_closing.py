@@ -244,3 +244,22 @@ def test_a_holder_is_not_followed_for_members_without_keys() -> None:
     assert not sim._relevant(6)
     sim.env.run(until=sim.horizon)
     assert not sim._online(6)
+
+
+def test_an_owner_reset_while_away_logs_in_again_before_it_recovers_the_room(tmp_path: Path) -> None:
+    # everybody in the group is reset by an admin while away; the owner u0 comes back at 5000:
+    # that login is its relogin, and then it resets the lost room's key
+    (tmp_path / "trace.csv").write_text("user,online_at,offline_at\nu0,5000,86400\n")
+    (tmp_path / "s.toml").write_text(
+        '[simulation]\nhorizon_days = 1\nseed = 2\n[population]\nusers = 3\n[churn]\nmodel = "trace"\n'
+        'trace = "trace.csv"\n[recovery]\nowner_resets_lost_rooms = true\n'
+        '[[rooms.explicit]]\ntype = "p"\nmembers = ["u0", "u1", "u2"]\n'
+        '[[resets.scripted]]\nuser = "u1"\nat = 100\n[[resets.scripted]]\nuser = "u2"\nat = 150\n'
+        '[[resets.scripted]]\nuser = "u0"\nat = 200\n'
+    )
+    result = run_scenario(load_scenario(tmp_path / "s.toml"), check_invariants=True)
+    assert result.violations == []
+    (u0,) = rows_of(result, "u0")
+    assert (u0["reset_at"], u0["relogin_at"], u0["restored_at"]) == (200.0, 5000.0, 5000.0)
+    assert u0["restored_via"] == "room_key_reset"
+    assert result.rooms[0]["room_key_resets"] == 1

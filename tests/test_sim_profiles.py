@@ -88,3 +88,34 @@ def test_an_authenticator_is_lost_at_most_once() -> None:
     late = frame[frame["reason"] == "after_lost_authenticator"]
     per_user = late.groupby("user")["reset_id"].nunique().to_dict()
     assert len(per_user) >= 2 and set(per_user.values()) == {1}, per_user
+
+
+def test_the_reset_after_a_lockout_carries_it_whatever_its_cause() -> None:
+    # a reset planned during the lockout waits for it to end and then coincides with the reset
+    # after the admin's action: one of them happens, the other is absorbed, and the rows say
+    # when the person was locked out either way
+    scenario = load_scenario(
+        SMOKE, {**SMALL, "resets.rate_per_user_day": 0.0, "resets.lost_authenticator_rate_per_user_day": 0.0}
+    )
+    sim = Simulation(scenario, check_invariants=True)
+    sim.recovery_keys = {}
+    sim.establish()
+    users = [
+        u
+        for u in range(1, 6)
+        if any(sim.server.room(r).encrypted for r in sim.server.rooms_of(sim.user_ids[u]))
+    ]
+    for u in users:
+        sim._at(3600.0, sim._reset, u, "lost_authenticator")
+        sim._at(4000.0, sim._plan_reset, u, "reset")
+    sim.env.run(until=sim.horizon)
+    from sim.collect import collect
+
+    result = collect(sim)
+    assert result.violations == []
+    frame = outcomes_frame(result)
+    mine = frame[frame["user"].isin([f"u{u}" for u in users])]
+    assert len(mine) > 0
+    assert (mine.groupby("user")["reset_id"].nunique() == 1).all()
+    assert (mine["locked_out_at"] == 3600.0).all()
+    assert sim.counters["resets_absorbed"] >= mine["user"].nunique()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import pytest
+
 from sim.collect import collect
 from sim.engine import RunResult, Simulation, run_scenario
 from sim.outputs import outcomes_frame, rooms_frame
@@ -80,3 +82,20 @@ def test_old_keys_come_back_only_in_rotated_rooms() -> None:
     assert len(with_old) > 0
     assert set(with_old["room"]) <= rotated
     assert with_old["restored"].all()
+
+
+@pytest.mark.parametrize("policy", ["queue", "live", "backup"])
+def test_members_get_the_rotated_key_at_their_next_login(policy: str, tmp_path: Path) -> None:
+    # u0 rotates at 1000 and stays online; u1 (online 2000-2100) and u2 (3000-3100) lacked the new
+    # key from then on.  Under live they ask when they next log in (RC's onRoomKeyReset sends no
+    # request), under queue the owner's loop serves them and they accept at that login.
+    (tmp_path / "trace.csv").write_text("user,online_at,offline_at\nu0,0,86400\nu1,2000,2100\nu2,3000,3100\n")
+    (tmp_path / "s.toml").write_text(SCENARIO.split("[[resets.scripted]]")[0])
+    sim = Simulation(load_scenario(tmp_path / "s.toml", {"simulation.policy": policy}), check_invariants=True)
+    sim.recovery_keys = {}
+    sim.establish()
+    group = sim.room_ids[0]
+    sim._at(1000.0, sim._owner_resets_room, 0, group, True)
+    sim.env.run(until=sim.horizon)
+    assert sorted(sim._holders(group)) == [0, 1, 2]
+    assert collect(sim).violations == []
