@@ -447,7 +447,7 @@ def test_a_directory_with_other_runs_is_refused(
 
 
 def test_readme_documents_every_key_and_its_example_plans(tmp_path: Path) -> None:
-    from sim.sweep import _SWEEP_KEYS
+    from sim.sweepfile import _SWEEP_KEYS
 
     text = (REPO / "scenarios" / "README.md").read_text().split("## Sweeps", 1)[1]
     table = {m for m in re.findall(r"^\| `(?:\[sweep\.)?(\w+)\]?` \|", text, flags=re.M)}
