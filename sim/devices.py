@@ -3,8 +3,9 @@
 
 :class:`DevicesMixin` is part of :class:`sim.engine.Simulation`.  A device is a real
 :class:`protocol.Client`, made on the user's first login and dropped when nobody follows the user
-any more; a login types the account password, the authenticator's code (or RC's password fallback)
-and the remembered E2EE password, and may have to wait for a fresh code (:class:`Wait`).
+any more; a login types the account password, the authenticator's code if the user has TOTP, and
+the remembered E2EE password, and may have to wait for a fresh code (:class:`Wait`).  At the 2FA
+gate of a reset, a user without TOTP types its password (RC's password fallback).
 """
 
 from __future__ import annotations

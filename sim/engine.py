@@ -15,12 +15,17 @@ Presence is an alternating renewal process per user (:mod:`sim.churn`), in its s
 time 0.  It is never toggled for everybody: a user's device is *followed* (logged in at each
 online start, out at each end) only while that user matters:
 
-* a user who reset, until all its rooms are restored or the horizon;
-* a member who holds a room's current key while somebody waits in that room's queue
-  (policies ``queue`` and ``backup``), until the queue no longer needs it;
+* a user who reset, while any of its outcome rows still waits (until restored, superseded by its
+  next reset, or it left the room; a user reset by an admin while away from its next online
+  start);
+* a member who holds a room's current key while somebody who has a key pair waits in that
+  room's queue (policies ``queue`` and ``backup``), until the queue no longer needs it;
+* a member with a suggested key to accept (a joiner, a member after a room-key reset);
 * under ``live``, every member online at the moment a waiting member logs in (its request reaches
-  exactly those);
-* a member picked to send a message, for the rest of that session.
+  exactly those), and a member who lacks the key of a room somebody holds (it asks again at each
+  login);
+* a member picked to send a message, or an owner resetting or rotating a room key, for the rest
+  of that session.
 
 A followed holder's distribution loop runs only while it is online and has work, every
 ``tick_seconds`` from its login (RC runs the first tick at once, then every 10 s; login times are

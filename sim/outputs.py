@@ -2,7 +2,8 @@
 
 :func:`summarize` turns a :class:`~sim.engine.RunResult` into the headline figures (fractions with
 Wilson 95 % intervals from scipy, the Kaplan-Meier median time to restore from lifelines, which
-treats resets not restored by the horizon as censored rather than dropping them).
+treats rows not restored as censored rather than dropping them: at the user's next reset, its
+leaving the room or the horizon, whichever comes first, :func:`restore_ends`).
 :func:`write_run` writes ``outcomes.parquet``, ``rooms.parquet``, ``summary.json`` and
 ``plots/*.png`` into a fresh directory that replaces ``out`` only once complete, so an interrupted
 run never leaves a half-written output directory.

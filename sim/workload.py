@@ -1,15 +1,17 @@
 """What happens to people during a run: resets (by rate, forgotten passwords, lost
-authenticators, scripted), room-key resets of lost rooms, messages, joins and leaves.
+authenticators, scripted), owners' room-key resets of lost rooms and rotations, messages, joins
+and leaves.
 
 :class:`WorkloadMixin` is part of :class:`sim.engine.Simulation`.  Every kind of event is drawn
 up front from its own named stream (so adding one never shifts another) and scheduled as a plain
 timeout callback; a reset then happens at the user's next online moment, except a scripted one,
 which happens at its time (for a user offline then, by an admin) with the relogin at the user's
-next online start.
+next online start after any lockout.
 
 Each reset opens one outcome row per encrypted room of the user.  A row closes when the user is
-restored, when the same user resets again (``superseded_at``) or when it leaves the room
-(``left_at``); the history it records is read then (:func:`sim.collect.snapshot`).
+restored, when the same user resets again (``superseded_at``), when it leaves the room
+(``left_at``) or when it accepts a key a malicious server planted; the history it records is read
+then (:func:`sim.collect.snapshot`).
 """
 
 from __future__ import annotations
