@@ -11,54 +11,20 @@ gate of a reset, a user without TOTP types its password (RC's password fallback)
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from protocol import Client, E2EEState, Server
+from protocol import Client, E2EEState
 from protocol import totp as totp_lib
-from protocol.crypto import CryptoBackend
-from protocol.ledger import KeyLedger
 from protocol.room_server import SubscriptionChanged
-from protocol.transport import Transport
-from protocol.trust import KeyDirectory, Mitigations
 
 from .records import Device, Wait
+from .state import SimulationState
 from .streams import stream, stream_seed
 from .workload import _poisson
-
-if TYPE_CHECKING:
-    from .churn import PresenceModel
-    from .scenario import Scenario
 
 __all__ = ["DevicesMixin"]
 
 
-class DevicesMixin:
-    sc: Scenario
-    seed: int
-    server: Server
-    presence: PresenceModel
-    backend: CryptoBackend
-    ledger: KeyLedger
-    mitigations: Mitigations
-    directory: KeyDirectory
-    transport: Transport | None
-    _delivery_at: float | None
-    horizon: float
-    now: float
-    user_ids: list[str]
-    index: dict[str, int]
-    devices: list[Device]
-    e2e_password: list[str | None]
-    totp_secret: dict[int, str]
-    _last_step: dict[int, int]
-    counters: dict[str, int]
-    _client_seed: int
-
-    if TYPE_CHECKING:
-
-        def _at(self, t: float, action: Callable[..., None], *args: Any) -> None: ...
-
+class DevicesMixin(SimulationState):
     # ------------------------------------------------------------------ devices
 
     def _device(self, u: int) -> Device:
@@ -147,8 +113,6 @@ class DevicesMixin:
             now if fresh or not self.presence.is_online(u, now) else self.presence.session_start(u, now)
         )
         return client
-
-    recovery_keys: dict[int, Any]
 
     def _logout(self, u: int, now: float) -> None:
         dev = self.devices[u]

@@ -9,49 +9,16 @@ each online start and out at each end only while the user matters (see the theor
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from protocol import Client, ProtocolError, Server
-from protocol.crypto import CryptoBackend
+from protocol import ProtocolError
 
-from .records import Device, Outcome, Wait
-
-if TYPE_CHECKING:
-    from .churn import PresenceModel
+from .records import Wait
+from .state import SimulationState
 
 __all__ = ["FollowingMixin"]
 
 
-class FollowingMixin:
-    server: Server
-    presence: PresenceModel
-    backend: CryptoBackend
-    policy: str
-    horizon: float
-    tick_s: float
-    now: float
-    user_ids: list[str]
-    index: dict[str, int]
-    devices: list[Device]
-    open: dict[tuple[int, str], Outcome]
-    awaiting_relogin: dict[int, list[Outcome]]
-    counters: dict[str, int]
-
-    if TYPE_CHECKING:
-
-        def _at(self, t: float, action: Callable[..., None], *args: Any) -> None: ...
-
-        def _login(self, u: int, now: float, *, unlock: bool = True, fresh: bool = False) -> Client: ...
-
-        def _logout(self, u: int, now: float) -> None: ...
-
-        def _online(self, u: int) -> bool: ...
-
-        def _pump(self, now: float) -> None: ...
-
-        def _relogin(self, u: int, rows: list[Outcome]) -> None: ...
-
+class FollowingMixin(SimulationState):
     # -- following a user's presence
 
     def follow(self, u: int) -> None:

@@ -18,90 +18,18 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 import numpy
 
-from protocol import Client, ProtocolError, Server
+from protocol import ProtocolError
 
-from .records import Device, Outcome, RoomStats, Wait
-
-if TYPE_CHECKING:
-    from .churn import PresenceModel
-    from .scenario import Scenario
+from .records import Outcome, Wait
+from .state import SimulationState
 
 __all__ = ["WorkloadMixin"]
 
 
-class WorkloadMixin:
-    sc: Scenario
-    server: Server
-    presence: PresenceModel
-    policy: str
-    horizon: float
-    n: int
-    now: float
-    user_ids: list[str]
-    index: dict[str, int]
-    devices: list[Device]
-    room_ids: list[str]
-    room_stats: dict[str, RoomStats]
-    outcomes: list[Outcome]
-    open: dict[tuple[int, str], Outcome]
-    awaiting_relogin: dict[int, list[Outcome]]
-    #: when each user last lost its authenticator (and was locked out)
-    locked_out_at: dict[int, float]
-    e2e_password: list[str | None]
-    totp_secret: dict[int, str]
-    _last_step: dict[int, int]
-    recovery_keys: dict[int, Any]
-    counters: dict[str, int]
-    lost_count: int
-    lost_rooms: set[str]
-    lost_timeline: list[tuple[float, int]]
-    reset_counter: int
-    _restoring_from_backup: bool
-    _rng_resets: random.Random
-    _rng_traffic: random.Random
-    _rng_membership: random.Random
-    _rng_recovery: random.Random
-    _rng_rotation: random.Random
-
-    if TYPE_CHECKING:
-
-        def _at(self, t: float, action: Callable[..., None], *args: Any) -> None: ...
-
-        def _login(self, u: int, now: float, *, unlock: bool = True, fresh: bool = False) -> Client: ...
-
-        def _logout(self, u: int, now: float) -> None: ...
-
-        def _online(self, u: int) -> bool: ...
-
-        def _pump(self, now: float) -> None: ...
-
-        def _code(self, u: int, now: float) -> str | None: ...
-
-        def _code_ready_at(self, u: int, now: float) -> float: ...
-
-        def _holders(self, room_id: str, exclude: str | None = None) -> list[int]: ...
-
-        def _holds(self, room_id: str, user_id: str) -> bool: ...
-
-        def _co_present_members(self, u: int, now: float) -> None: ...
-
-        def _session_end(self, u: int) -> None: ...
-
-        def _wake_holders(self, room_id: str, waiting_user: str) -> None: ...
-
-        def _maybe_tick(self, u: int) -> None: ...
-
-        def follow(self, u: int) -> None: ...
-
-        def _close(self, outcome: Outcome, now: float) -> None: ...
-
-        def _session_start(self, u: int) -> None: ...
-
+class WorkloadMixin(SimulationState):
     # ------------------------------------------------------------------ resets
 
     def schedule_resets(self) -> None:
