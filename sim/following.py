@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from protocol import ProtocolError
+from protocol import Client, ProtocolError
 
 from .records import Wait
 from .state import SimulationState
@@ -168,15 +168,20 @@ class FollowingMixin(SimulationState):
         if client is None or not client.online or now >= dev.online_until:
             dev.ticking = False
             return
+        self._tick_once(u, client, now)
+        if client.has_distribution_work() and now + self.tick_s < dev.online_until:
+            self._at(now + self.tick_s, self._tick, u)
+        else:
+            dev.ticking = False
+
+    def _tick_once(self, u: int, client: Client, now: float) -> None:
+        """One run of ``u``'s distribution loop now, if it has work (at most one per instant)."""
+        dev = self.devices[u]
         if client.has_distribution_work() and dev.last_tick_at != now:
             self.counters["ticks"] += 1
             dev.last_tick_at = now
             client.tick(now=now)
             self._pump(now)
-        if client.has_distribution_work() and now + self.tick_s < dev.online_until:
-            self._at(now + self.tick_s, self._tick, u)
-        else:
-            dev.ticking = False
 
     def _wake_holders(self, room_id: str, waiting_user: str) -> None:
         if self.policy == "live":

@@ -82,16 +82,11 @@ class WorkloadMixin(SimulationState):
         uid = self.user_ids[u]
         rows = self._new_rows(u, reason, now)
         self.server.admin_reset_e2e_key(self._admin_id(), uid, "admin-pw", now=now)  # password fallback
-        self.e2e_password[u] = None
         dev = self.devices[u]
         if dev.client is not None and dev.client.online:
             dev.client.logout()  # its login tokens are gone: the device is signed out
         dev.client = None
-        dev.online_until = -1.0
-        dev.ticking = False
-        self._pump(now)
-        for rid in dict.fromkeys(o.room for o in rows):
-            self._note_loss(rid, now)
+        self._after_key_reset(u, rows, now)
         start = self.presence.next_online_start(u, max(now, dev.locked_until))
         if start is None or start >= self.horizon:
             return  # never back before the horizon: the rows stay without a relogin
@@ -164,28 +159,27 @@ class WorkloadMixin(SimulationState):
             self._logout(u, now)
             self._at(self._code_ready_at(u, now), self._reset, u, reason)
             return
-        if (
-            reason != "forgot_password"  # that login is on a new device, which cannot unlock
-            and dev.login_at == now
-            and client.has_distribution_work()
-            and dev.last_tick_at != now
-        ):
+        if reason != "forgot_password" and dev.login_at == now:
             # at its session start: RC's first distribution tick runs at login, before the
-            # person gets to the reset
-            self.counters["ticks"] += 1
-            dev.last_tick_at = now
-            client.tick(now=now)
-            self._pump(now)
+            # person gets to the reset (a forgotten-password login is on a new device, which
+            # cannot unlock)
+            self._tick_once(u, client, now)
         rows = self._new_rows(u, reason, now)
         client.reset_own_key(self._code(u, now), now=now)
+        self._after_key_reset(u, rows, now)
+        # ... and logs in again at once
+        self._relogin(u, rows)
+
+    def _after_key_reset(self, u: int, rows: list[Outcome], now: float) -> None:
+        """``u``'s key pair is gone (and with it the E2E password it remembered): its device is
+        signed out, and the rooms of ``rows`` may have lost their last holder."""
         self.e2e_password[u] = None
+        dev = self.devices[u]
         dev.online_until = -1.0
         dev.ticking = False
         self._pump(now)
         for rid in dict.fromkeys(o.room for o in rows):
             self._note_loss(rid, now)
-        # ... and logs in again at once
-        self._relogin(u, rows)
 
     def _admin_resets_totp(self, u: int) -> None:
         now = self.now
