@@ -25,7 +25,7 @@ class UsageError(Exception):
 
 
 def _cmd_2fa_demo(args: argparse.Namespace) -> int:
-    from .demo2fa import run_demo
+    from .demo.twofa import run_demo
 
     png: Path | None = args.png
     if png is not None and not png.parent.exists():
@@ -39,7 +39,7 @@ def _cmd_2fa_demo(args: argparse.Namespace) -> int:
 def _cmd_vectors(args: argparse.Namespace) -> int:
     from protocol.crypto.vectors import dumps_vectors, make_vectors
 
-    from .atomic import atomic_write_text
+    from .results.files import atomic_write_text
 
     out: Path | None = args.out
     if out is not None and not out.parent.exists():
@@ -72,7 +72,7 @@ def _overrides(pairs: list[str] | None) -> dict[str, object]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .scenario import ScenarioError, load_scenario
+    from .inputs.scenario import ScenarioError, load_scenario
 
     try:
         scenario = load_scenario(args.scenario, overrides=_overrides(args.set))
@@ -83,8 +83,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             scenario = scenario.with_seed(args.seed)
         except ScenarioError as exc:
             raise UsageError(str(exc)) from None
-    from .engine import run_scenario
-    from .outputs import check_out_dir, terminal_table, write_run
+    from .engine.simulation import run_scenario
+    from .results.rundir import check_out_dir, write_run
+    from .results.tables import terminal_table
 
     shown: Path = args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}"
     try:
@@ -122,7 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import SweepError, sweep_command
+    from .sweep.runner import SweepError, sweep_command
 
     try:
         return sweep_command(
@@ -138,7 +139,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import ReportError, make_report
+    from .results.report import ReportError, make_report
 
     try:
         page = make_report(args.dir, args.out, fmt=args.format)
@@ -151,12 +152,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from .atomic import atomic_write_text
-    from .bench import run_bench
-    from .scenario import ScenarioError
+    from .bench.runs import run_bench
+    from .inputs.scenario import ScenarioError
+    from .results.files import atomic_write_text
 
     if args.crypto:
-        from .bench_crypto import crypto_cycle
+        from .bench.crypto import crypto_cycle
 
         if args.cycles < 1:
             raise UsageError(f"--cycles: must be >= 1, got {args.cycles}")

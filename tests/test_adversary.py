@@ -121,7 +121,7 @@ def test_simulator_counts_stolen_room_keys_with_and_without_the_mitigation() -> 
     from pathlib import Path
 
     from sim.engine import run_scenario
-    from sim.scenario import load_scenario
+    from sim.inputs.scenario import load_scenario
 
     path = Path(__file__).parent.parent / "scenarios" / "adversary.toml"
     small = {"population.users": 80, "rooms.dms": 30, "rooms.groups": 12, "simulation.horizon_days": 2}

@@ -1,4 +1,4 @@
-"""sim.bench: both runs happen in child processes and come back with sane figures.
+"""sim.bench.runs: both runs happen in child processes and come back with sane figures.
 
 Small runs only (300 users, 1 day); no assertion on timings, which depend on the machine.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from sim.bench import _run_child, run_bench
-from sim.scenario import ScenarioError
+from sim.bench.runs import _run_child, run_bench
+from sim.inputs.scenario import ScenarioError
 
 BENCH = Path(__file__).resolve().parent.parent / "scenarios" / "bench.toml"
 USERS = 300

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from sim.bench_crypto import crypto_cycle
+from sim.bench.crypto import crypto_cycle
 from sim.cli import main
 
 

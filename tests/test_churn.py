@@ -1,4 +1,4 @@
-"""sim.churn: lazy presence is stationary, matches its parameters, and is order-independent."""
+"""sim.inputs.churn: lazy presence is stationary, matches its parameters, and is order-independent."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.churn import ChurnParams, Presence, PresenceModel, _Warp
-from sim.streams import stream_seed, unit
-from sim.trace import TracePresence
+from sim.inputs.churn import ChurnParams, Presence, PresenceModel, _Warp
+from sim.inputs.streams import stream_seed, unit
+from sim.inputs.trace import TracePresence
 
 HOUR = 3600.0
 DAY = 86_400.0

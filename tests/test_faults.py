@@ -177,7 +177,7 @@ def test_fault_injection_scenario_runs_with_invariants_checked() -> None:
     from pathlib import Path
 
     from sim.engine import run_scenario
-    from sim.scenario import load_scenario
+    from sim.inputs.scenario import load_scenario
 
     path = Path(__file__).parent.parent / "scenarios" / "faults.toml"
     small = {"population.users": 150, "rooms.dms": 60, "rooms.groups": 25, "simulation.horizon_days": 2}

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from sim.engine import run_scenario
-from sim.outputs import outcomes_frame, rooms_frame
-from sim.scenario import load_scenario
+from sim.inputs.scenario import load_scenario
+from sim.results import outcomes_frame, rooms_frame
 
 ROOT = Path(__file__).parents[1]
 GOLDEN = Path(__file__).parent / "golden"

@@ -1,4 +1,4 @@
-"""``sim.plots``: the figures of one run are written without warnings, whatever the results hold."""
+"""``sim.results.plots``: the figures of one run are written without warnings, whatever the results hold."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from sim.engine import run_scenario
-from sim.outputs import outcomes_frame, summarize
-from sim.plots import plot_run
-from sim.scenario import load_scenario
+from sim.inputs.scenario import load_scenario
+from sim.results import outcomes_frame, summarize
+from sim.results.plots import plot_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "scenarios" / "smoke.toml"

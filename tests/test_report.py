@@ -19,9 +19,9 @@ import pytest
 
 from sim.cli import main
 from sim.engine import OUTCOME_COLUMNS, ROOM_COLUMNS, run_scenario
-from sim.outputs import proportion, summarize, write_run
-from sim.report import POLICY, ReportError, collect, headline, load_results, make_report
-from sim.scenario import load_scenario
+from sim.inputs.scenario import load_scenario
+from sim.results import proportion, summarize, write_run
+from sim.results.report import POLICY, ReportError, collect, headline, load_results, make_report
 
 SMOKE = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
 OFFLINE = "churn.mean_offline_minutes"
@@ -380,7 +380,7 @@ def test_failure_leaves_the_previous_report_and_no_temporary_files(
     def broken(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("sim.report._figures", broken)
+    monkeypatch.setattr("sim.results.report._figures", broken)
     with pytest.raises(RuntimeError):
         make_report(run_dir, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -414,6 +414,6 @@ def test_html_renders_code_spans_and_markdown_keeps_them(run_dir: Path, tmp_path
     ],
 )
 def test_inline_html_code_spans(text: str, expected: str) -> None:
-    from sim.report import _inline_html
+    from sim.results.report import _inline_html
 
     assert _inline_html(text) == expected

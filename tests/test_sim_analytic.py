@@ -37,7 +37,7 @@ import pytest
 from scipy import stats
 
 from sim.engine import RunResult, run_scenario
-from sim.scenario import parse_scenario
+from sim.inputs.scenario import parse_scenario
 
 USERS = 3000  # divisible by every K
 MEAN_ONLINE_MIN = 20.0

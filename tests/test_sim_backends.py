@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from sim.engine import run_scenario
-from sim.outputs import outcomes_frame, rooms_frame
-from sim.scenario import load_scenario
+from sim.inputs.scenario import load_scenario
+from sim.results import outcomes_frame, rooms_frame
 
 SMOKE = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
 SMALL = {

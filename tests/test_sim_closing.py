@@ -25,10 +25,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from sim.collect import collect
 from sim.engine import RunResult, Simulation, run_scenario
-from sim.outputs import kaplan_meier, outcomes_frame, restore_ends, summarize, terminal_table
-from sim.scenario import load_scenario
+from sim.engine.collect import collect
+from sim.inputs.scenario import load_scenario
+from sim.results import kaplan_meier, outcomes_frame, restore_ends, summarize, terminal_table
 
 CLOSING = Path(__file__).parent / "scenarios" / "closing.toml"
 HORIZON = 86_400.0
@@ -162,7 +162,7 @@ def test_a_room_key_reset_serves_and_restores_at_once() -> None:
 
 @pytest.mark.parametrize("column", ["superseded_at", "left_at"])
 def test_new_columns_reach_the_parquet(column: str, tmp_path: Path) -> None:
-    from sim.outputs import write_run
+    from sim.results import write_run
 
     write_run(run(), tmp_path / "out", plots=False)
     frame = pd.read_parquet(tmp_path / "out" / "outcomes.parquet")

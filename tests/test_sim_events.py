@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sim.engine import run_scenario
-from sim.scenario import load_scenario
+from sim.inputs.scenario import load_scenario
 
 SMOKE = Path(__file__).parents[1] / "scenarios" / "smoke.toml"
 BIG = {

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from sim.engine import Simulation
-from sim.outputs import outcomes_frame
-from sim.records import RunResult
-from sim.scenario import load_scenario
+from sim.engine.records import RunResult
+from sim.inputs.scenario import load_scenario
+from sim.results import outcomes_frame
 
 SMOKE = Path(__file__).parents[1] / "scenarios" / "smoke.toml"
 SMALL = {
@@ -82,7 +82,7 @@ def test_an_authenticator_is_lost_at_most_once() -> None:
         for u in (1, 2, 3):
             sim._at(t, sim._reset, u, "lost_authenticator")
     sim.env.run(until=sim.horizon)
-    from sim.collect import collect
+    from sim.engine.collect import collect
 
     frame = outcomes_frame(collect(sim))
     late = frame[frame["reason"] == "after_lost_authenticator"]
@@ -109,7 +109,7 @@ def test_the_reset_after_a_lockout_carries_it_whatever_its_cause() -> None:
         sim._at(3600.0, sim._reset, u, "lost_authenticator")
         sim._at(4000.0, sim._plan_reset, u, "reset")
     sim.env.run(until=sim.horizon)
-    from sim.collect import collect
+    from sim.engine.collect import collect
 
     result = collect(sim)
     assert result.violations == []

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sim.collect import collect
 from sim.engine import RunResult, Simulation, run_scenario
-from sim.outputs import outcomes_frame, rooms_frame
-from sim.scenario import load_scenario
+from sim.engine.collect import collect
+from sim.inputs.scenario import load_scenario
+from sim.results import outcomes_frame, rooms_frame
 
 SMOKE = Path(__file__).parents[1] / "scenarios" / "smoke.toml"
 

@@ -31,8 +31,8 @@ import pandas as pd
 import pytest
 
 from sim.engine import OUTCOME_COLUMNS, RunResult, run_scenario
-from sim.outputs import write_run
-from sim.scenario import load_scenario
+from sim.inputs.scenario import load_scenario
+from sim.results import write_run
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SCRIPTED = SCENARIOS / "scripted_policies.toml"

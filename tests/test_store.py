@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.store import RUN_COLUMNS, RunRecord, RunStore, read_runs, run_files, write_run_files
+from sim.sweep.store import RUN_COLUMNS, RunRecord, RunStore, read_runs, run_files, write_run_files
 
 
 def record(key: str = "0123456789abcdef", replicate: int = 0) -> RunRecord:

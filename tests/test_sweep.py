@@ -20,8 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sim.cli import main
-from sim.store import RunStore, read_runs, run_files
-from sim.sweep import (
+from sim.sweep.runner import (
     SweepError,
     execute_run,
     load_sweep,
@@ -29,6 +28,7 @@ from sim.sweep import (
     replicate_seed,
     run_sweep,
 )
+from sim.sweep.store import RunStore, read_runs, run_files
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "scenarios" / "smoke.toml"
@@ -447,7 +447,7 @@ def test_a_directory_with_other_runs_is_refused(
 
 
 def test_readme_documents_every_key_and_its_example_plans(tmp_path: Path) -> None:
-    from sim.sweepfile import _SWEEP_KEYS
+    from sim.sweep.sweepfile import _SWEEP_KEYS
 
     text = (REPO / "scenarios" / "README.md").read_text().split("## Sweeps", 1)[1]
     table = {m for m in re.findall(r"^\| `(?:\[sweep\.)?(\w+)\]?` \|", text, flags=re.M)}
@@ -471,9 +471,9 @@ def test_sweep_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> Non
 def test_an_unreachable_scheduler_is_refused_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import sim.sweep
+    import sim.sweep.runner
 
-    monkeypatch.setattr(sim.sweep, "SCHEDULER_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(sim.sweep.runner, "SCHEDULER_TIMEOUT_S", 1.0)
     path = write_sweep(tmp_path)
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--scheduler", "tcp://127.0.0.1:1", "--out", str(out), "--quiet"]) == 2

@@ -1,4 +1,4 @@
-"""sim.topology: social graphs and the rooms drawn from them."""
+"""sim.inputs.topology: social graphs and the rooms drawn from them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from sim.topology import RoomSpec, TopologyParams, _gnp_pairs, generate_rooms, social_graph
+from sim.inputs.topology import RoomSpec, TopologyParams, _gnp_pairs, generate_rooms, social_graph
 
 N = 400
 GENERATORS = {

@@ -15,6 +15,8 @@ The modules, in layers (each imports only those above it):
 * :mod:`.properties`: safety on a state, liveness after a settle;
 * :mod:`.identity`: the canonical walk of a state, the set of states seen;
 * :mod:`.explorer`: the breadth-first search and its :class:`CheckResult`.
+
+May import :mod:`protocol` only: the checker drives the protocol directly, not the simulator.
 """
 
 from __future__ import annotations

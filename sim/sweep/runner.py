@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .scenario import ScenarioError, load_scenario
+from .. import __version__
+from ..inputs.scenario import ScenarioError, load_scenario
+from ..inputs.streams import stream_seed
 from .store import RunRecord, RunStore, check_out, config_hash, write_durably
-from .streams import stream_seed
 from .sweepfile import Sweep, SweepError, load_sweep
 
 __all__ = [
@@ -180,12 +180,12 @@ def plan_sweep(sweep: Sweep) -> list[RunSpec]:
 
 def execute_run(base: str, spec: RunSpec, out: str) -> RunReport:
     """Load, run and write one run (in a worker process; top level so that it pickles)."""
-    from .engine import run_scenario
+    from ..engine import run_scenario
     from .store import write_run_files
 
     # sim.outputs needs pandas, scipy and lifelines, which ship no type information; importing it
     # by name keeps `mypy --strict sim/sweep.py` from descending into it (its results are frames).
-    outputs: Any = importlib.import_module("sim.outputs")
+    outputs: Any = importlib.import_module("sim.results.tables")
 
     started_at, clock = time.time(), time.perf_counter()
     scenario = load_scenario(base, overrides=dict(spec.overrides)).with_seed(spec.record.seed)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .records import Outcome, RunResult
 
 if TYPE_CHECKING:
-    from .engine import Simulation
+    from .simulation import Simulation
 
 __all__ = ["collect", "snapshot"]
 

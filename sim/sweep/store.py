@@ -43,8 +43,8 @@ from typing import Any
 
 import pandas as pd
 
-from .atomic import atomic_path
-from .scenario import Scenario
+from ..inputs.scenario import Scenario
+from ..results.files import atomic_path
 
 __all__ = [
     "RUN_COLUMNS",

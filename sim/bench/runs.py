@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from .scenario import Scenario, load_scenario
+from ..inputs.scenario import Scenario, load_scenario
 
 if TYPE_CHECKING:
     import simpy
@@ -69,7 +69,7 @@ _STEPS = 200
 _PROGRESS_EVERY_S = 15.0
 #: How much of a failed child's stderr goes into the RuntimeError.
 _TAIL_CHARS = 3000
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 Progress = Callable[[float], None]
 
@@ -168,7 +168,7 @@ def _run_child(kind: str, spec: Mapping[str, Any], out: TextIO) -> dict[str, Any
     # the child imports this very copy of keysim (-P: not whatever the working directory holds)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
-    command = [sys.executable, "-P", "-c", "from sim.bench import _child_main; _child_main()"]
+    command = [sys.executable, "-P", "-c", "from sim.bench.runs import _child_main; _child_main()"]
     command += [kind, json.dumps(dict(spec))]
     print(f"  {label}: started", file=out, flush=True)
     started = time.perf_counter()
@@ -311,7 +311,7 @@ def _peak_rss_mib() -> float:
 
 
 def _full_child(spec: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
-    from .engine import run_scenario
+    from ..engine import run_scenario
 
     scenario = load_scenario(spec["scenario"], spec["overrides"])
     result = run_scenario(scenario, progress=progress)
@@ -433,7 +433,7 @@ def _toggle(
 def _bare_child(spec: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
     import simpy
 
-    from .streams import stream
+    from ..inputs.streams import stream
 
     scenario = load_scenario(spec["scenario"], spec["overrides"])
     horizon = scenario.horizon_s

@@ -54,15 +54,15 @@ from protocol.profiles import get_profile
 from protocol.transport import FaultModel, Transport
 from protocol.trust import KeyDirectory, Mitigations
 
-from .churn import ChurnParams, Presence, PresenceModel
+from ..inputs.churn import ChurnParams, Presence, PresenceModel
+from ..inputs.scenario import Scenario, ScenarioError
+from ..inputs.streams import stream, stream_seed
+from ..inputs.topology import RoomSpec, TopologyParams, generate_rooms
+from ..inputs.trace import TracePresence
 from .collect import collect, snapshot
 from .devices import DevicesMixin
 from .following import FollowingMixin
 from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Device, Outcome, RoomStats, RunResult
-from .scenario import Scenario, ScenarioError
-from .streams import stream, stream_seed
-from .topology import RoomSpec, TopologyParams, generate_rooms
-from .trace import TracePresence
 from .workload import WorkloadMixin
 
 #: ChurnParams' field names -> the scenario keys they come from

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from protocol.transport import Transport
     from protocol.trust import KeyDirectory, Mitigations
 
-    from .churn import PresenceModel
+    from ..inputs.churn import PresenceModel
+    from ..inputs.scenario import Scenario
     from .records import Device, Outcome, RoomStats
-    from .scenario import Scenario
 
 __all__ = ["SimulationState"]
 

@@ -11,14 +11,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from .engine import RunResult
+from ..engine import RunResult
+from .tables import outcomes_frame, restore_ends
 
 __all__ = ["plot_run"]
 
 
 def plot_run(result: RunResult, summary: dict[str, Any], folder: Path) -> list[Path]:
-    from .outputs import outcomes_frame
-
     outcomes = outcomes_frame(result)
     written = [
         _restored_vs_holders(outcomes, result, folder / "restored_vs_holders_online.png"),
@@ -71,8 +70,6 @@ def _kaplan_meier(outcomes: Any, result: RunResult, path: Path) -> Path:
     rows = outcomes[outcomes["relogin_at"].notna()] if not outcomes.empty else outcomes
     if not rows.empty:
         from lifelines import KaplanMeierFitter
-
-        from .outputs import restore_ends
 
         horizon = result.scenario.horizon_s
         durations = (restore_ends(rows, horizon) - rows["relogin_at"]).clip(lower=0.0) / 3600.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .scenario import SCHEMA, TABLES
+from ..inputs.scenario import SCHEMA, TABLES
 
 __all__ = ["Sweep", "SweepError", "load_sweep"]
 

@@ -16,9 +16,9 @@ from protocol import Client, E2EEState
 from protocol import totp as totp_lib
 from protocol.room_server import SubscriptionChanged
 
+from ..inputs.streams import stream, stream_seed
 from .records import Device, Wait
 from .state import SimulationState
-from .streams import stream, stream_seed
 from .workload import _poisson
 
 __all__ = ["DevicesMixin"]

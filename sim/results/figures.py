@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 
 from protocol import Server
 
-from .results import (
+from .load import (
     METRICS,
     POLICY,
     Results,

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
-from .engine import RunResult
-from .outputs import kaplan_meier, outcomes_frame, proportion, restore_ends, rooms_frame
+from .. import __version__
+from ..engine import RunResult
+from .tables import kaplan_meier, outcomes_frame, proportion, restore_ends, rooms_frame
 
 __all__ = [
     "METRICS",

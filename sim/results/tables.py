@@ -1,40 +1,29 @@
-"""What a run leaves behind: tidy tables, a summary with confidence intervals, plots.
+"""One run's results as tidy tables and a summary with confidence intervals.
 
 :func:`summarize` turns a :class:`~sim.engine.RunResult` into the headline figures (fractions with
 Wilson 95 % intervals from scipy, the Kaplan-Meier median time to restore from lifelines, which
 treats rows not restored as censored rather than dropping them: at the user's next reset, its
-leaving the room or the horizon, whichever comes first, :func:`restore_ends`).
-:func:`write_run` writes ``outcomes.parquet``, ``rooms.parquet``, ``summary.json`` and
-``plots/*.png`` into a fresh directory that replaces ``out`` only once complete, so an interrupted
-run never leaves a half-written output directory.
+leaving the room or the horizon, whichever comes first, :func:`restore_ends`).  Writing them to
+disk is :mod:`sim.results.rundir`'s job.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import __version__
-from .atomic import replace_dir
-from .engine import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
+from .. import __version__
+from ..engine import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
 
 __all__ = [
-    "check_out_dir",
-    "is_run_dir",
     "kaplan_meier",
     "outcomes_frame",
     "restore_ends",
     "rooms_frame",
     "summarize",
     "terminal_table",
-    "write_run",
 ]
 
 
@@ -195,84 +184,3 @@ def _duration(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` holds a run keysim wrote (which a new run may replace)."""
-    summary = path / "summary.json"
-    if not (path / "outcomes.parquet").is_file() or not summary.is_file():
-        return False
-    try:
-        return "keysim_version" in json.loads(summary.read_text())
-    except (OSError, ValueError):
-        return False
-
-
-def check_out_dir(out: Path) -> Path:
-    """The absolute output directory for a run, checked before the run starts.
-
-    ``out`` may be new, empty, or an earlier run (replaced once the new one is complete);
-    anything else is refused, so that no user file is ever deleted.  The nearest existing
-    ancestor must be a directory keysim can write in (probed with a temporary directory that is
-    removed at once, so a refused run leaves nothing behind).  Raises :class:`ValueError` naming
-    the problem.
-    """
-    out = Path(os.path.abspath(out))
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"{str(out)!r} exists and is not a directory")
-        if any(out.iterdir()) and not is_run_dir(out):
-            raise ValueError(f"{str(out)!r} is not empty and holds no keysim run; refusing to replace it")
-    ancestor = out.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ValueError(f"{str(ancestor)!r} is not a directory")
-    try:
-        probe = tempfile.mkdtemp(prefix=".keysim-probe.", dir=ancestor)
-    except OSError as exc:
-        raise ValueError(f"cannot write in {str(ancestor)!r}: {exc.strerror or exc}") from None
-    os.rmdir(probe)
-    return out
-
-
-def write_run(result: RunResult, out: Path, *, plots: bool = True) -> dict[str, Any]:
-    """Write every output of ``result`` under ``out`` (replaced atomically); returns the summary."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    summary = summarize(result)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        outcomes_frame(result).to_parquet(tmp / "outcomes.parquet", index=False)
-        rooms_frame(result).to_parquet(tmp / "rooms.parquet", index=False)
-        (tmp / "summary.json").write_text(
-            json.dumps(_clean(summary), indent=2, sort_keys=True, default=_json_default) + "\n"
-        )
-        if plots:
-            from .plots import plot_run
-
-            (tmp / "plots").mkdir()
-            plot_run(result, summary, tmp / "plots")
-        replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return summary

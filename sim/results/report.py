@@ -36,7 +36,6 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .atomic import replace_dir
 from .figures import (
     _err,
     _label,
@@ -48,7 +47,8 @@ from .figures import (
     plot_vs_holders,
     server_tables,
 )
-from .results import (
+from .files import replace_dir
+from .load import (
     FORMATS,
     MAX_LINES,
     METRICS,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from protocol import Client
 
 if TYPE_CHECKING:
-    from .scenario import Scenario
+    from ..inputs.scenario import Scenario
 
 __all__ = ["OUTCOME_COLUMNS", "ROOM_COLUMNS", "Device", "Outcome", "RoomStats", "RunResult", "Wait"]
 

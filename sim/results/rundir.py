@@ -1,0 +1,105 @@
+"""One run on disk: ``outcomes.parquet``, ``rooms.parquet``, ``summary.json`` and ``plots/*.png``.
+
+:func:`write_run` writes them into a fresh directory that replaces ``out`` only once complete, so
+an interrupted run never leaves a half-written output directory; :func:`check_out_dir` refuses,
+before the run starts, an ``out`` that holds anything but an earlier run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..engine import RunResult
+from .files import replace_dir
+from .tables import outcomes_frame, rooms_frame, summarize
+
+__all__ = ["check_out_dir", "is_run_dir", "write_run"]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds a run keysim wrote (which a new run may replace)."""
+    summary = path / "summary.json"
+    if not (path / "outcomes.parquet").is_file() or not summary.is_file():
+        return False
+    try:
+        return "keysim_version" in json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def check_out_dir(out: Path) -> Path:
+    """The absolute output directory for a run, checked before the run starts.
+
+    ``out`` may be new, empty, or an earlier run (replaced once the new one is complete);
+    anything else is refused, so that no user file is ever deleted.  The nearest existing
+    ancestor must be a directory keysim can write in (probed with a temporary directory that is
+    removed at once, so a refused run leaves nothing behind).  Raises :class:`ValueError` naming
+    the problem.
+    """
+    out = Path(os.path.abspath(out))
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{str(out)!r} exists and is not a directory")
+        if any(out.iterdir()) and not is_run_dir(out):
+            raise ValueError(f"{str(out)!r} is not empty and holds no keysim run; refusing to replace it")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{str(ancestor)!r} is not a directory")
+    try:
+        probe = tempfile.mkdtemp(prefix=".keysim-probe.", dir=ancestor)
+    except OSError as exc:
+        raise ValueError(f"cannot write in {str(ancestor)!r}: {exc.strerror or exc}") from None
+    os.rmdir(probe)
+    return out
+
+
+def write_run(result: RunResult, out: Path, *, plots: bool = True) -> dict[str, Any]:
+    """Write every output of ``result`` under ``out`` (replaced atomically); returns the summary."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        outcomes_frame(result).to_parquet(tmp / "outcomes.parquet", index=False)
+        rooms_frame(result).to_parquet(tmp / "rooms.parquet", index=False)
+        (tmp / "summary.json").write_text(
+            json.dumps(_clean(summary), indent=2, sort_keys=True, default=_json_default) + "\n"
+        )
+        if plots:
+            # imported here: sim.results.plots selects matplotlib's Agg backend, which a notebook
+            # that only reads results must not get
+            from .plots import plot_run
+
+            (tmp / "plots").mkdir()
+            plot_run(result, summary, tmp / "plots")
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
