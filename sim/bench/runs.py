@@ -10,7 +10,7 @@ Two runs of one scenario, each in a fresh child interpreter so that each peak re
 * **bare**: the naive model the engine avoids: one SimPy process per user that does nothing but
   toggle it online and offline until the horizon, starting in the stationary state (online with
   probability ``p = mean_on / (mean_on + mean_off)``, first period a residual of a length-biased
-  period, the laws' means matched as in :mod:`sim.churn`).  Each state change within the horizon
+  period, the laws' means matched as in :mod:`sim.inputs.churn`).  Each state change within the horizon
   is one timeout, i.e. one scheduled SimPy event, counted as the engine counts its own (the engine
   schedules nothing at or past the horizon, and neither does the bare model).  A stationary
   alternating renewal process makes on average ``2 H / (mean_on + mean_off)`` changes in
@@ -92,7 +92,7 @@ def run_bench(
     ``users`` and ``horizon_days`` override ``population.users`` and ``simulation.horizon_days``;
     with ``users``, ``rooms.dms`` and ``rooms.groups`` are scaled by ``users / original users``
     (at least 1 when the original is not 0), and the group sizes are capped at ``users``.
-    Raises :class:`sim.scenario.ScenarioError` for a bad scenario or override (before any child
+    Raises :class:`sim.inputs.scenario.ScenarioError` for a bad scenario or override (before any child
     starts), ``ValueError`` if both runs are skipped, ``RuntimeError`` if a child fails.
     """
     if skip_full and skip_bare:
@@ -351,7 +351,7 @@ class _Law:
 
 
 def _law(rng: random.Random, model: str, on_s: float, off_s: float, shape: float, sigma: float) -> _Law:
-    """The laws of :mod:`sim.churn` with ``random.Random``'s samplers, means matched the same way."""
+    """The laws of :mod:`sim.inputs.churn` with ``random.Random``'s samplers, means matched the same way."""
 
     def kind(mean: float) -> tuple[Callable[[], float], Callable[[], float]]:
         if model == "exponential":
@@ -379,7 +379,7 @@ def _law(rng: random.Random, model: str, on_s: float, off_s: float, shape: float
 
 def _laws_of_users(scenario: Scenario, rng: random.Random) -> list[tuple[int, _Law]]:
     """(number of users, law) per churn class, in user order; classes are contiguous blocks by
-    fraction, as :meth:`sim.engine.Simulation._churn_params` assigns them."""
+    fraction, as :meth:`sim.engine.simulation.Simulation._churn_params` assigns them."""
     c = scenario.values["churn"]
     n = scenario.users
     if not scenario.classes:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .records import Outcome, RunResult
 
 if TYPE_CHECKING:
-    from .simulation import Simulation
+    from .state import SimulationState as Simulation
 
 __all__ = ["collect", "snapshot"]
 

@@ -1,7 +1,7 @@
 """The users' devices in a run: 2FA codes, logging in and out, delivering the server's pushes
 (through the faulty network, if any), and server restarts.
 
-:class:`DevicesMixin` is part of :class:`sim.engine.Simulation`.  A device is a real
+:class:`DevicesMixin` is part of :class:`sim.engine.simulation.Simulation`.  A device is a real
 :class:`protocol.Client`, made on the user's first login and dropped when nobody follows the user
 any more; a login types the account password, the authenticator's code if the user has TOTP, and
 the remembered E2EE password, and may have to wait for a fresh code (:class:`Wait`).  At the 2FA

@@ -1,6 +1,6 @@
 """Following a user's presence, and the holders' distribution loop.
 
-:class:`FollowingMixin` is part of :class:`sim.engine.Simulation`.  A user's device is logged in at
+:class:`FollowingMixin` is part of :class:`sim.engine.simulation.Simulation`.  A user's device is logged in at
 each online start and out at each end only while the user matters (see the theory of operation in
 :mod:`sim.engine`); a followed holder with distribution work runs ``Client.tick`` every
 ``tick_seconds`` from its login while it is online.

@@ -11,7 +11,7 @@ At time 0 the deployment is *established* through the protocol itself: every use
 creates its key pair, every room is created and its first member's client makes the room key and
 pushes it to the others, who accept it.  Then every device logs out and presence takes over.
 
-Presence is an alternating renewal process per user (:mod:`sim.churn`), in its stationary state at
+Presence is an alternating renewal process per user (:mod:`sim.inputs.churn`), in its stationary state at
 time 0.  It is never toggled for everybody: a user's device is *followed* (logged in at each
 online start, out at each end) only while that user matters:
 
@@ -32,7 +32,7 @@ A followed holder's distribution loop runs only while it is online and has work,
 continuous, so the phase is uniform).  Scheduling is done with plain timeout callbacks: one SimPy
 event per login, logout, tick, reset or message, and nothing for users nobody asks about.
 
-The run returns tidy rows (:class:`RunResult`); writing files is :mod:`sim.outputs`' job.
+The run returns tidy rows (:class:`RunResult`); writing files is :mod:`sim.results`' job.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""What the parts of :class:`sim.engine.Simulation` share, declared once for the type checker.
+"""What the parts of :class:`sim.engine.simulation.Simulation` share, declared once for the type checker.
 
-The simulation is one object assembled from mixins (:mod:`sim.devices`, :mod:`sim.following`,
-:mod:`sim.workload`) around :mod:`sim.engine`.  :class:`SimulationState` is their common base: it
-names the state :class:`~sim.engine.Simulation` sets up and the methods one part calls on another,
+The simulation is one object assembled from mixins (:mod:`sim.engine.devices`, :mod:`sim.engine.following`,
+:mod:`sim.engine.workload`) around :mod:`sim.engine`.  :class:`SimulationState` is their common base: it
+names the state :class:`~sim.engine.simulation.Simulation` sets up and the methods one part calls on another,
 so that each part type-checks on its own.  It holds no behaviour.
 """
 
@@ -30,11 +30,13 @@ class SimulationState:
     # the run
     sc: Scenario
     seed: int
+    run_id: str
+    check_invariants: bool
     policy: str
     horizon: float
     tick_s: float
     n: int
-    #: the exact time of the action being run (see :meth:`sim.engine.Simulation._fire`)
+    #: the exact time of the action being run (see :meth:`sim.engine.simulation.Simulation._fire`)
     now: float
     counters: dict[str, int]
     # the protocol and its surroundings
@@ -82,7 +84,7 @@ class SimulationState:
 
         def _close(self, outcome: Outcome, now: float) -> None: ...
 
-        # sim.devices
+        # sim.engine.devices
         def _login(self, u: int, now: float, *, unlock: bool = True, fresh: bool = False) -> Client: ...
 
         def _logout(self, u: int, now: float) -> None: ...
@@ -95,7 +97,7 @@ class SimulationState:
 
         def _code_ready_at(self, u: int, now: float) -> float: ...
 
-        # sim.following
+        # sim.engine.following
         def follow(self, u: int) -> None: ...
 
         def _session_start(self, u: int) -> None: ...
@@ -114,5 +116,5 @@ class SimulationState:
 
         def _tick_once(self, u: int, client: Client, now: float) -> None: ...
 
-        # sim.workload
+        # sim.engine.workload
         def _relogin(self, u: int, rows: list[Outcome]) -> None: ...

@@ -2,7 +2,7 @@
 authenticators, scripted), owners' room-key resets of lost rooms and rotations, messages, joins
 and leaves.
 
-:class:`WorkloadMixin` is part of :class:`sim.engine.Simulation`.  Every kind of event is drawn
+:class:`WorkloadMixin` is part of :class:`sim.engine.simulation.Simulation`.  Every kind of event is drawn
 up front from its own named stream (so adding one never shifts another) and scheduled as a plain
 timeout callback; a reset then happens at the user's next online moment, except a scripted one,
 which happens at its time (for a user offline then, by an admin) with the relogin at the user's
@@ -11,7 +11,7 @@ next online start after any lockout.
 Each reset opens one outcome row per encrypted room of the user.  A row closes when the user is
 restored, when the same user resets again (``superseded_at``), when it leaves the room
 (``left_at``) or when it accepts a key a malicious server planted; the history it records is read
-then (:func:`sim.collect.snapshot`).
+then (:func:`sim.engine.collect.snapshot`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ that is extended only as far as the questions reach, so memory is O(events gener
 asked).
 
 Determinism and independence.  The k-th random number of user u is ``unit(key, u, k)``, a
-counter-based uniform (:mod:`sim.streams`) with ``key = stream_seed(root_seed, "churn")``.  A
+counter-based uniform (:mod:`sim.inputs.streams`) with ``key = stream_seed(root_seed, "churn")``.  A
 user's timeline therefore depends on (root seed, user, that user's parameters) alone, never on
 which other users were asked about or in what order.  Counter 0 decides the initial state,
 counters 1 and 2 the first (residual) period, counter k >= 3 the length of the (k-2)-th later
@@ -45,7 +45,7 @@ Cost (measured, pure Python): about 0.8 us per period generated (1.5 us with a r
 per million online/offline cycles; about 0.3 us per query when one user's queries move forward in
 time (a cursor per user), 0.5 us in random order (bisection).
 
-Semantics shared by :class:`Presence` and :class:`~sim.trace.TracePresence`.  Times are seconds from 0.
+Semantics shared by :class:`Presence` and :class:`~sim.inputs.trace.TracePresence`.  Times are seconds from 0.
 Online periods are half-open, ``[start, end)``: at a change time the user is already in the new
 state.  Stored change times are strictly increasing (two flips at the same instant cancel).
 """
@@ -333,7 +333,7 @@ class _RenewalTimeline(_Timeline):
 
 
 def _mix(z: int) -> int:
-    """SplitMix64's finaliser, as in :mod:`sim.streams`."""
+    """SplitMix64's finaliser, as in :mod:`sim.inputs.streams`."""
     z = (z + 0x9E3779B97F4A7C15) & _MASK
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
@@ -418,7 +418,7 @@ class _Queries(abc.ABC):
 
 
 class PresenceModel(Protocol):
-    """What the engine needs from a presence source: :class:`Presence` or :class:`~sim.trace.TracePresence`."""
+    """What the engine needs from a presence source: :class:`Presence` or :class:`~sim.inputs.trace.TracePresence`."""
 
     def is_online(self, user: int, t: float) -> bool: ...
     def next_online_start(self, user: int, t: float) -> float | None: ...

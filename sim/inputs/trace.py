@@ -1,6 +1,6 @@
 """Presence replayed from a recorded trace (``churn.model = "trace"``).
 
-:class:`TracePresence` answers the same questions as :class:`sim.churn.Presence` (the semantics
+:class:`TracePresence` answers the same questions as :class:`sim.inputs.churn.Presence` (the semantics
 are described there: half-open online periods, strictly increasing change times) from a CSV of
 online sessions instead of a renewal process.
 """

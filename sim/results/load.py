@@ -238,7 +238,7 @@ def proportions(rows: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 def _censored(outcomes: pd.DataFrame) -> pd.DataFrame:
     """Rows with a relogin; unrestored ones end where they are censored: the user's next reset,
-    its leaving the room, or their own run's horizon (:func:`~sim.outputs.restore_ends`)."""
+    its leaving the room, or their own run's horizon (:func:`~sim.results.tables.restore_ends`)."""
     rows = outcomes[outcomes["relogin_at"].notna()]
     return rows.assign(restored_at=restore_ends(rows, rows["horizon_s"]))
 

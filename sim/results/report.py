@@ -8,14 +8,14 @@ everything after loading is one code path.  ``simulation.policy`` always has a c
 as an axis when it is swept or merely differs between runs, and then it colours the lines.
 
 Statistics.  A proportion at a grid point pools the point's replicates (k and n summed) with a
-Wilson 95 % interval (:func:`sim.outputs.proportion`); each replicate's own fraction is drawn as a
+Wilson 95 % interval (:func:`sim.results.tables.proportion`); each replicate's own fraction is drawn as a
 dot, so the spread between seeds stays visible beside the interval.  Time to restore is measured
 from relogin and estimated by Kaplan-Meier (lifelines): a reset not restored is censored at the
 user's next reset, its leaving the room or its run's horizon, whichever comes first, never dropped
 and never counted as a restoration.  Every run keeps its own horizon, which may itself be swept.
 
 Output.  Everything is written into a temporary directory beside ``out`` that replaces ``out``
-only once complete (as :func:`sim.outputs.write_run` does); an existing ``out`` is replaced only if
+only once complete (as :func:`sim.results.rundir.write_run` does); an existing ``out`` is replaced only if
 it is a previous report, and never if it is or contains the input.
 """
 

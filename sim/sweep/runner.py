@@ -4,21 +4,21 @@ Theory of operation
 -------------------
 A sweep file (``scenarios/README.md``, section Sweeps) names a base scenario, fixed overrides, axes
 and a number of replications.  :func:`load_sweep` parses it and :func:`plan_sweep` expands the
-cartesian product of the axes and builds every grid point's :class:`~sim.scenario.Scenario`, so
+cartesian product of the axes and builds every grid point's :class:`~sim.inputs.scenario.Scenario`, so
 that every error (unknown key, bad value, missing file) is found, and named, before anything
 runs or is written.  The plan is a list of :class:`RunSpec`, one per (point, replicate).
 
 Seeds are common random numbers: replicate ``r`` of *every* point runs with
 ``stream_seed(sweep.seed, f"replicate-{r}") % 2**31``, so points are compared on the same draws
 (paired comparisons).  A run is a function of its scenario and seed (style guide section 10), so
-its ``run_key`` (the first 16 hex digits of :func:`sim.store.config_hash`) names it across re-runs of the
+its ``run_key`` (the first 16 hex digits of :func:`sim.sweep.store.config_hash`) names it across re-runs of the
 sweep, and ``keysim run BASE --seed S --set k=v ...`` (its recorded ``command``) reproduces it.
 
 Execution goes through the ``concurrent.futures`` interface only: a spawn-context
 ``ProcessPoolExecutor`` (``local``) or a Dask client's ``get_executor()`` (``dask``: a
 ``LocalCluster``, or an existing scheduler).  One submit/wait loop serves both, which is why they
 produce identical rows.  Workers run :func:`execute_run`, which loads, runs and writes one run's
-files; the parent alone writes the run log (:mod:`sim.store`).  With ``--scheduler``, the base
+files; the parent alone writes the run log (:mod:`sim.sweep.store`).  With ``--scheduler``, the base
 scenario and ``OUT`` must be on a filesystem that every worker sees.
 """
 
@@ -183,7 +183,7 @@ def execute_run(base: str, spec: RunSpec, out: str) -> RunReport:
     from ..engine import run_scenario
     from .store import write_run_files
 
-    # sim.outputs needs pandas, scipy and lifelines, which ship no type information; importing it
+    # sim.results.tables needs pandas, scipy and lifelines, which ship no type information; importing it
     # by name keeps `mypy --strict sim/sweep.py` from descending into it (its results are frames).
     outputs: Any = importlib.import_module("sim.results.tables")
 

@@ -8,7 +8,7 @@ Layout (``keysim report`` reads it; keep it stable)::
     OUT/runs.sqlite                 table runs, one row per run_key (WAL mode)
     OUT/outcomes/<run_key>.parquet  the run's outcome rows + one column per axis + "replicate"
     OUT/rooms/<run_key>.parquet     the run's room rows + the same columns
-    OUT/summaries/<run_key>.json    sim.outputs.summarize() + point, replicate, run_key
+    OUT/summaries/<run_key>.json    sim.results.summarize() + point, replicate, run_key
 
 Crash safety rests on one ordering.  A worker writes its run's three files, each under a temporary
 name in the destination directory, fsynced, renamed over the final name (``os.replace``, atomic)
