@@ -72,18 +72,12 @@ def _overrides(pairs: list[str] | None) -> dict[str, object]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .inputs.scenario import ScenarioError, load_scenario
+    from . import api
 
     try:
-        scenario = load_scenario(args.scenario, overrides=_overrides(args.set))
-    except ScenarioError as exc:
+        scenario = api.scenario(args.scenario, _overrides(args.set), seed=args.seed)
+    except api.ScenarioError as exc:
         raise UsageError(str(exc)) from None
-    if args.seed is not None:
-        try:
-            scenario = scenario.with_seed(args.seed)
-        except ScenarioError as exc:
-            raise UsageError(str(exc)) from None
-    from .engine.simulation import run_scenario
     from .results.rundir import check_out_dir, write_run
     from .results.tables import terminal_table
 
@@ -106,8 +100,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             bar.update(round(days * fraction, 2) - bar.n)
 
     try:
-        result = run_scenario(scenario, progress=progress, check_invariants=args.check_invariants)
-    except ScenarioError as exc:  # found while setting up: trace contents, topology limits
+        result = api.run(scenario, progress=progress, check_invariants=args.check_invariants)
+    except api.ScenarioError as exc:  # found while setting up: trace contents, topology limits
         raise UsageError(str(exc)) from None
     finally:
         if bar is not None:
