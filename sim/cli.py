@@ -12,10 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocol import PROFILES, ProtocolError
 
 from . import __version__
+
+#: what ``add_subparsers`` returns; each ``_add_*`` below adds one command to it
+if TYPE_CHECKING:
+    _Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["main", "run"]
 
@@ -200,17 +205,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="keysim",
-        description=(
-            "Reference implementation and simulator of Rocket.Chat's account security: "
-            "two-factor authentication and the end-to-end encryption key lifecycle."
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"keysim {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_twofa(commands: _Commands) -> None:
+    """``keysim 2fa``."""
     twofa = commands.add_parser(
         "2fa",
         help="two-factor authentication tools",
@@ -237,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-qr", action="store_true", help="do not draw the QR code in the terminal")
     demo.set_defaults(handler=_cmd_2fa_demo)
 
+
+def _add_run(commands: _Commands) -> None:
+    """``keysim run``."""
     run = commands.add_parser(
         "run",
         help="simulate a scenario: which encrypted rooms come back after key resets",
@@ -265,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
+
+def _add_sweep(commands: _Commands) -> None:
+    """``keysim sweep``."""
     sweep = commands.add_parser(
         "sweep",
         help="run a grid of scenario variants with replications; resumable",
@@ -291,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar and no closing line")
     sweep.set_defaults(handler=_cmd_sweep)
 
+
+def _add_report(commands: _Commands) -> None:
+    """``keysim report``."""
     report = commands.add_parser(
         "report",
         help="figures and one page from a run or a sweep directory",
@@ -306,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["md", "html"], default="md", help="the page (default: md)")
     report.set_defaults(handler=_cmd_report)
 
+
+def _add_bench(commands: _Commands) -> None:
+    """``keysim bench``."""
     bench = commands.add_parser(
         "bench",
         help="benchmark the simulator against a bare SimPy churn model",
@@ -337,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cycles", type=int, default=5, help="cycles per backend with --crypto (default 5)")
     bench.set_defaults(handler=_cmd_bench)
 
+
+def _add_check(commands: _Commands) -> None:
+    """``keysim check``."""
     check = commands.add_parser(
         "check",
         help="explore every interleaving of the E2EE protocol in a small scope",
@@ -371,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-states", type=int, metavar="S", help="stop after S distinct states")
     check.set_defaults(handler=_cmd_check)
 
+
+def _add_vectors(commands: _Commands) -> None:
+    """``keysim vectors``."""
     vectors = commands.add_parser(
         "vectors",
         help="write E2EE interop test vectors (real crypto, Rocket.Chat's formats)",
@@ -383,6 +397,21 @@ def build_parser() -> argparse.ArgumentParser:
     vectors.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of stdout")
     vectors.add_argument("--seed", type=int, default=0, help="seed of the vectors (default: 0)")
     vectors.set_defaults(handler=_cmd_vectors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keysim",
+        description=(
+            "Reference implementation and simulator of Rocket.Chat's account security: "
+            "two-factor authentication and the end-to-end encryption key lifecycle."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"keysim {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    for add in (_add_twofa, _add_run, _add_sweep, _add_report, _add_bench, _add_check, _add_vectors):
+        add(commands)
     return parser
 
 
