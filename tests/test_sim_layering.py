@@ -2,7 +2,8 @@
 -> inputs -> protocol, and there is no import circle anywhere in sim/.
 
 Every import counts, including those inside functions and under ``TYPE_CHECKING``: a circle that
-only the type checker sees is still a circle a reader has to untangle.
+only the type checker sees is still a circle a reader has to untangle.  That protocol/ imports
+neither sim nor simpy is checked with the rest of its sans-IO rules in tests/test_layering.py.
 """
 
 from __future__ import annotations
@@ -136,19 +137,6 @@ def wrong_way(edges: dict[str, dict[str, int]], layers: dict[str, int]) -> list[
     return problems
 
 
-def levels(edges: dict[str, dict[str, int]]) -> int:
-    """The longest chain of imports, counted in modules (for the note; needs no circle)."""
-    depth: dict[str, int] = {}
-
-    def level(v: str) -> int:
-        if v not in depth:
-            depth[v] = 0  # a circle would stop here rather than recurse for ever
-            depth[v] = 1 + max((level(w) for w in edges.get(v, {})), default=0)
-        return depth[v]
-
-    return max((level(v) for v in edges), default=0)
-
-
 def test_every_module_sits_on_a_layer() -> None:
     assert {part(name) for name in modules(SIM)} <= set(LAYERS)
 
@@ -163,17 +151,6 @@ def test_imports_run_one_way() -> None:
 
 def test_the_package_root_imports_nothing_of_sim() -> None:
     assert graph(SIM)["sim"] == {}
-
-
-def test_protocol_imports_neither_sim_nor_simpy() -> None:
-    for path in sorted((ROOT / "protocol").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            assert not [n for n in names if n.split(".")[0] in ("sim", "simpy")], f"{path}:{node.lineno}"
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -204,7 +181,6 @@ def test_the_checks_catch_a_circle_and_an_upward_import(tmp_path: Path) -> None:
     problems = wrong_way(edges, LAYERS)
     assert any("sim.engine.b:3 imports sim.cli" in p for p in problems)
     assert any(p.startswith("sim.inputs:1 imports sim.engine.b") for p in problems)
-    assert levels({"a": {"b": 1}, "b": {"c": 1}, "c": {}}) == 3
 
 
 PARTS = sorted(n for n, p in modules(SIM).items() if n.count(".") == 1 and p.name == "__init__.py")
