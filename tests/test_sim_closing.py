@@ -92,17 +92,16 @@ def test_kaplan_meier_censors_a_superseded_row_at_the_next_reset() -> None:
 
 def test_a_leave_closes_the_row_and_stops_the_waiting_time() -> None:
     sim = Simulation(load_scenario(CLOSING, {"traffic.messages_per_room_day": 0}))
-    sim.recovery_keys = {}
     sim.establish()
-    sim.schedule_resets()
-    sim.env.run(until=2000.0)
+    sim.resets.schedule()
+    sim.clock.run_until(2000.0)
     u4, u5, u6 = sim.user_ids[4:7]
     group = next(rid for rid in sim.room_ids if u6 in sim.server.room(rid).subscriptions)
     assert list(sim.server.room(group).subscriptions) == [u4, u5, u6]
-    sim.now = 2000.0
-    sim._membership("leave", group, 0.5)  # picks the last member, u6
+    sim.clock.now = 2000.0
+    sim.membership.change("leave", group, 0.5)  # picks the last member, u6
     assert u6 not in sim.server.room(group).subscriptions
-    sim.env.run(until=sim.horizon)
+    sim.clock.run_until(sim.horizon)
     result = collect(sim)
     (u6,) = rows_of(result, "u6")
     assert u6["left_at"] == 2000.0 and not u6["restored"]
@@ -132,11 +131,10 @@ def test_a_forgotten_password_login_does_not_tick_before_the_reset() -> None:
         scenario, scripted_resets=tuple(r for r in scenario.scripted_resets if r.user != 7)
     )
     sim = Simulation(scenario, check_invariants=True)
-    sim.recovery_keys = {}
     sim.establish()
-    sim.schedule_resets()
-    sim._at(1000.0, sim._plan_reset, 7, "forgot_password")
-    sim.env.run(until=sim.horizon)
+    sim.resets.schedule()
+    sim.clock.at(1000.0, sim.resets.plan, 7, "forgot_password")
+    sim.clock.run_until(sim.horizon)
     result = collect(sim)
     (u8,) = rows_of(result, "u8")
     (u7,) = rows_of(result, "u7")
@@ -176,7 +174,6 @@ OFFLINE = Path(__file__).parent / "scenarios" / "offline_resets.toml"
 
 def simulation(profile: str = "rocketchat") -> Simulation:
     sim = Simulation(load_scenario(OFFLINE, {"simulation.profile": profile}), check_invariants=True)
-    sim.recovery_keys = {}
     sim.establish()
     return sim
 
@@ -184,12 +181,12 @@ def simulation(profile: str = "rocketchat") -> Simulation:
 def test_a_row_that_left_the_room_gets_no_relogin() -> None:
     # u2 is reset at 1000 while away, leaves at 2000 and logs in again at 3000
     sim = simulation()
-    sim.schedule_resets()
-    sim.env.run(until=2000.0)
+    sim.resets.schedule()
+    sim.clock.run_until(2000.0)
     group = sim.room_ids[0]
-    sim.now = 2000.0
-    sim._membership("leave", group, 0.5)  # picks the last member, u2
-    sim.env.run(until=sim.horizon)
+    sim.clock.now = 2000.0
+    sim.membership.change("leave", group, 0.5)  # picks the last member, u2
+    sim.clock.run_until(sim.horizon)
     result = collect(sim)
     (u2,) = rows_of(result, "u2")
     assert u2["left_at"] == 2000.0
@@ -201,9 +198,9 @@ def test_a_reset_due_when_an_admin_reset_user_returns_is_absorbed() -> None:
     # a rate reset of u2 falls at 500 (away): due at its next online start, 3000, when u2 also
     # logs in after the admin's reset at 1000; the key is new already, so that is one reset
     sim = simulation()
-    sim._at(500.0, sim._plan_reset, 2, "reset")
-    sim.schedule_resets()
-    sim.env.run(until=sim.horizon)
+    sim.clock.at(500.0, sim.resets.plan, 2, "reset")
+    sim.resets.schedule()
+    sim.clock.run_until(sim.horizon)
     result = collect(sim)
     (u2,) = rows_of(result, "u2")
     assert (u2["reason"], u2["reset_at"], u2["relogin_at"], u2["restored_at"]) == (
@@ -213,7 +210,7 @@ def test_a_reset_due_when_an_admin_reset_user_returns_is_absorbed() -> None:
         3000.0,
     )
     assert math.isnan(u2["superseded_at"])
-    assert sim.counters["resets_absorbed"] == 1
+    assert sim.resets.absorbed == 1
     assert result.violations == []
 
 
@@ -222,9 +219,9 @@ def test_a_user_locked_out_and_reset_by_an_admin_resets_once(profile: str) -> No
     # u5 loses its authenticator at 1000 (locked out until an admin resets its TOTP at 4600); an
     # admin resets its E2E key at 2000; at its next login, 9000, it is not reset a second time
     sim = simulation(profile)
-    sim._at(900.0, sim._plan_reset, 5, "lost_authenticator")
-    sim.schedule_resets()
-    sim.env.run(until=sim.horizon)
+    sim.clock.at(900.0, sim.resets.plan, 5, "lost_authenticator")
+    sim.resets.schedule()
+    sim.clock.run_until(sim.horizon)
     result = collect(sim)
     (u5,) = rows_of(result, "u5")
     assert (u5["reset_at"], u5["relogin_at"], u5["restored_at"]) == (2000.0, 9000.0, 9000.0)
@@ -236,14 +233,14 @@ def test_a_holder_is_not_followed_for_members_without_keys() -> None:
     # u8 was reset by an admin at 1000 and never returns: it waits in the queue without a key
     # pair, so nobody can serve it and u6 need not be logged in for it
     sim = simulation()
-    sim.schedule_resets()
-    sim.env.run(until=1500.0)
+    sim.resets.schedule()
+    sim.clock.run_until(1500.0)
     group = sim.room_ids[2]
     assert sim.server.room(group).is_waiting(sim.user_ids[8])
-    assert sim._holds(group, sim.user_ids[6])
-    assert not sim._relevant(6)
-    sim.env.run(until=sim.horizon)
-    assert not sim._online(6)
+    assert sim.keys.holds(group, sim.user_ids[6])
+    assert not sim.following.relevant(6)
+    sim.clock.run_until(sim.horizon)
+    assert not sim.devices.online(6)
 
 
 def test_an_owner_reset_while_away_logs_in_again_before_it_recovers_the_room(tmp_path: Path) -> None:

@@ -76,12 +76,11 @@ def test_an_authenticator_is_lost_at_most_once() -> None:
     # planned twice for the same people, each still ends in exactly one such reset
     scenario = load_scenario(SMOKE, {**SMALL, "resets.rate_per_user_day": 0.0})
     sim = Simulation(scenario, check_invariants=True)
-    sim.recovery_keys = {}
     sim.establish()
     for t in (3600.0, 10 * 3600.0):  # the second loss falls after the first one's admin delay
         for u in (1, 2, 3):
-            sim._at(t, sim._reset, u, "lost_authenticator")
-    sim.env.run(until=sim.horizon)
+            sim.clock.at(t, sim.resets.reset, u, "lost_authenticator")
+    sim.clock.run_until(sim.horizon)
     from sim.engine.collect import collect
 
     frame = outcomes_frame(collect(sim))
@@ -98,7 +97,6 @@ def test_the_reset_after_a_lockout_carries_it_whatever_its_cause() -> None:
         SMOKE, {**SMALL, "resets.rate_per_user_day": 0.0, "resets.lost_authenticator_rate_per_user_day": 0.0}
     )
     sim = Simulation(scenario, check_invariants=True)
-    sim.recovery_keys = {}
     sim.establish()
     users = [
         u
@@ -106,9 +104,9 @@ def test_the_reset_after_a_lockout_carries_it_whatever_its_cause() -> None:
         if any(sim.server.room(r).encrypted for r in sim.server.rooms_of(sim.user_ids[u]))
     ]
     for u in users:
-        sim._at(3600.0, sim._reset, u, "lost_authenticator")
-        sim._at(4000.0, sim._plan_reset, u, "reset")
-    sim.env.run(until=sim.horizon)
+        sim.clock.at(3600.0, sim.resets.reset, u, "lost_authenticator")
+        sim.clock.at(4000.0, sim.resets.plan, u, "reset")
+    sim.clock.run_until(sim.horizon)
     from sim.engine.collect import collect
 
     result = collect(sim)
@@ -118,4 +116,4 @@ def test_the_reset_after_a_lockout_carries_it_whatever_its_cause() -> None:
     assert len(mine) > 0
     assert (mine.groupby("user")["reset_id"].nunique() == 1).all()
     assert (mine["locked_out_at"] == 3600.0).all()
-    assert sim.counters["resets_absorbed"] >= mine["user"].nunique()
+    assert sim.resets.absorbed >= mine["user"].nunique()

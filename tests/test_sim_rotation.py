@@ -43,13 +43,12 @@ def test_a_member_restored_after_a_rotation_recovers_the_old_key(tmp_path: Path)
     (tmp_path / "trace.csv").write_text(TRACE)
     (tmp_path / "s.toml").write_text(SCENARIO)
     sim = Simulation(load_scenario(tmp_path / "s.toml"), check_invariants=True)
-    sim.recovery_keys = {}
     sim.establish()
     group = sim.room_ids[0]
-    sim._at(500.0, sim._message, group, 0.0)  # u0 (online) writes under the first key
-    sim._at(1000.0, sim._owner_resets_room, 0, group, True)  # u0 rotates the key
-    sim.schedule_resets()  # u1 resets at 2000 and is served by u0 at once
-    sim.env.run(until=sim.horizon)
+    sim.clock.at(500.0, sim.traffic.message, group, 0.0)  # u0 (online) writes under the first key
+    sim.clock.at(1000.0, sim.owners.reset_room, 0, group, True)  # u0 rotates the key
+    sim.resets.schedule()  # u1 resets at 2000 and is served by u0 at once
+    sim.clock.run_until(sim.horizon)
     result = collect(sim)
     assert result.violations == []
     (row,) = result.outcomes
@@ -92,10 +91,9 @@ def test_members_get_the_rotated_key_at_their_next_login(policy: str, tmp_path: 
     (tmp_path / "trace.csv").write_text("user,online_at,offline_at\nu0,0,86400\nu1,2000,2100\nu2,3000,3100\n")
     (tmp_path / "s.toml").write_text(SCENARIO.split("[[resets.scripted]]")[0])
     sim = Simulation(load_scenario(tmp_path / "s.toml", {"simulation.policy": policy}), check_invariants=True)
-    sim.recovery_keys = {}
     sim.establish()
     group = sim.room_ids[0]
-    sim._at(1000.0, sim._owner_resets_room, 0, group, True)
-    sim.env.run(until=sim.horizon)
-    assert sorted(sim._holders(group)) == [0, 1, 2]
+    sim.clock.at(1000.0, sim.owners.reset_room, 0, group, True)
+    sim.clock.run_until(sim.horizon)
+    assert sorted(sim.keys.holders(group)) == [0, 1, 2]
     assert collect(sim).violations == []

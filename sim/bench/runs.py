@@ -379,7 +379,7 @@ def _law(rng: random.Random, model: str, on_s: float, off_s: float, shape: float
 
 def _laws_of_users(scenario: Scenario, rng: random.Random) -> list[tuple[int, _Law]]:
     """(number of users, law) per churn class, in user order; classes are contiguous blocks by
-    fraction, as :meth:`sim.engine.simulation.Simulation._churn_params` assigns them."""
+    fraction, as :func:`sim.engine.setup.churn_params` assigns them."""
     c = scenario.values["churn"]
     n = scenario.users
     if not scenario.classes:

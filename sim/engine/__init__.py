@@ -1,10 +1,12 @@
 """The SimPy simulation: one run of one scenario with one seed, driving the real protocol.
 
-Owns the run (:mod:`.simulation`) and its parts, today mixins over the state declared in
-:mod:`.state`: the users' devices (:mod:`.devices`), presence-following and the holders' loop
-(:mod:`.following`), the workload (:mod:`.workload`: resets, owners' room-key resets, messages,
-membership), and the records the run keeps (:mod:`.records`) and returns as tidy rows
-(:mod:`.collect`).  May import :mod:`protocol` and :mod:`sim.inputs`; it writes no files.
+Owns the run (:mod:`.simulation`) and its parts, collaborators the simulation holds, each with
+its own state: simulated time (:mod:`.clock`), the users' devices (:mod:`.devices`), who holds a
+key (:mod:`.keys`), presence-following and the holders' loop (:mod:`.following`), resets and
+relogins (:mod:`.resets`), owners' room-key resets (:mod:`.owners`), messages and membership
+(:mod:`.traffic`), and the records the run keeps (:mod:`.records`) and returns as tidy rows
+(:mod:`.collect`); :mod:`.setup` turns the scenario into the server, presence and rooms.
+May import :mod:`protocol` and :mod:`sim.inputs`; it writes no files.
 """
 
 from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult

@@ -3,43 +3,49 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .records import Outcome, RunResult
+from protocol import Server
+from protocol.ledger import KeyLedger
 
-if TYPE_CHECKING:
-    from .state import SimulationState as Simulation
+from ..inputs.churn import PresenceModel
+from ..inputs.scenario import Scenario
+from .devices import Devices
+from .keys import KeyView
+from .records import Records, RunResult
 
-__all__ = ["collect", "snapshot"]
-
-
-def snapshot(sim: Simulation, o: Outcome) -> None:
-    """Record the history ``o``'s user has in ``o``'s room now: when the row closes (restored,
-    superseded by the user's next reset, the user left) or, for a row still open, at the horizon.
-
-    ``history_messages`` counts the room's messages sent before the reset, ``history_unreadable``
-    those among them whose key the user does not hold (current key or ``oldRoomKeys``), and
-    ``old_keys_recovered`` the old room keys a restored user got back with the current one.
-    """
-    uid = sim.user_ids[o.user]
-    sub = sim.server.room(o.room).subscriptions.get(uid)
-    restored = not math.isnan(o.restored_at)
-    o.old_keys_recovered = len(sub.old_room_keys or []) if sub is not None and restored else 0
-    held = _kids_held(sim, o.room, uid)
-    before = [m for m in sim.server.messages(o.room) if m.ts < o.reset_at and m.content is not None]
-    o.history_messages = len(before)
-    o.history_unreadable = sum(1 for m in before if sim.backend.message_kid(m.content or {}) not in held)
-    o.snapshot = True
+__all__ = ["collect"]
 
 
-def collect(sim: Simulation) -> RunResult:
+class FinishedRun(Protocol):
+    """What :func:`collect` reads off a run (a :class:`~sim.engine.simulation.Simulation`)."""
+
+    sc: Scenario
+    seed: int
+    run_id: str
+    policy: str
+    horizon: float
+    check_invariants: bool
+    stationary_online: float | None
+    server: Server
+    ledger: KeyLedger
+    presence: PresenceModel
+    user_ids: list[str]
+    room_ids: list[str]
+    devices: Devices
+    keys: KeyView
+    records: Records
+
+
+def collect(sim: FinishedRun) -> RunResult:
     """The run's tidy rows, read off the server and the bookkeeping at the horizon."""
     horizon = sim.horizon
     base = {"run_id": sim.run_id, "seed": sim.seed, "policy": sim.policy}
     outcomes = []
-    for o in sim.outcomes:
+    records = sim.records
+    for o in records.outcomes:
         if not o.snapshot:
-            snapshot(sim, o)  # still waiting at the horizon
+            records.snapshot(o)  # still waiting at the horizon
         outcomes.append(
             {
                 **base,
@@ -60,7 +66,7 @@ def collect(sim: Simulation) -> RunResult:
                 "restored_via": o.restored_via,
                 "superseded_at": o.superseded_at,
                 "left_at": o.left_at,
-                "lost": not sim._holders(o.room),
+                "lost": not sim.keys.holders(o.room),
                 "old_keys_recovered": o.old_keys_recovered,
                 "history_messages": o.history_messages,
                 "history_unreadable": o.history_unreadable,
@@ -69,8 +75,8 @@ def collect(sim: Simulation) -> RunResult:
     rooms = []
     for rid in sim.room_ids:
         room = sim.server.room(rid)
-        stats = sim.room_stats[rid]
-        lost = room.encrypted and not sim._holders(rid)
+        stats = records.room_stats[rid]
+        lost = room.encrypted and not sim.keys.holders(rid)
         rooms.append(
             {
                 **base,
@@ -99,30 +105,31 @@ def collect(sim: Simulation) -> RunResult:
         run_id=sim.run_id,
         outcomes=outcomes,
         rooms=rooms,
-        lost_timeline=sim.lost_timeline,
+        lost_timeline=records.lost_timeline,
         violations=violations,
         invariants_checked=sim.check_invariants,
-        stationary_online=getattr(sim, "stationary_online", None),
+        stationary_online=sim.stationary_online,
         adversary=_adversary(sim),
         faults=_faults(sim),
     )
 
 
-def _faults(sim: Simulation) -> dict[str, Any] | None:
+def _faults(sim: FinishedRun) -> dict[str, Any] | None:
     """What the faulty network did, and who it left waiting nowhere (None on a perfect one)."""
     from protocol.invariants import nobody_silently_lost
 
-    if sim.transport is None and not sim.counters.get("server_restarts"):
+    transport, restarts = sim.devices.transport, sim.devices.server_restarts
+    if transport is None and not restarts:
         return None
-    counters = dict(sim.transport.counters) if sim.transport is not None else {}
+    counters = dict(transport.counters) if transport is not None else {}
     return {
         **counters,
-        "server_restarts": sim.counters.get("server_restarts", 0),
+        "server_restarts": restarts,
         "members_silently_lost": len(nobody_silently_lost(sim.server)),
     }
 
 
-def _adversary(sim: Simulation) -> dict[str, Any] | None:
+def _adversary(sim: FinishedRun) -> dict[str, Any] | None:
     """What a malicious server obtained (None when the server is honest)."""
     from protocol.adversary import AdversarialServer
 
@@ -150,17 +157,7 @@ def _adversary(sim: Simulation) -> dict[str, Any] | None:
     }
 
 
-def _kids_held(sim: Simulation, room_id: str, user_id: str) -> set[str]:
-    sub = sim.server.room(room_id).subscriptions.get(user_id)
-    if sub is None:
-        return set()
-    kids = {old.e2e_key_id for old in sub.old_room_keys or []}
-    if sub.e2e_key is not None:
-        kids.add(sim.backend.wrapped_kid(sub.e2e_key))
-    return kids
-
-
-def _waiting_times(sim: Simulation, rooms: list[dict[str, Any]], horizon: float) -> None:
+def _waiting_times(sim: FinishedRun, rooms: list[dict[str, Any]], horizon: float) -> None:
     """Per room: time somebody waited for its key after a reset, and how much of that time
     no holder was online.
 
@@ -170,7 +167,7 @@ def _waiting_times(sim: Simulation, rooms: list[dict[str, Any]], horizon: float)
     """
     waiting: dict[str, list[tuple[float, float]]] = {}
     uncovered: dict[str, list[tuple[float, float]]] = {}
-    for o in sim.outcomes:
+    for o in sim.records.outcomes:
         if math.isnan(o.relogin_at):
             continue
         end = min(o.closed_at, horizon) if not math.isnan(o.closed_at) else horizon

@@ -1,39 +1,117 @@
 """The users' devices in a run: 2FA codes, logging in and out, delivering the server's pushes
 (through the faulty network, if any), and server restarts.
 
-:class:`DevicesMixin` is part of :class:`sim.engine.simulation.Simulation`.  A device is a real
-:class:`protocol.Client`, made on the user's first login and dropped when nobody follows the user
-any more; a login types the account password, the authenticator's code if the user has TOTP, and
-the remembered E2EE password, and may have to wait for a fresh code (:class:`Wait`).  At the 2FA
-gate of a reset, a user without TOTP types its password (RC's password fallback).
+A device is a real :class:`protocol.Client`, made on the user's first login and dropped when
+nobody follows the user any more; a login types the account password, the authenticator's code if
+the user has TOTP, and the remembered E2EE password, and may have to wait for a fresh code
+(:class:`~sim.engine.records.Wait`).  At the 2FA gate of a reset, a user without TOTP types its
+password (RC's password fallback, ``apps/meteor/app/2fa/server/code/PasswordCheckFallback.ts``).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from typing import Any
 
-from protocol import Client, E2EEState
+from protocol import Client, E2EEState, Server
 from protocol import totp as totp_lib
+from protocol.crypto import CryptoBackend
+from protocol.ledger import KeyLedger
 from protocol.room_server import SubscriptionChanged
+from protocol.transport import Transport
+from protocol.trust import KeyDirectory, Mitigations
 
-from ..inputs.streams import stream, stream_seed
+from ..inputs.churn import PresenceModel
+from ..inputs.streams import poisson, stream, stream_seed
+from .clock import Clock
 from .records import Device, Wait
-from .state import SimulationState
-from .workload import _poisson
 
-__all__ = ["DevicesMixin"]
+__all__ = ["Devices"]
 
 
-class DevicesMixin(SimulationState):
-    # ------------------------------------------------------------------ devices
+class Devices:
+    """Every user's device and what the person behind it remembers (passwords, authenticator,
+    recovery key).  ``devices[u]`` is user ``u``'s :class:`~sim.engine.records.Device`."""
 
-    def _device(self, u: int) -> Device:
-        return self.devices[u]
+    def __init__(
+        self,
+        clock: Clock,
+        server: Server,
+        presence: PresenceModel,
+        user_ids: list[str],
+        index: dict[str, int],
+        *,
+        seed: int,
+        backend: CryptoBackend,
+        ledger: KeyLedger,
+        mitigations: Mitigations,
+        directory: KeyDirectory,
+    ) -> None:
+        self.clock = clock
+        self.server = server
+        self.presence = presence
+        #: the roster (read only here)
+        self.user_ids = user_ids
+        self.index = index
+        self.seed = seed
+        self.backend = backend
+        self.ledger = ledger
+        self.mitigations = mitigations
+        self.directory = directory
+        self._devices: list[Device] = []
+        #: the E2E password each person remembers (None: it has none, or reset its key)
+        self.e2e_password: list[str | None] = []
+        #: the TOTP secret in each enrolled person's authenticator ("" while enrolling)
+        self.totp_secret: dict[int, str] = {}
+        self._last_step: dict[int, int] = {}
+        #: the recovery key each person kept (server-side key backup)
+        self.recovery_keys: dict[int, Any] = {}
+        self._client_seed = stream_seed(seed, "clients")
+        #: the faulty network, from the moment the deployment is set up (None: a perfect one)
+        self.transport: Transport | None = None
+        self._delivery_at: float | None = None
+        self.logins = 0
+        self.server_restarts = 0
+
+    def __getitem__(self, u: int) -> Device:
+        return self._devices[u]
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(self._devices)
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def add(self, u: int, *, twofa: bool) -> None:
+        """User ``u`` gets its device (no client yet); ``twofa``: it enrols TOTP once it has keys."""
+        assert u == len(self._devices)
+        self._devices.append(Device())
+        self.e2e_password.append(None)
+        if twofa:
+            self.totp_secret[u] = ""
+
+    def enrol_totp(self, u: int, now: float) -> None:
+        uid = self.user_ids[u]
+        enrollment = self.server.totp_enable(uid, now=now)
+        self.server.totp_validate_temp_token(uid, totp_lib.totp(enrollment.secret, now), now=now)
+        self.totp_secret[u] = enrollment.secret
+        self._last_step[u] = 0
+
+    def lose_authenticator(self, u: int) -> bool:
+        """The person loses its authenticator; False if it had none (left)."""
+        if u not in self.totp_secret:
+            return False
+        self.totp_secret.pop(u, None)
+        self._last_step.pop(u, None)
+        return True
+
+    # -- codes
 
     def _new_client(self, u: int) -> Client:
         # the n-th client of user u draws from its own stream: what other concerns do (traffic,
         # other users' logins) never shifts it
-        dev = self.devices[u]
+        dev = self._devices[u]
         dev.clients_made += 1
         entropy = random.Random(stream_seed(self._client_seed, f"u{u}/{dev.clients_made}"))
         client = Client(
@@ -61,28 +139,27 @@ class DevicesMixin(SimulationState):
         self._last_step[u] = step
         return totp_lib.hotp(secret, step)
 
-    def _code_ready_at(self, u: int, now: float) -> float:
+    def code_ready_at(self, u: int, now: float) -> float:
         """When the person next has an unused code inside the window (hardened: T-1..T+1)."""
         if not self.totp_secret.get(u) or not self.server.profile.reject_replay:
             return now
         return max(now, float(self._last_step.get(u, -1)) * 30.0)
 
-    def _code(self, u: int, now: float) -> str | None:
+    def code(self, u: int, now: float) -> str | None:
         """What the person types at a 2FA prompt: its authenticator's code, else (RC's password
         fallback) its account password."""
         code = self._totp(u, now)
         return code if code is not None else f"pw-u{u}"
 
-    def _login_code(self, u: int, now: float) -> str | None:
-        return self._totp(u, now)
+    # -- logging in and out
 
-    def _login(self, u: int, now: float, *, unlock: bool = True, fresh: bool = False) -> Client:
+    def login(self, u: int, now: float, *, unlock: bool = True, fresh: bool = False) -> Client:
         """Log user ``u`` in on its device; unlock E2EE with the remembered password.
 
         Under the hardened profile a person who already used this step's and the next step's
-        codes must wait for a fresh one: :class:`Wait` says until when.
+        codes must wait for a fresh one: :class:`~sim.engine.records.Wait` says until when.
         """
-        dev = self.devices[u]
+        dev = self._devices[u]
         if dev.client is None:
             dev.client = self._new_client(u)
         client = dev.client
@@ -90,11 +167,11 @@ class DevicesMixin(SimulationState):
             return client
         if now < dev.locked_until:  # locked out (lost authenticator) until an admin acts
             raise Wait(dev.locked_until)
-        ready = self._code_ready_at(u, now)
+        ready = self.code_ready_at(u, now)
         if ready > now:
             raise Wait(ready)
-        self.counters["logins"] += 1
-        client.login(f"pw-u{u}", now=now, code=self._login_code(u, now))
+        self.logins += 1
+        client.login(f"pw-u{u}", now=now, code=self._totp(u, now))
         if client.state == E2EEState.SAVE_PASSWORD:
             self.e2e_password[u] = client.random_password
             client.confirm_password_saved()
@@ -114,19 +191,37 @@ class DevicesMixin(SimulationState):
         )
         return client
 
-    def _logout(self, u: int, now: float) -> None:
-        dev = self.devices[u]
+    def logout(self, u: int, now: float) -> None:
+        dev = self._devices[u]
         if dev.client is not None and dev.client.online:
             dev.client.logout()
         dev.online_until = -1.0
         dev.ticking = False
-        self._pump(now)
+        self.pump(now)
 
-    def _online(self, u: int) -> bool:
-        client = self.devices[u].client
+    def online(self, u: int) -> bool:
+        client = self._devices[u].client
         return client is not None and client.online
 
-    def _pump(self, now: float) -> None:
+    def signed_out(self, u: int) -> None:
+        """``u``'s key was reset by an admin: its login tokens are gone, the device is dropped."""
+        dev = self._devices[u]
+        if dev.client is not None and dev.client.online:
+            dev.client.logout()
+        dev.client = None
+
+    def key_gone(self, u: int, now: float) -> None:
+        """``u``'s key pair is gone (and with it the E2E password it remembered): its device is
+        signed out."""
+        self.e2e_password[u] = None
+        dev = self._devices[u]
+        dev.online_until = -1.0
+        dev.ticking = False
+        self.pump(now)
+
+    # -- the network
+
+    def pump(self, now: float) -> None:
         """Deliver the server's pushes to the devices online now (through the faulty network, if
         any); traffic it holds back is delivered by a later event."""
         transport = self.transport
@@ -139,7 +234,7 @@ class DevicesMixin(SimulationState):
                 break
             for note in pending:
                 u = self.index[note.recipient_id]
-                client = self.devices[u].client
+                client = self._devices[u].client
                 if client is None or not client.online:
                     continue
                 if transport is not None and isinstance(note, SubscriptionChanged) and transport.crashes():
@@ -152,24 +247,25 @@ class DevicesMixin(SimulationState):
             due = transport.next_due
             if self._delivery_at is None or due < self._delivery_at:
                 self._delivery_at = due
-                self._at(due, self._deliver_held)
-
-    def schedule_restarts(self) -> None:
-        rate = float(self.sc.get("faults.server_restarts_per_day"))
-        rng = stream(self.seed, "restarts")
-        count = _poisson(rng, rate * self.horizon / 86400.0)
-        for t in sorted(rng.uniform(0, self.horizon) for _ in range(count)):
-            self._at(t, self._restart_server)
-
-    def _restart_server(self) -> None:
-        """The server restarts from its documents; connected devices reconnect and resync."""
-        self.counters["server_restarts"] += 1
-        self.server.restart()
-        for dev in self.devices:
-            if dev.client is not None and dev.client.online:
-                dev.client.sync(now=self.now)
-        self._pump(self.now)
+                self.clock.at(due, self._deliver_held)
 
     def _deliver_held(self) -> None:
         self._delivery_at = None
-        self._pump(self.now)
+        self.pump(self.clock.now)
+
+    def schedule_restarts(self, rate_per_day: float) -> None:
+        rng = stream(self.seed, "restarts")
+        horizon = self.clock.horizon
+        count = poisson(rng, rate_per_day * horizon / 86400.0)
+        for t in sorted(rng.uniform(0, horizon) for _ in range(count)):
+            self.clock.at(t, self._restart_server)
+
+    def _restart_server(self) -> None:
+        """The server restarts from its documents; connected devices reconnect and resync."""
+        self.server_restarts += 1
+        self.server.restart()
+        now = self.clock.now
+        for dev in self._devices:
+            if dev.client is not None and dev.client.online:
+                dev.client.sync(now=now)
+        self.pump(now)

@@ -1,151 +1,166 @@
 """Following a user's presence, and the holders' distribution loop.
 
-:class:`FollowingMixin` is part of :class:`sim.engine.simulation.Simulation`.  A user's device is logged in at
-each online start and out at each end only while the user matters (see the theory of operation in
-:mod:`sim.engine`); a followed holder with distribution work runs ``Client.tick`` every
-``tick_seconds`` from its login while it is online.
+A user's device is logged in at each online start and out at each end only while the user matters
+(see the theory of operation in :mod:`sim.engine.simulation`); a followed holder with distribution
+work runs ``Client.tick`` every ``tick_seconds`` from its login while it is online (RC's 10 s loop,
+``apps/meteor/client/lib/e2ee/rocketchat.e2e.ts``, ``initiateKeyDistribution``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-from protocol import Client, ProtocolError
+from protocol import Client, Server
 
-from .records import Wait
-from .state import SimulationState
+from ..inputs.churn import PresenceModel
+from .clock import Clock
+from .devices import Devices
+from .keys import KeyView
+from .records import Outcome, Records, Wait
 
-__all__ = ["FollowingMixin"]
+__all__ = ["Following"]
 
 
-class FollowingMixin(SimulationState):
+class Following:
+    """Logs followed users in and out with their presence and runs the holders' loops."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        server: Server,
+        presence: PresenceModel,
+        devices: Devices,
+        keys: KeyView,
+        records: Records,
+        *,
+        policy: str,
+        tick_s: float,
+    ) -> None:
+        self.clock = clock
+        self.server = server
+        self.presence = presence
+        self.devices = devices
+        self.keys = keys
+        self.records = records
+        self.policy = policy
+        self.tick_s = tick_s
+        #: the relogin of a user reset while offline (:meth:`sim.engine.resets.Resets.relogin`)
+        self.relogin: Callable[[int, list[Outcome]], None] = _no_relogin
+        self.ticks = 0
+
     # -- following a user's presence
 
     def follow(self, u: int) -> None:
         """Make sure ``u``'s device is logged in whenever ``u`` is online, from now on."""
         dev = self.devices[u]
-        now = self.now
-        if self._online(u) or dev.pending_login is not None:
+        now = self.clock.now
+        if self.devices.online(u) or dev.pending_login is not None:
             return
         start = self.presence.next_online_start(u, now)
-        if start is None or start >= self.horizon:
+        if start is None or start >= self.clock.horizon:
             return
         if start <= now:
-            self._session_start(u)
+            self.session_start(u)
         else:
             dev.pending_login = start
-            self._at(start, self._session_start, u)
+            self.clock.at(start, self.session_start, u)
 
-    def _session_start(self, u: int) -> None:
+    def session_start(self, u: int) -> None:
         dev = self.devices[u]
         dev.pending_login = None
-        now = self.now
-        if u in self.awaiting_relogin and now >= dev.locked_until and self.presence.is_online(u, now):
-            self._relogin(u, self.awaiting_relogin.pop(u))  # reset while offline: back now
+        now = self.clock.now
+        awaiting = self.records.awaiting_relogin
+        online = self.devices.online(u)
+        if u in awaiting and now >= dev.locked_until and self.presence.is_online(u, now):
+            self.relogin(u, awaiting.pop(u))  # reset while offline: back now
             return
-        if self._online(u) or now < dev.locked_until or not self.presence.is_online(u, now):
-            if not self._online(u) and now < dev.locked_until:
-                self._at(dev.locked_until, self._resume_after_lock, u)
-            elif u in self.awaiting_relogin:  # a stale start (a login that had to wait): the next
+        if online or now < dev.locked_until or not self.presence.is_online(u, now):
+            if not online and now < dev.locked_until:
+                self.clock.at(dev.locked_until, self.follow, u)
+            elif u in awaiting:  # a stale start (a login that had to wait): the next
                 self.follow(u)
             return
         if self.policy == "live":
-            self._co_present_members(u, now)
+            self.co_present_members(u, now)
         try:
-            self._login(u, now)
+            self.devices.login(u, now)
         except Wait as wait:
             dev.pending_login = wait.until
-            self._at(wait.until, self._session_start, u)
+            self.clock.at(wait.until, self.session_start, u)
             return
-        dev.online_until = self.presence.session_end(u, now)
-        self._at(dev.online_until, self._session_end, u)
-        self._after_login(u, now)
+        self.stay_for_session(u, now)
+        self.devices.pump(now)
+        self.maybe_tick(u)
 
-    def _resume_after_lock(self, u: int) -> None:
-        self.follow(u)
-
-    def _session_end(self, u: int) -> None:
-        now = self.now
+    def stay_for_session(self, u: int, now: float) -> None:
+        """``u``, just logged in, stays until its presence session ends."""
         dev = self.devices[u]
-        if dev.online_until > now + 1e-9 or not self._online(u):
+        dev.online_until = self.presence.session_end(u, now)
+        self.clock.at(dev.online_until, self.session_end, u)
+
+    def session_end(self, u: int) -> None:
+        now = self.clock.now
+        dev = self.devices[u]
+        if dev.online_until > now + 1e-9 or not self.devices.online(u):
             return  # a later session superseded this end
-        self._logout(u, now)
-        if self._relevant(u):
+        self.devices.logout(u, now)
+        if self.relevant(u):
             self.follow(u)
         else:
             dev.client = None  # nothing more to keep: the device's state was wiped at logout
 
-    def _relevant(self, u: int) -> bool:
-        uid = self.user_ids[u]
-        if any(key[0] == u for key in self.open):
+    def relevant(self, u: int) -> bool:
+        """Whether anybody needs ``u`` online (see the theory of operation)."""
+        uid = self.devices.user_ids[u]
+        if self.records.waits(u):
             return True
-        for rid in self.server.rooms_of(uid):  # a key waits for it to accept
-            if self.server.room(rid).subscriptions[uid].e2e_suggested_key:
+        server, holds = self.server, self.keys.holds
+        for rid in server.rooms_of(uid):  # a key waits for it to accept
+            if server.room(rid).subscriptions[uid].e2e_suggested_key:
                 return True
         if self.policy == "live":
             # it asks again at each login for a room it lacks the key of, if somebody holds it
             return any(
-                self.server.room(rid).encrypted
-                and not self._holds(rid, uid)
-                and self._holders(rid, exclude=uid)
-                for rid in self.server.rooms_of(uid)
+                server.room(rid).encrypted and not holds(rid, uid) and self.keys.holders(rid, exclude=uid)
+                for rid in server.rooms_of(uid)
             )
-        for rid in self.server.rooms_of(uid):
-            room = self.server.room(rid)
+        for rid in server.rooms_of(uid):
+            room = server.room(rid)
             # only a waiting member with a key pair can be served (a user reset by an admin gets
             # one when it logs in again, and wakes the holders then)
             if (
                 room.users_waiting
                 and not room.is_waiting(uid)
-                and self._holds(rid, uid)
-                and any(self.server.user(w.user_id).e2e_public_key for w in room.users_waiting)
+                and holds(rid, uid)
+                and any(server.user(w.user_id).e2e_public_key for w in room.users_waiting)
             ):
                 return True
         return False
 
-    def _holds(self, room_id: str, user_id: str) -> bool:
-        room = self.server.room(room_id)
-        sub = room.subscriptions.get(user_id)
-        if sub is None or sub.e2e_key is None or room.e2e_key_id is None:
-            return False
-        try:
-            return self.backend.wrapped_kid(sub.e2e_key) == room.e2e_key_id
-        except ProtocolError:
-            return False
-
-    def _holders(self, room_id: str, exclude: str | None = None) -> list[int]:
-        room = self.server.room(room_id)
-        return [self.index[uid] for uid in room.subscriptions if uid != exclude and self._holds(room_id, uid)]
-
-    def _co_present_members(self, u: int, now: float) -> None:
+    def co_present_members(self, u: int, now: float) -> None:
         """Live policy: log in every holder online at ``now`` in ``u``'s rooms that lack a key,
         so that ``u``'s request reaches exactly the members connected at this moment."""
-        uid = self.user_ids[u]
+        uid = self.devices.user_ids[u]
         for rid in self.server.rooms_of(uid):
             room = self.server.room(rid)
-            if not room.encrypted or self._holds(rid, uid):
+            if not room.encrypted or self.keys.holds(rid, uid):
                 continue
-            for m in self._holders(rid, exclude=uid):
+            for m in self.keys.holders(rid, exclude=uid):
                 if (
-                    not self._online(m)
+                    not self.devices.online(m)
                     and self.presence.is_online(m, now)
                     and now >= self.devices[m].locked_until
                 ):
                     try:
-                        self._login(m, now)
+                        self.devices.login(m, now)
                     except Wait:
                         continue  # still waiting for a code: misses this request
-                    dev = self.devices[m]
-                    dev.online_until = self.presence.session_end(m, now)
-                    self._at(dev.online_until, self._session_end, m)
-
-    def _after_login(self, u: int, now: float) -> None:
-        self._pump(now)
-        self._maybe_tick(u)
+                    self.stay_for_session(m, now)
 
     # -- the distribution loop
 
-    def _maybe_tick(self, u: int) -> None:
+    def maybe_tick(self, u: int) -> None:
         """Start ``u``'s tick chain if it is online, idle and has work (phase: its login time)."""
         if self.policy == "live":
             return
@@ -153,41 +168,46 @@ class FollowingMixin(SimulationState):
         client = dev.client
         if dev.ticking or client is None or not client.has_distribution_work():
             return
-        now = self.now
+        now = self.clock.now
         k = math.ceil((now - dev.login_at) / self.tick_s - 1e-9)
         t = dev.login_at + max(0, k) * self.tick_s
         if t >= dev.online_until:
             return
         dev.ticking = True
-        self._at(t, self._tick, u)
+        self.clock.at(t, self._tick, u)
 
     def _tick(self, u: int) -> None:
         dev = self.devices[u]
-        now = self.now
+        now = self.clock.now
         client = dev.client
         if client is None or not client.online or now >= dev.online_until:
             dev.ticking = False
             return
-        self._tick_once(u, client, now)
+        self.tick_once(u, client, now)
         if client.has_distribution_work() and now + self.tick_s < dev.online_until:
-            self._at(now + self.tick_s, self._tick, u)
+            self.clock.at(now + self.tick_s, self._tick, u)
         else:
             dev.ticking = False
 
-    def _tick_once(self, u: int, client: Client, now: float) -> None:
+    def tick_once(self, u: int, client: Client, now: float) -> None:
         """One run of ``u``'s distribution loop now, if it has work (at most one per instant)."""
         dev = self.devices[u]
         if client.has_distribution_work() and dev.last_tick_at != now:
-            self.counters["ticks"] += 1
+            self.ticks += 1
             dev.last_tick_at = now
             client.tick(now=now)
-            self._pump(now)
+            self.devices.pump(now)
 
-    def _wake_holders(self, room_id: str, waiting_user: str) -> None:
+    def wake_holders(self, room_id: str, waiting_user: str) -> None:
+        """Somebody waits in ``room_id``: its holders' loops run (followed if offline)."""
         if self.policy == "live":
             return
-        for m in self._holders(room_id, exclude=waiting_user):
-            if self._online(m):
-                self._maybe_tick(m)
+        for m in self.keys.holders(room_id, exclude=waiting_user):
+            if self.devices.online(m):
+                self.maybe_tick(m)
             else:
                 self.follow(m)
+
+
+def _no_relogin(u: int, rows: list[Outcome]) -> None:
+    raise RuntimeError(f"u{u} awaits a relogin, but the run has no resets")

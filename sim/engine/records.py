@@ -1,17 +1,36 @@
-"""What a simulation run records: the outcome and room rows, and per-device bookkeeping."""
+"""What a simulation run records: the outcome and room rows (:class:`Records`), and per-device
+bookkeeping.
+
+Each reset opens one outcome row per encrypted room of the user.  A row closes when the user is
+restored, when the same user resets again (``superseded_at``), when it leaves the room
+(``left_at``) or when it accepts a key a malicious server planted; the history it records is read
+then (:meth:`Records.snapshot`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from protocol import Client
+from protocol import Client, Server
+from protocol.crypto import CryptoBackend
 
 if TYPE_CHECKING:
     from ..inputs.scenario import Scenario
+    from .keys import KeyView
 
-__all__ = ["OUTCOME_COLUMNS", "ROOM_COLUMNS", "Device", "Outcome", "RoomStats", "RunResult", "Wait"]
+__all__ = [
+    "OUTCOME_COLUMNS",
+    "ROOM_COLUMNS",
+    "Device",
+    "Outcome",
+    "Records",
+    "RoomStats",
+    "RunResult",
+    "Wait",
+]
 
 
 OUTCOME_COLUMNS = (
@@ -145,3 +164,117 @@ class RunResult:
     adversary: dict[str, Any] | None = None
     #: what a faulty network did, when the scenario has one
     faults: dict[str, Any] | None = None
+
+
+class Records:
+    """The run's rows: outcome rows (open and closed), room statistics, and which rooms are lost."""
+
+    def __init__(self, server: Server, backend: CryptoBackend, keys: KeyView, user_ids: list[str]) -> None:
+        self.server = server
+        self.backend = backend
+        self.keys = keys
+        #: the roster (read only here)
+        self.user_ids = user_ids
+        self.outcomes: list[Outcome] = []
+        #: the rows still waiting, by (user, room)
+        self.open: dict[tuple[int, str], Outcome] = {}
+        self.room_stats: dict[str, RoomStats] = {}
+        #: rows of users reset while offline, who log in again at their next online start
+        self.awaiting_relogin: dict[int, list[Outcome]] = {}
+        #: when each user last lost its authenticator (and was locked out)
+        self.locked_out_at: dict[int, float] = {}
+        #: resets so far (each opens its rows under this number)
+        self.resets = 0
+        self.lost_count = 0
+        self.lost_rooms: set[str] = set()
+        self.lost_timeline: list[tuple[float, int]] = [(0.0, 0)]
+        #: called with (room, now) when a room loses its last holder (owners' room-key reset)
+        self.on_lost: Callable[[str, float], None] | None = None
+
+    def add_room(self, room_id: str) -> None:
+        self.room_stats[room_id] = RoomStats()
+
+    def waits(self, u: int) -> bool:
+        """Whether any row of ``u`` still waits."""
+        return any(key[0] == u for key in self.open)
+
+    def new_rows(self, u: int, reason: str, now: float) -> list[Outcome]:
+        """A reset of ``u`` now: one open row per encrypted room of ``u``.  Rows an earlier reset
+        left open are superseded (censored now)."""
+        self.resets += 1
+        for key in [k for k in self.open if k[0] == u]:
+            earlier = self.open[key]
+            earlier.superseded_at = now
+            self.close(earlier, now)
+        self.awaiting_relogin.pop(u, None)
+        # the first reset after a lockout carries it (whatever made it happen first)
+        locked_out_at = self.locked_out_at.pop(u, math.nan)
+        rows = []
+        for rid in self.server.rooms_of(self.user_ids[u]):
+            room = self.server.room(rid)
+            if not room.encrypted:
+                continue
+            outcome = Outcome(self.resets, reason, u, rid, room.t, len(room.subscriptions), now)
+            outcome.locked_out_at = locked_out_at
+            rows.append(outcome)
+            self.outcomes.append(outcome)
+            self.open[(u, rid)] = outcome
+        return rows
+
+    def close(self, outcome: Outcome, now: float) -> None:
+        """The row stops waiting (restored, superseded, left): keep the history the user has
+        now, and stop following the row."""
+        outcome.closed_at = now
+        self.snapshot(outcome)
+        self.open.pop((outcome.user, outcome.room), None)
+
+    def snapshot(self, o: Outcome) -> None:
+        """Record the history ``o``'s user has in ``o``'s room now: when the row closes or, for a
+        row still open, at the horizon.
+
+        ``history_messages`` counts the room's messages sent before the reset, ``history_unreadable``
+        those among them whose key the user does not hold (current key or ``oldRoomKeys``), and
+        ``old_keys_recovered`` the old room keys a restored user got back with the current one.
+        """
+        uid = self.user_ids[o.user]
+        sub = self.server.room(o.room).subscriptions.get(uid)
+        restored = not math.isnan(o.restored_at)
+        o.old_keys_recovered = len(sub.old_room_keys or []) if sub is not None and restored else 0
+        held = self._kids_held(o.room, uid)
+        before = [m for m in self.server.messages(o.room) if m.ts < o.reset_at and m.content is not None]
+        o.history_messages = len(before)
+        o.history_unreadable = sum(1 for m in before if self.backend.message_kid(m.content or {}) not in held)
+        o.snapshot = True
+
+    def _kids_held(self, room_id: str, user_id: str) -> set[str]:
+        sub = self.server.room(room_id).subscriptions.get(user_id)
+        if sub is None:
+            return set()
+        kids = {old.e2e_key_id for old in sub.old_room_keys or []}
+        if sub.e2e_key is not None:
+            kids.add(self.backend.wrapped_kid(sub.e2e_key))
+        return kids
+
+    def note_regained(self, room_id: str, now: float) -> None:
+        """A lost room has a holder again (a room-key reset, or a pending suggestion accepted)."""
+        if room_id in self.lost_rooms:
+            self.lost_rooms.discard(room_id)
+            self.lost_count -= 1
+            self.lost_timeline.append((now, self.lost_count))
+
+    def note_loss(self, room_id: str, now: float) -> None:
+        """After a reset or a leave: if no member holds the room's current key any more, the room
+        is lost."""
+        room = self.server.room(room_id)
+        if not room.encrypted or self.keys.holders(room_id):
+            return
+        stats = self.room_stats[room_id]
+        if math.isnan(stats.lost_at):
+            stats.lost_at = now
+        if room_id in self.lost_rooms:
+            return
+        self.lost_rooms.add(room_id)
+        self.lost_count += 1
+        self.lost_timeline.append((now, self.lost_count))
+        if self.on_lost is not None:
+            self.on_lost(room_id, now)

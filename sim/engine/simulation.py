@@ -32,50 +32,42 @@ A followed holder's distribution loop runs only while it is online and has work,
 continuous, so the phase is uniform).  Scheduling is done with plain timeout callbacks: one SimPy
 event per login, logout, tick, reset or message, and nothing for users nobody asks about.
 
+The parts of a run are collaborators the :class:`Simulation` holds, each with its own state:
+the :class:`~sim.engine.clock.Clock`, the users' :class:`~sim.engine.devices.Devices`, the
+:class:`~sim.engine.records.Records` of outcome and room rows, :class:`~sim.engine.following.Following`
+(presence and the holders' loops), :class:`~sim.engine.resets.Resets`, room
+:class:`~sim.engine.owners.Owners`, and :class:`~sim.engine.traffic.Traffic` and
+:class:`~sim.engine.traffic.Membership`.  Who holds a key is read off the server
+(:class:`~sim.engine.keys.KeyView`).  The simulation itself establishes the deployment, listens
+to the server's key events (which close outcome rows), and runs the clock.
+
 The run returns tidy rows (:class:`RunResult`); writing files is :mod:`sim.results`' job.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
-import simpy
-
-from protocol import Server, Settings
-from protocol import totp as totp_lib
 from protocol.adversary import ATTACKS, AdversarialServer, Attacks
 from protocol.crypto import CryptoBackend, get_backend
 from protocol.ledger import KeyLedger
-from protocol.profiles import get_profile
-from protocol.transport import FaultModel, Transport
+from protocol.transport import Transport
 from protocol.trust import KeyDirectory, Mitigations
 
-from ..inputs.churn import ChurnParams, Presence, PresenceModel
-from ..inputs.scenario import Scenario, ScenarioError
-from ..inputs.streams import stream, stream_seed
-from ..inputs.topology import RoomSpec, TopologyParams, generate_rooms
-from ..inputs.trace import TracePresence
-from .collect import collect, snapshot
-from .devices import DevicesMixin
-from .following import FollowingMixin
-from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Device, Outcome, RoomStats, RunResult
-from .workload import WorkloadMixin
-
-#: ChurnParams' field names -> the scenario keys they come from
-_CHURN_KEYS = {
-    "model": "model",
-    "mean_online_s": "mean_online_minutes",
-    "mean_offline_s": "mean_offline_minutes",
-    "shape": "shape",
-    "sigma": "sigma",
-    "rhythm": "rhythm",
-    "rhythm_amplitude": "rhythm_amplitude",
-    "rhythm_peak_hour": "rhythm_peak_hour",
-}
+from ..inputs.scenario import Scenario
+from ..inputs.streams import stream
+from . import setup
+from .clock import Clock
+from .collect import collect
+from .devices import Devices
+from .following import Following
+from .keys import KeyView
+from .owners import Owners
+from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Records, RunResult
+from .resets import Resets
+from .traffic import Membership, Traffic
 
 __all__ = [
     "OUTCOME_COLUMNS",
@@ -94,7 +86,7 @@ __all__ = [
 SIM_BACKUP_SCRYPT_N = 2
 
 
-class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
+class Simulation:
     """One run of one scenario with one seed."""
 
     def __init__(
@@ -109,285 +101,144 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
         self.seed = scenario.seed
         self.policy: str = scenario.get("simulation.policy")
         self.horizon = scenario.horizon_s
-        self.tick_s = float(scenario.get("simulation.tick_seconds"))
-        self.n = scenario.users
         self.run_id = f"{scenario.name}-{self.seed}"
         self.progress = progress
         self.check_invariants = check_invariants
-        self.env = simpy.Environment()
-        #: the exact time of the action being run (see :meth:`_fire`)
-        self.now = 0.0
         self.backend: CryptoBackend = get_backend(scenario.get("simulation.crypto"))
         self.ledger = KeyLedger()
-        settings = Settings(
-            e2e_enabled=True,
-            e2e_default_direct_rooms=True,
-            e2e_default_private_rooms=True,
-            email_auto_opt_in=False,
-        )
-        profile = get_profile(scenario.get("simulation.profile"))
-        if backup_scrypt_n is not None and profile.backup_hash == "scrypt":
-            profile = dataclasses.replace(profile, backup_scrypt_n=backup_scrypt_n)
         adversary = scenario.values["adversary"]
         self.attacks = Attacks(**{name: bool(adversary[name]) for name in ATTACKS})
         self.mitigations = Mitigations.named(adversary["mitigation"])
         self.directory = KeyDirectory()
-        f = scenario.values["faults"]
-        self.faults = FaultModel(
-            request_loss=f["request_loss"],
-            request_duplicate=f["request_duplicate"],
-            request_delay=f["request_delay"],
-            push_loss=f["push_loss"],
-            push_duplicate=f["push_duplicate"],
-            push_delay=f["push_delay"],
-            delay_mean_s=f["delay_mean_seconds"],
-            crash_on_push=f["crash_on_push"],
+        self.faults = setup.fault_model(scenario)
+        self.server = setup.make_server(
+            scenario,
+            policy=self.policy,
+            attacks=self.attacks,
+            backend=self.backend,
+            backup_scrypt_n=backup_scrypt_n,
         )
-        self.transport: Transport | None = None
-        self._delivery_at: float | None = None
-        self.server: Server
-        if self.attacks.any:
-            # an honest server while the deployment is set up; the operator turns at time 0
-            self.server = AdversarialServer(
-                settings,
-                profile=profile,
-                entropy=stream(self.seed, "server"),
-                policy=self.policy,
-                attacks=Attacks(),
-                backend=self.backend,
-            )
-        else:
-            self.server = Server(
-                settings,
-                profile=profile,
-                entropy=stream(self.seed, "server"),
-                policy=self.policy,
-            )
         self.server.listeners.append(self._on_key_event)
-        self.presence: PresenceModel = self._make_presence()
+        self.presence = setup.make_presence(scenario)
+        self.stationary_online = setup.stationary_online(scenario, self.presence)
+        #: the roster, filled by :meth:`establish`: user number -> id, and back
         self.user_ids: list[str] = []
         self.index: dict[str, int] = {}
-        self.e2e_password: list[str | None] = []
-        self.totp_secret: dict[int, str] = {}
-        self._last_step: dict[int, int] = {}
-        self.devices: list[Device] = []
         self.room_ids: list[str] = []
-        self.specs: dict[str, RoomSpec] = {}
-        self.room_stats: dict[str, RoomStats] = {}
-        self.outcomes: list[Outcome] = []
-        self.open: dict[tuple[int, str], Outcome] = {}
-        #: rows of users reset while offline, who log in again at their next online start
-        self.awaiting_relogin: dict[int, list[Outcome]] = {}
-        self.locked_out_at: dict[int, float] = {}
-        self.lost_count = 0
-        self.lost_rooms: set[str] = set()
-        self.lost_timeline: list[tuple[float, int]] = [(0.0, 0)]
-        self.reset_counter = 0
-        self.counters = {
-            "events": 0,
-            "logins": 0,
-            "ticks": 0,
-            "resets": 0,
-            "resets_absorbed": 0,
-            "messages": 0,
-            "server_restarts": 0,
-        }
-        self._rng_resets = stream(self.seed, "resets")
-        self._rng_traffic = stream(self.seed, "traffic")
-        self._rng_membership = stream(self.seed, "membership")
-        self._rng_recovery = stream(self.seed, "recovery")
-        self._rng_rotation = stream(self.seed, "rotation")
-        self._client_seed = stream_seed(self.seed, "clients")
+        self._make_parts()
+
+    def _make_parts(self) -> None:
+        """The collaborators of a run, each given only what it reads and calls."""
+        sc, server, presence, seed, policy = self.sc, self.server, self.presence, self.seed, self.policy
+        self.clock = clock = Clock(self.horizon)
+        self.keys = keys = KeyView(server, self.backend, self.index)
+        self.devices = devices = Devices(
+            clock,
+            server,
+            presence,
+            self.user_ids,
+            self.index,
+            seed=seed,
+            backend=self.backend,
+            ledger=self.ledger,
+            mitigations=self.mitigations,
+            directory=self.directory,
+        )
+        self.records = records = Records(server, self.backend, keys, self.user_ids)
+        self.following = following = Following(
+            clock,
+            server,
+            presence,
+            devices,
+            keys,
+            records,
+            policy=policy,
+            tick_s=float(sc.get("simulation.tick_seconds")),
+        )
+        self.resets = resets = Resets(
+            clock,
+            server,
+            presence,
+            devices,
+            keys,
+            records,
+            following,
+            values=sc.values["resets"],
+            scripted=[(s.at, s.user) for s in sc.scripted_resets],
+            policy=policy,
+            seed=seed,
+        )
+        self.owners = Owners(
+            clock, server, presence, devices, keys, records, following, resets, policy=policy, seed=seed
+        )
+        if sc.get("recovery.owner_resets_lost_rooms"):
+            records.on_lost = self.owners.recover
+        self.traffic = Traffic(clock, server, presence, devices, keys, records, following, seed=seed)
+        self.membership = Membership(clock, server, devices, keys, records, following, seed=seed)
 
     # ------------------------------------------------------------------ set-up
 
-    def _churn_params(self) -> list[ChurnParams] | Callable[[int], ChurnParams]:
-        c = self.sc.values["churn"]
-
-        def params(where: str, model: str, on_min: float, off_min: float, shape: float) -> ChurnParams:
-            try:
-                return ChurnParams(
-                    model=model,
-                    mean_online_s=on_min * 60.0,
-                    mean_offline_s=off_min * 60.0,
-                    shape=shape,
-                    sigma=c["sigma"],
-                    rhythm=c["rhythm"],
-                    rhythm_amplitude=c["rhythm_amplitude"],
-                    rhythm_peak_hour=c["rhythm_peak_hour"],
-                )
-            except ValueError as exc:  # "shape: ...": name the scenario key it came from
-                name, _, problem = str(exc).partition(":")
-                key = _CHURN_KEYS.get(name.strip(), "")
-                if key in ("sigma", "rhythm", "rhythm_amplitude", "rhythm_peak_hour"):
-                    where = "churn"  # these are never per class
-                raise ScenarioError(f"{where}.{key}" if key else where, problem.strip() or str(exc)) from None
-
-        if not self.sc.classes:
-            base = params(
-                "churn", c["model"], c["mean_online_minutes"], c["mean_offline_minutes"], c["shape"]
-            )
-            return lambda _user: base
-        # users are assigned to classes in contiguous blocks by fraction (deterministic)
-        bounds: list[tuple[int, ChurnParams]] = []
-        acc = 0.0
-        for i, cls in enumerate(self.sc.classes):
-            acc += cls.fraction
-            bounds.append(
-                (
-                    round(acc * self.n),
-                    params(
-                        f"population.classes[{i}]",
-                        cls.model,
-                        cls.mean_online_minutes,
-                        cls.mean_offline_minutes,
-                        cls.shape,
-                    ),
-                )
-            )
-        table = []
-        start = 0
-        for end, p in bounds:
-            table += [p] * (end - start)
-            start = end
-        table += [bounds[-1][1]] * (self.n - len(table))
-        return table
-
-    def _make_presence(self) -> PresenceModel:
-        c = self.sc.values["churn"]
-        try:
-            if c["model"] == "trace":
-                names = {f"u{i}": i for i in range(self.n)}
-                return TracePresence.from_csv(self.sc.resolve(c["trace"]), names)
-            presence = Presence(self.seed, self._churn_params(), self.n)
-            presence.params(0)
-        except ScenarioError:
-            raise
-        except ValueError as exc:
-            raise ScenarioError("churn.trace" if c["model"] == "trace" else "churn", str(exc)) from None
-        p = presence.params(0)
-        if not self.sc.classes and c["rhythm"] == "none":
-            # the online probability every user has at every moment, independently of the others;
-            # a rhythm makes users' presence depend on the hour (and on each other's), and classes
-            # give each its own p, so then there is no single p (nor an analytic curve)
-            self.stationary_online: float | None = p.stationary_online
-        return presence
-
     def establish(self) -> None:
         """Time 0: users with key pairs, rooms whose members all hold the room key."""
-        sc = self.sc
-        twofa = float(sc.get("resets.twofa_fraction"))
+        server, devices = self.server, self.devices
+        twofa = float(self.sc.get("resets.twofa_fraction"))
         rng_2fa = stream(self.seed, "twofa")
-        for u in range(self.n):
-            uid = self.server.create_user(f"u{u}", f"pw-u{u}")
+        for u in range(self.sc.users):
+            uid = server.create_user(f"u{u}", f"pw-u{u}")
             self.user_ids.append(uid)
             self.index[uid] = u
-            self.devices.append(Device())
-            self.e2e_password.append(None)
-            if twofa and rng_2fa.random() < twofa:
-                self.totp_secret[u] = ""  # enrolled once the keys exist, below
+            devices.add(u, twofa=bool(twofa) and rng_2fa.random() < twofa)
         # every user creates its keys through the client
-        for u in range(self.n):
-            self._login(u, 0.0, unlock=True)
-        rooms = self._room_specs()
-        for spec in rooms:
+        for u in range(len(devices)):
+            devices.login(u, 0.0, unlock=True)
+        for spec in setup.room_specs(self.sc):
             owner = self.user_ids[spec.members[0]]
             others = [self.user_ids[m] for m in spec.members[1:]]
             if spec.t == "d":
-                rid = self.server.create_direct_message(owner, others[0], encrypted=spec.encrypted, now=0.0)
+                rid = server.create_direct_message(owner, others[0], encrypted=spec.encrypted, now=0.0)
             else:
-                rid = self.server.create_private_group(
+                rid = server.create_private_group(
                     owner, f"group-{len(self.room_ids)}", others, encrypted=spec.encrypted, now=0.0
                 )
             self.room_ids.append(rid)
-            self.specs[rid] = spec
-            self.room_stats[rid] = RoomStats()
-            self._pump(0.0)
+            self.records.add_room(rid)
+            devices.pump(0.0)
         # everybody settles, then logs out; presence takes over
-        for u in range(self.n):
-            client = self.devices[u].client
-            assert client is not None
-            client.sync(now=0.0)
-        self._pump(0.0)
+        for dev in devices:
+            assert dev.client is not None
+            dev.client.sync(now=0.0)
+        devices.pump(0.0)
         for room_id in self.room_ids:
-            room = self.server.room(room_id)
+            room = server.room(room_id)
             if room.encrypted and room.users_waiting:
                 raise RuntimeError(f"establishment left {room_id} with a queue")
-        for u in range(self.n):
-            self._logout(u, 0.0)
-            self.devices[u].client = None
-        for u in sorted(self.totp_secret):
-            uid = self.user_ids[u]
-            enrollment = self.server.totp_enable(uid, now=0.0)
-            self.server.totp_validate_temp_token(uid, totp_lib.totp(enrollment.secret, 0.0), now=0.0)
-            self.totp_secret[u] = enrollment.secret
-            self._last_step[u] = 0
-        self.lost_count = 0
-
-    def _room_specs(self) -> list[RoomSpec]:
-        r = self.sc.values["rooms"]
-        params = TopologyParams(
-            generator=r["generator"],
-            dms=r["dms"],
-            groups=r["groups"],
-            group_size=r["group_size"],
-            group_size_dist=r["group_size_dist"],
-            group_size_max=r["group_size_max"],
-            unencrypted_fraction=r["unencrypted_fraction"],
-            communities=r["communities"],
-            p_in=r["p_in"],
-            p_out=r["p_out"],
-            ba_m=r["ba_m"],
-            ws_k=r["ws_k"],
-            ws_p=r["ws_p"],
-            file=str(self.sc.resolve(r["file"])) if r["file"] else None,
-        )
-        explicit = [
-            RoomSpec(t=e.type, members=e.members, encrypted=e.encrypted, owner=e.members[0])
-            for e in self.sc.explicit_rooms
-        ]
-        try:
-            return generate_rooms(params, self.n, stream(self.seed, "topology"), explicit=explicit)
-        except ValueError as exc:
-            # topology's messages start with the parameter's name ("dms: ...")
-            name = str(exc).split(":", 1)[0].strip()
-            key = f"rooms.{name}" if name in self.sc.values["rooms"] else "rooms"
-            raise ScenarioError(key, str(exc).split(":", 1)[-1].strip()) from None
-
-    # ------------------------------------------------------------------ scheduling
-
-    def _at(self, t: float, action: Callable[..., None], *args: Any) -> None:
-        """Run ``action(*args)`` at time ``t`` (now if ``t`` is not in the future)."""
-        if t >= self.horizon:
-            return
-        when = max(t, self.now)
-        self.counters["events"] += 1
-        event = self.env.timeout(max(0.0, when - self.env.now))
-        event.callbacks.append(lambda _ev: self._fire(when, action, args))
-
-    def _fire(self, when: float, action: Callable[..., None], args: tuple[Any, ...]) -> None:
-        # SimPy reaches now + (when - now), which can miss ``when`` by one ulp; actions read the
-        # exact intended time, so "online at its session start" stays true.
-        self.now = when
-        action(*args)
+        for u, dev in enumerate(devices):
+            devices.logout(u, 0.0)
+            dev.client = None
+        for u in sorted(devices.totp_secret):
+            devices.enrol_totp(u, 0.0)
 
     # ------------------------------------------------------------------ key events
 
     def _on_key_event(self, event: str, room_id: str, user_id: str) -> None:
-        now = self.now
+        """The server's key events: a room's queue starts, a member is served, accepts or stores
+        a key.  They close outcome rows (restored, or planted) and mark lost rooms regained."""
+        now = self.clock.now
         u = self.index.get(user_id)
         if u is None:
             return
-        outcome = self.open.get((u, room_id))
+        records = self.records
+        outcome = records.open.get((u, room_id))
         if event == "queued":
-            stats = self.room_stats.get(room_id)
+            stats = records.room_stats.get(room_id)
             if stats is not None and stats.waiting_since is None:
                 stats.waiting_since = now
             return
-        if event == "suggested" and outcome is None and not self._online(u):
-            self.follow(u)  # it accepts at its next login (a joiner, or after a room-key reset)
-        if event in ("accepted", "stored") and room_id in self.lost_rooms and self._holds(room_id, user_id):
-            self._note_regained(room_id, now)
+        if event == "suggested" and outcome is None and not self.devices.online(u):
+            self.following.follow(u)  # it accepts at its next login (a joiner, or after a room-key reset)
+        holds = event in ("accepted", "stored") and self.keys.holds(room_id, user_id)
+        if holds and room_id in records.lost_rooms:
+            records.note_regained(room_id, now)
         if outcome is None:
             return
         if event == "suggested" and math.isnan(outcome.served_at):
@@ -396,27 +247,18 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
             # a key the malicious server made, under the room's kid: the user reads and writes a
             # room nobody else can read, and is never queued again
             outcome.restored_via = "planted"
-            self._close(outcome, now)
-        elif event in ("accepted", "stored") and self._holds(room_id, user_id):
+            records.close(outcome, now)
+        elif holds:
             outcome.restored_at = now
             if math.isnan(outcome.served_at):  # a key the user stored itself (room-key reset)
                 outcome.served_at = now
             if event == "stored":
                 outcome.restored_via = "room_key_reset"
-            elif self._restoring_from_backup:
+            elif self.resets.restoring_from_backup:
                 outcome.restored_via = "backup"
             else:
                 outcome.restored_via = "holder"
-            self._close(outcome, now)
-
-    def _close(self, outcome: Outcome, now: float) -> None:
-        """The row stops waiting (restored, superseded, left): keep the history the user has
-        now, and stop following the row."""
-        outcome.closed_at = now
-        snapshot(self, outcome)
-        self.open.pop((outcome.user, outcome.room), None)
-
-    _restoring_from_backup = False
+            records.close(outcome, now)
 
     def _planted(self, room_id: str, user_id: str) -> bool:
         server = self.server
@@ -429,21 +271,17 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
 
     def run(self) -> RunResult:
         started = time.perf_counter()
-        self.recovery_keys = {}
         self.establish()
         if isinstance(self.server, AdversarialServer):
             self.server.attacks = self.attacks
         if self.faults.any:  # the network turns faulty once the deployment is set up
-            self.transport = Transport(self.server, self.faults, stream(self.seed, "faults"))
-        self.schedule_restarts()
+            self.devices.transport = Transport(self.server, self.faults, stream(self.seed, "faults"))
+        self.devices.schedule_restarts(float(self.sc.get("faults.server_restarts_per_day")))
         established = time.perf_counter()
-        self.schedule_resets()
-        self.schedule_traffic()
-        self.schedule_membership()
-        self.schedule_rotations()
+        self._schedule()
         steps = 200
         for i in range(1, steps + 1):
-            self.env.run(until=self.horizon * i / steps)
+            self.clock.run_until(self.horizon * i / steps)
             if self.progress is not None:
                 self.progress(i / steps)
         finished = time.perf_counter()
@@ -453,12 +291,34 @@ class Simulation(DevicesMixin, FollowingMixin, WorkloadMixin):
                 "wall_s": finished - started,
                 "establish_s": established - started,
                 "simulate_s": finished - established,
-                "events": self.counters.pop("events"),
-                "presence_events": getattr(self.presence, "events_generated", 0),
-                **self.counters,
+                **self.counters(),
             }
         )
         return result
+
+    def _schedule(self) -> None:
+        """Every event of the run, drawn up front, each kind from its own stream."""
+        sc = self.sc
+        self.resets.schedule()
+        self.traffic.schedule(float(sc.get("traffic.messages_per_room_day")), self.room_ids)
+        m = sc.values["membership"]
+        self.membership.schedule(m["join_rate_per_room_day"], m["leave_rate_per_room_day"], self.room_ids)
+        self.owners.schedule_rotations(
+            float(sc.get("recovery.room_key_rotation_per_room_day")), self.room_ids
+        )
+
+    def counters(self) -> dict[str, int]:
+        """What the run did, counted (the ``stats`` of :class:`RunResult`, besides timings)."""
+        return {
+            "events": self.clock.events,
+            "presence_events": getattr(self.presence, "events_generated", 0),
+            "logins": self.devices.logins,
+            "ticks": self.following.ticks,
+            "resets": self.records.resets,
+            "resets_absorbed": self.resets.absorbed,
+            "messages": self.traffic.messages,
+            "server_restarts": self.devices.server_restarts,
+        }
 
 
 def run_scenario(

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import random
 
-__all__ = ["stream", "stream_seed", "unit"]
+import numpy
+
+__all__ = ["poisson", "stream", "stream_seed", "unit"]
 
 _MASK = (1 << 64) - 1
 
@@ -46,3 +48,10 @@ def unit(key: int, *counters: int) -> float:
         z = _mix(z ^ (c & _MASK))
     z = _mix(z)
     return ((z >> 11) + 0.5) / float(1 << 53)
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson count, drawn by numpy from a seed taken from ``rng`` (deterministic)."""
+    if mean <= 0:
+        return 0
+    return int(numpy.random.default_rng(rng.getrandbits(64)).poisson(mean))
