@@ -39,14 +39,32 @@ class FinishedRun(Protocol):
 
 def collect(sim: FinishedRun) -> RunResult:
     """The run's tidy rows, read off the server and the bookkeeping at the horizon."""
-    horizon = sim.horizon
     base = {"run_id": sim.run_id, "seed": sim.seed, "policy": sim.policy}
-    outcomes = []
+    outcomes = _outcome_rows(sim, base)
+    rooms = _room_rows(sim, base)
+    _waiting_times(sim, rooms, sim.horizon)
+    return RunResult(
+        scenario=sim.sc,
+        run_id=sim.run_id,
+        outcomes=outcomes,
+        rooms=rooms,
+        lost_timeline=sim.records.lost_timeline,
+        violations=_violations(sim) if sim.check_invariants else [],
+        invariants_checked=sim.check_invariants,
+        stationary_online=sim.stationary_online,
+        adversary=_adversary(sim),
+        faults=_faults(sim),
+    )
+
+
+def _outcome_rows(sim: FinishedRun, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per reset and encrypted room of the user (``OUTCOME_COLUMNS``)."""
     records = sim.records
+    rows = []
     for o in records.outcomes:
         if not o.snapshot:
             records.snapshot(o)  # still waiting at the horizon
-        outcomes.append(
+        rows.append(
             {
                 **base,
                 "reset_id": o.reset_id,
@@ -72,12 +90,16 @@ def collect(sim: FinishedRun) -> RunResult:
                 "history_unreadable": o.history_unreadable,
             }
         )
-    rooms = []
+    return rows
+
+
+def _room_rows(sim: FinishedRun, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per room (``ROOM_COLUMNS``); the waiting times are filled in afterwards."""
+    rows = []
     for rid in sim.room_ids:
         room = sim.server.room(rid)
-        stats = records.room_stats[rid]
-        lost = room.encrypted and not sim.keys.holders(rid)
-        rooms.append(
+        stats = sim.records.room_stats[rid]
+        rows.append(
             {
                 **base,
                 "room": rid,
@@ -86,32 +108,22 @@ def collect(sim: FinishedRun) -> RunResult:
                 "encrypted": room.encrypted,
                 "waiting_s": stats.waiting_s,
                 "no_online_holder_s": stats.no_online_holder_s,
-                "lost": lost,
+                "lost": room.encrypted and not sim.keys.holders(rid),
                 "lost_at": stats.lost_at,
                 "room_key_resets": stats.room_key_resets,
                 "room_key_rotations": stats.room_key_rotations,
                 "messages": stats.messages,
             }
         )
-    _waiting_times(sim, rooms, horizon)
-    violations: list[str] = []
-    if sim.check_invariants:
-        from protocol import check_all
+    return rows
 
-        clients = {sim.user_ids[u]: d.client for u, d in enumerate(sim.devices) if d.client is not None}
-        violations = [str(v) for v in check_all(sim.server, clients, sim.ledger)]
-    return RunResult(
-        scenario=sim.sc,
-        run_id=sim.run_id,
-        outcomes=outcomes,
-        rooms=rooms,
-        lost_timeline=records.lost_timeline,
-        violations=violations,
-        invariants_checked=sim.check_invariants,
-        stationary_online=sim.stationary_online,
-        adversary=_adversary(sim),
-        faults=_faults(sim),
-    )
+
+def _violations(sim: FinishedRun) -> list[str]:
+    """The protocol's invariants, checked on the server and the devices left at the horizon."""
+    from protocol import check_all
+
+    clients = {sim.user_ids[u]: d.client for u, d in enumerate(sim.devices) if d.client is not None}
+    return [str(v) for v in check_all(sim.server, clients, sim.ledger)]
 
 
 def _faults(sim: FinishedRun) -> dict[str, Any] | None:
