@@ -5,13 +5,16 @@ M rooms, all logged in, u0 with TOTP.  :func:`explore` (:mod:`.explorer`) applie
 operation (:mod:`.operations`) to every state, breadth-first, so the first violation found has a
 shortest trace.  States are told apart by :func:`canonical` (:mod:`.identity`), which renames
 random names by first appearance and leaves out what cannot change what happens next.  Safety is
-checked after every step, during it (:mod:`.operations`) and on the state (:mod:`.properties`);
-liveness from every new state, after a settle (:mod:`.properties`).
+checked after every step, during it (:mod:`.actions`, :mod:`.step_checks`) and on the state
+(:mod:`.properties`); liveness from every new state, after a settle (:mod:`.properties`).
 
 The modules, in layers (each imports only those above it):
 
 * :mod:`.world`: the deployment, its names and clock, small entropy sources, snapshots;
-* :mod:`.operations`: the operations table, guards, actions, checks made during a step;
+* :mod:`.membership`: who is in a room, who holds its key, who a legacy client serves;
+* :mod:`.step_checks`: the checks made around every step (queue left, ``live`` handshakes);
+* :mod:`.actions`: what each operation does, and the checks it makes as it happens;
+* :mod:`.operations`: the operations table, guards, and applying one;
 * :mod:`.properties`: safety on a state, liveness after a settle;
 * :mod:`.identity`: the canonical walk of a state, the set of states seen;
 * :mod:`.explorer`: the breadth-first search and its :class:`CheckResult`.

@@ -8,7 +8,7 @@ safety, then (on itself) for liveness (:mod:`.properties`); a crash of the proto
 A state is stored as its trace and rebuilt by replaying it from a snapshot of the initial world
 (:func:`~.world.dump`); entropy sources are part of the snapshot, so a state is a function of its
 trace.  :class:`CheckResult` carries the statistics and the shortest failing trace as readable
-steps.
+steps.  May import :mod:`protocol` and every other module of the checker.
 """
 
 from __future__ import annotations
@@ -115,71 +115,110 @@ def explore(
         raise ValueError(f"depth: must be >= 0, got {depth}")
     if max_states is not None and max_states < 1:
         raise ValueError(f"max-states: must be >= 1, got {max_states}")
-    started = time.perf_counter()
-    root = World(users, rooms, policy, seed=seed)
-    snapshot = dump(root)
-    seen = Seen()
-    seen.add(root)
-    transitions = level = 0
+    return _Search(users, rooms, depth, policy, max_states, eventually=eventually, seed=seed).run()
 
-    def result(found: Sequence[Violation] = (), steps: Sequence[str] = (), **flags: bool) -> CheckResult:
-        violations = tuple(root.name(str(v)) for v in found)
-        trace = (_start(root), *(root.name(s) for s in steps)) if found else ()
-        elapsed = time.perf_counter() - started
-        return CheckResult(
-            users,
-            rooms,
-            depth,
-            policy,
-            seen.count,
-            transitions,
-            elapsed,
-            level,
-            violations=violations,
-            trace=trace,
-            **flags,
-        )
 
-    def check(w: World, trace: tuple[Op, ...], *, new: bool) -> CheckResult | None:
+def _crashed(exc: Exception) -> Violation:
+    """The violation a crash of the protocol is reported as."""
+    return Violation("operation_failed", f"{type(exc).__name__}: {exc}")
+
+
+class _Search:
+    """One search: its scope, the initial world and its snapshot, the states seen, the counters."""
+
+    def __init__(
+        self,
+        users: int,
+        rooms: int,
+        depth: int,
+        policy: str,
+        max_states: int | None,
+        *,
+        eventually: bool,
+        seed: int,
+    ) -> None:
+        self.users, self.rooms, self.depth, self.policy = users, rooms, depth, policy
+        self.max_states, self.eventually = max_states, eventually
+        self.started = time.perf_counter()
+        self.root = World(users, rooms, policy, seed=seed)
+        self.snapshot = dump(self.root)
+        self.seen = Seen()
+        self.seen.add(self.root)
+        #: operations applied, and the level being expanded
+        self.transitions = self.level = 0
+
+    def run(self) -> CheckResult:
+        """Level by level, from the initial state."""
+        if failed := self.check(load(self.snapshot), ()):
+            return failed
+        frontier: list[tuple[Op, ...]] = [()]
+        for level in range(self.depth):
+            self.level = level
+            following: list[tuple[Op, ...]] = []
+            for trace in frontier:
+                if stopped := self.expand(trace, following):
+                    return stopped
+            frontier = following
+            if not frontier:
+                self.level += 1
+                return self.result(exhausted=True)
+        self.level = self.depth
+        return self.result()
+
+    def expand(self, trace: tuple[Op, ...], following: list[tuple[Op, ...]]) -> CheckResult | None:
+        """Apply every operation enabled after ``trace``, adding the new states' traces to
+        ``following``; the result if the search stops here."""
+        parent = _rebuild(self.snapshot, trace)
+        parent_bytes = dump(parent)
+        for op in enabled_ops(parent):
+            self.transitions += 1
+            child, child_trace = load(parent_bytes), (*trace, op)
+            try:
+                found = apply(child, op)
+                new = not found and self.seen.add(child)
+            except Exception as exc:  # a crash of the protocol is a finding, not an accident
+                found, new = [_crashed(exc)], False
+            if found:
+                return self.result(found, [describe(child, o) for o in child_trace])
+            if not new:
+                continue
+            following.append(child_trace)
+            if failed := self.check(child, child_trace):
+                return failed
+            if self.max_states is not None and self.seen.count >= self.max_states:
+                return self.result(capped=True)
+        return None
+
+    def check(self, w: World, trace: tuple[Op, ...]) -> CheckResult | None:
         """The safety properties of a new state, then (on ``w`` itself) the liveness ones."""
         found: list[Violation] = []
         suffix: list[str] = []
         try:
-            found = check_state(w) if new else []
-            if not found and new and eventually:
+            found = check_state(w)
+            if not found and self.eventually:
                 found, suffix = check_eventually(w)
         except Exception as exc:  # a crash of the protocol is a finding, not an accident
-            found, suffix = [Violation("operation_failed", f"{type(exc).__name__}: {exc}")], ["settle"]
-        return result(found, [describe(w, op) for op in trace] + suffix) if found else None
+            found, suffix = [_crashed(exc)], ["settle"]
+        return self.result(found, [describe(w, op) for op in trace] + suffix) if found else None
 
-    if failed := check(load(snapshot), (), new=True):
-        return failed
-    frontier: list[tuple[Op, ...]] = [()]
-    for level in range(depth):
-        following: list[tuple[Op, ...]] = []
-        for trace in frontier:
-            parent = _rebuild(snapshot, trace)
-            parent_bytes = dump(parent)
-            for op in enabled_ops(parent):
-                transitions += 1
-                child, child_trace = load(parent_bytes), (*trace, op)
-                try:
-                    found = apply(child, op)
-                    new = not found and seen.add(child)
-                except Exception as exc:  # a crash of the protocol is a finding, not an accident
-                    found, new = [Violation("operation_failed", f"{type(exc).__name__}: {exc}")], False
-                if found:
-                    return result(found, [describe(child, o) for o in child_trace])
-                if not new:
-                    continue
-                following.append(child_trace)
-                if failed := check(child, child_trace, new=True):
-                    return failed
-                if max_states is not None and seen.count >= max_states:
-                    return result(capped=True)
-        frontier = following
-        if not frontier:
-            level += 1
-            return result(exhausted=True)
-    level = depth
-    return result()
+    def result(
+        self, found: Sequence[Violation] = (), steps: Sequence[str] = (), **flags: bool
+    ) -> CheckResult:
+        """The result as of now: the statistics, and the violations ``found`` with their trace."""
+        root = self.root
+        violations = tuple(root.name(str(v)) for v in found)
+        trace = (_start(root), *(root.name(s) for s in steps)) if found else ()
+        elapsed = time.perf_counter() - self.started
+        return CheckResult(
+            self.users,
+            self.rooms,
+            self.depth,
+            self.policy,
+            self.seen.count,
+            self.transitions,
+            elapsed,
+            self.level,
+            violations=violations,
+            trace=trace,
+            **flags,
+        )

@@ -9,7 +9,8 @@ password).  Left out, as they cannot change what happens next: timestamps, the o
 about keys nothing refers to any more.  Joining orders are kept: they order pushes (no symmetry
 reduction).  :class:`Seen` keeps 64-bit hashes of these walks.
 
-The walk only reads: it must not change the world it describes.
+The walk only reads: it must not change the world it describes.  May import :mod:`protocol` and
+:mod:`.world` only.
 """
 
 from __future__ import annotations
@@ -122,81 +123,112 @@ class _Names:
 
 
 def _walk(w: World) -> tuple[Any, ...]:
-    """The state as nested tuples of small ints, literals and enum values."""
-    n, d, srv = _Names(), w.d, w.d.server
-    users, rooms = w.users, w.rooms
-    uix = {uid: i for i, uid in enumerate(users)}
-    rix = {rid: i for i, rid in enumerate(rooms)}
+    """The state as nested tuples of small ints, literals and enum values.  The order of the parts
+    is part of the identity: a name is numbered by its first appearance."""
+    n, srv = _Names(), w.d.server
+    uix = {uid: i for i, uid in enumerate(w.users)}
+    rix = {rid: i for i, rid in enumerate(w.rooms)}
     out: list[Any] = []
-    for uid in users:
-        user, client, person = srv.user(uid), d.clients[uid], d.people[uid]
-        tokens = tuple((n(t), lt.two_factor_authorized_until is None) for t, lt in user.login_tokens.items())
-        pair = n.blob(user.e2e_private_key, uid, (person.e2e_password, client.random_password))
-        out.append((n.pub(user.e2e_public_key), pair, n.pub(user.e2e_backup_public_key), tokens))
-        out.append((n.pub(w.previous_pub.get(uid)), tuple(rix[r] for r in srv.rooms_of(uid))))
-    for rid in rooms:
-        room = srv.room(rid)
-        subs = tuple(
-            (
-                uix[u],
-                s.roles,
-                n.wrap(s.e2e_key),
-                n.wrap(s.e2e_suggested_key),
-                n.olds(s.old_room_keys),
-                n.olds(s.suggested_old_room_keys),
-                uix.get(s.suggestion_signer or "", -1),
-                n(s.suggestion_signature),
-            )
-            for u, s in room.subscriptions.items()
-        )
-        waiting = (
-            None if room.users_waiting is None else tuple(sorted(uix[x.user_id] for x in room.users_waiting))
-        )
-        out.append((room.encrypted, n(room.e2e_key_id), waiting, subs))
+    for uid in w.users:
+        out += _account(n, w, uid, rix)
+    out += [_room(n, w, rid, uix) for rid in w.rooms]
     if srv.policy == "backup":
-        # which keys the backup store holds matters, and how many of them nothing else refers to
-        for u, r, keys in sorted((uix[u], rix[r], keys) for (u, r), keys in srv.backups.items()):
-            out.append((u, r, tuple(sorted(n.known(k) for k in keys))))
-    for uid in users:
-        client, person = d.clients[uid], d.people[uid]
-        sessions = tuple(
-            (
-                rix[rid],
-                s.state.value,
-                n(s.key_id),
-                n.key(s.key),
-                None if s.old_keys is None else tuple((n(k), *n.key(v[0])) for k, v in s.old_keys.items()),
-                s.ready_once,
-            )
-            for rid in client.session_room_ids()
-            if (s := client.session(rid)) is not None
+        out += _backups(n, w, uix, rix)
+    for uid in w.users:
+        out += _device(n, w, uid, rix)
+    out += [_history(n, w, uid, rix) for uid in w.users]
+    out.append(_ledger(n, w, rix))
+    return tuple(out)
+
+
+def _account(n: _Names, w: World, uid: str, rix: dict[str, int]) -> list[tuple[Any, ...]]:
+    """The server's user document: key pair, backup key, login tokens; the rooms it is in."""
+    srv = w.d.server
+    user, client, person = srv.user(uid), w.d.clients[uid], w.d.people[uid]
+    tokens = tuple((n(t), lt.two_factor_authorized_until is None) for t, lt in user.login_tokens.items())
+    pair = n.blob(user.e2e_private_key, uid, (person.e2e_password, client.random_password))
+    return [
+        (n.pub(user.e2e_public_key), pair, n.pub(user.e2e_backup_public_key), tokens),
+        (n.pub(w.previous_pub.get(uid)), tuple(rix[r] for r in srv.rooms_of(uid))),
+    ]
+
+
+def _room(n: _Names, w: World, rid: str, uix: dict[str, int]) -> tuple[Any, ...]:
+    """The room document: its key id, its queue (as a set) and its subscriptions in order."""
+    room = w.d.server.room(rid)
+    subs = tuple(
+        (
+            uix[u],
+            s.roles,
+            n.wrap(s.e2e_key),
+            n.wrap(s.e2e_suggested_key),
+            n.olds(s.old_room_keys),
+            n.olds(s.suggested_old_room_keys),
+            uix.get(s.suggestion_signer or "", -1),
+            n(s.suggestion_signature),
         )
-        # the rooms regained since the latest reset (their first source was checked then)
-        regained = (
-            sorted({rix[a.room_id] for a in client.acquired[client.reset_marks[-1] :]})
-            if client.resets
-            else ()
+        for u, s in room.subscriptions.items()
+    )
+    waiting = (
+        None if room.users_waiting is None else tuple(sorted(uix[x.user_id] for x in room.users_waiting))
+    )
+    return (room.encrypted, n(room.e2e_key_id), waiting, subs)
+
+
+def _backups(n: _Names, w: World, uix: dict[str, int], rix: dict[str, int]) -> list[tuple[Any, ...]]:
+    """``backup``: which keys the backup store holds matters, and how many of them nothing else
+    refers to."""
+    return [
+        (u, r, tuple(sorted(n.known(k) for k in keys)))
+        for u, r, keys in sorted((uix[u], rix[r], keys) for (u, r), keys in w.d.server.backups.items())
+    ]
+
+
+def _device(n: _Names, w: World, uid: str, rix: dict[str, int]) -> list[tuple[Any, ...]]:
+    """A client's device state (E2EE state, keys, room sessions, resets) and its person's secrets."""
+    client, person = w.d.clients[uid], w.d.people[uid]
+    sessions = tuple(
+        (
+            rix[rid],
+            s.state.value,
+            n(s.key_id),
+            n.key(s.key),
+            None if s.old_keys is None else tuple((n(k), *n.key(v[0])) for k, v in s.old_keys.items()),
+            s.ready_once,
         )
-        device = (n(client.login_token), n.priv(client.private_key), n.pub(client.public_key))
-        out.append((client.state.value, n(client.random_password), n.priv(client.recovery_key), device))
-        out.append((sessions, bool(client.resets), tuple(regained)))
-        out.append((n(person.e2e_password), n.priv(person.recovery_key)))
+        for rid in client.session_room_ids()
+        if (s := client.session(rid)) is not None
+    )
+    # the rooms regained since the latest reset (their first source was checked then)
+    regained = (
+        sorted({rix[a.room_id] for a in client.acquired[client.reset_marks[-1] :]}) if client.resets else ()
+    )
+    device = (n(client.login_token), n.priv(client.private_key), n.pub(client.public_key))
+    return [
+        (client.state.value, n(client.random_password), n.priv(client.recovery_key), device),
+        (sessions, bool(client.resets), tuple(regained)),
+        (n(person.e2e_password), n.priv(person.recovery_key)),
+    ]
+
+
+def _history(n: _Names, w: World, uid: str, rix: dict[str, int]) -> tuple[Any, ...]:
+    """A client's key records and the keys it backed up (walked after every document and device)."""
     # History, restricted to keys named above: a key that no document, device or backup refers
     # to any more can never be held again.  A key record matters for the keys a device holds
     # (each needs one) and, for the backup property, for the rooms' current keys.
-    for uid in users:
-        client = d.clients[uid]
-        relevant = {(rid, kid) for rid in client.session_room_ids() for kid in client.held_keys(rid)}
-        if srv.policy == "backup":
-            relevant |= {(rid, srv.room(rid).e2e_key_id or "") for rid in w.rooms}
-        records = {
-            (rix[a.room_id], n.known(a.kid)) for a in client.acquired if (a.room_id, a.kid) in relevant
-        }
-        backed_up = {(rix[r], n.known(k)) for r, k in client.backed_up}  # not uploaded again
-        out.append((tuple(sorted(records)), tuple(sorted(x for x in backed_up if x[1] >= 0))))
-    ledger = {(rix[r], n.known(k), n.known(_secret(v[0]))) for (r, k), v in d.ledger.keys.items()}
-    out.append(tuple(sorted(x for x in ledger if x[1] >= 0)))
-    return tuple(out)
+    client, srv = w.d.clients[uid], w.d.server
+    relevant = {(rid, kid) for rid in client.session_room_ids() for kid in client.held_keys(rid)}
+    if srv.policy == "backup":
+        relevant |= {(rid, srv.room(rid).e2e_key_id or "") for rid in w.rooms}
+    records = {(rix[a.room_id], n.known(a.kid)) for a in client.acquired if (a.room_id, a.kid) in relevant}
+    backed_up = {(rix[r], n.known(k)) for r, k in client.backed_up}  # not uploaded again
+    return (tuple(sorted(records)), tuple(sorted(x for x in backed_up if x[1] >= 0)))
+
+
+def _ledger(n: _Names, w: World, rix: dict[str, int]) -> tuple[Any, ...]:
+    """The key ledger, restricted to keys named above (walked last)."""
+    ledger = {(rix[r], n.known(k), n.known(_secret(v[0]))) for (r, k), v in w.d.ledger.keys.items()}
+    return tuple(sorted(x for x in ledger if x[1] >= 0))
 
 
 class Seen:

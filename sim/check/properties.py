@@ -10,14 +10,16 @@ Theory of operation.
   client ticks and syncs, twice) each room's current key is held by all of its functional
   members or by none (spec section 4); ``backup``: with everybody else logged out, a person who
   lacks a current key it once held logs in alone and restores it.  ``live`` has none here: it is
-  checked at each handshake (:mod:`.operations`).
+  checked at each handshake (:mod:`.step_checks`).
+
+May import :mod:`protocol`, :mod:`.world` and :mod:`.membership` only.
 """
 
 from __future__ import annotations
 
 from protocol import Violation, check_all
 
-from .operations import holds_key
+from .membership import holds_key
 from .world import STEP_S, World
 
 __all__ = ["SETTLE", "check_eventually", "check_state", "settle"]

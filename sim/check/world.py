@@ -9,7 +9,7 @@ Every entropy source (the server's, which its 2FA engine shares; the deployment'
 client's) is replaced by a splitmix64 generator with a one-word state, so a snapshot
 (:func:`dump`, a pickle of the whole world) is a few kilobytes and a state is a function of the
 operations applied to the initial world.  This module knows nothing of the operations, the
-properties or the search.
+properties or the search: it may import :mod:`protocol` only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,37 @@
+"""Who is in a ``keysim check`` room, who holds its current key, and who a legacy client serves.
+
+Read-only questions about a :class:`~.world.World`, shared by the guards (:mod:`.operations`),
+the actions (:mod:`.actions`), the checks made during a step (:mod:`.step_checks`) and the
+properties (:mod:`.properties`).  May import :mod:`protocol` and :mod:`.world` only.
+"""
+
+from __future__ import annotations
+
+from .world import World
+
+__all__ = ["holder", "holds_key", "member", "needs_push"]
+
+
+def member(w: World, i: int, r: int) -> bool:
+    return w.users[i] in w.d.server.room(w.rooms[r]).subscriptions
+
+
+def holds_key(w: World, uid: str, rid: str) -> bool:
+    client = w.d.clients[uid]
+    return client.functional and client.holds_current_key(rid)
+
+
+def holder(w: World, r: int) -> int | None:
+    """The first functional member holding room ``r``'s current key (subscription order)."""
+    rid = w.rooms[r]
+    return next((w.users.index(u) for u in w.d.server.room(rid).subscriptions if holds_key(w, u, rid)), None)
+
+
+def needs_push(w: World, rid: str) -> list[tuple[str, str]]:
+    """(member, public key) of the members a legacy client would push the key to."""
+    srv = w.d.server
+    return [
+        (u, key)
+        for u, s in srv.room(rid).subscriptions.items()
+        if s.e2e_key is None and s.e2e_suggested_key is None and (key := srv.user(u).e2e_public_key)
+    ]
