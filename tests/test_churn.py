@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.inputs.churn import ChurnParams, Presence, PresenceModel, _Warp
+from sim.inputs.churn import ChurnParams, Presence, PresenceModel
+from sim.inputs.churn_laws import _Warp
 from sim.inputs.streams import stream_seed, unit
 from sim.inputs.trace import TracePresence
 

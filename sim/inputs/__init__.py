@@ -1,9 +1,11 @@
 """What a run is made of, before it runs: the scenario and the laws and graphs it names.
 
-Owns scenario parsing and validation (:mod:`.scenario`), presence laws (:mod:`.churn`) and
-recorded traces (:mod:`.trace`), room topologies (:mod:`.topology`) and the seeded streams every
-other part draws from (:mod:`.streams`).  May import :mod:`protocol` and third-party libraries,
-nothing else of :mod:`sim`.
+Owns scenario parsing and validation (:mod:`.scenario`, its keys declared in
+:mod:`.scenario_schema`), presence (:mod:`.churn`, its laws in :mod:`.churn_laws`) and recorded
+traces (:mod:`.trace`), the questions both answer (:mod:`.presence_queries`), room topologies
+(:mod:`.topology`, graph files read by :mod:`.graph_file`) and the seeded streams every other part
+draws from (:mod:`.streams`).  May import :mod:`protocol` and third-party libraries, nothing else
+of :mod:`sim`.
 """
 
 from .churn import ChurnParams, Presence, PresenceModel

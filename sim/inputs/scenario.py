@@ -1,24 +1,27 @@
 """Scenario files: TOML parsed once into frozen dataclasses, validated key by key.
 
-Every key a scenario may contain is declared in :data:`SCHEMA` with its type, default and check,
-and documented in ``scenarios/README.md``.  :func:`load_scenario` reads a file, rejects unknown
-keys, wrong types, impossible values and missing files with a :class:`ScenarioError` that names the
-dotted key (``churn.mean_online_minutes: must be > 0, got -5``), and returns a :class:`Scenario`.
-Paths inside a scenario are relative to the scenario file.
+Every key a scenario may contain is declared in :data:`SCHEMA` (:mod:`sim.inputs.scenario_schema`)
+with its type, default and check, and documented in ``scenarios/README.md``.  :func:`load_scenario`
+reads a file, rejects unknown keys, wrong types, impossible values and missing files with a
+:class:`ScenarioError` that names the dotted key (``churn.mean_online_minutes: must be > 0, got
+-5``), and returns a :class:`Scenario`.  Paths inside a scenario are relative to the scenario file.
+May import the standard library and :mod:`sim.inputs.scenario_schema`, nothing else of :mod:`sim`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .scenario_schema import SCHEMA, TABLES, Key, _seed
+
 __all__ = [
     "SCHEMA",
+    "TABLES",
     "ExplicitRoom",
     "Scenario",
     "ScenarioError",
@@ -34,183 +37,6 @@ class ScenarioError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         self.key = key
         super().__init__(f"{key}: {message}")
-
-
-Check = Callable[[Any], str | None]
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else f"must be > 0, got {v}"
-
-
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else f"must be >= 0, got {v}"
-
-
-def _fraction(v: Any) -> str | None:
-    return None if 0 <= v <= 1 else f"must be between 0 and 1, got {v}"
-
-
-def _one_of(*choices: str) -> Check:
-    def check(v: Any) -> str | None:
-        return None if v in choices else f"must be one of {', '.join(map(repr, choices))}, got {v!r}"
-
-    return check
-
-
-def _at_least(n: float) -> Check:
-    def check(v: Any) -> str | None:
-        return None if v >= n else f"must be >= {n}, got {v}"
-
-    return check
-
-
-def _amplitude(v: Any) -> str | None:
-    return None if 0 <= v < 1 else f"must be >= 0 and < 1, got {v}"
-
-
-#: seeds are stored in the tables as signed 64-bit integers
-SEED_LIMIT = 2**63
-
-
-def _seed(v: Any) -> str | None:
-    return None if 0 <= v < SEED_LIMIT else f"must be in [0, 2**63), got {v}"
-
-
-def _run_name(v: Any) -> str | None:
-    """A run's name becomes a directory name (``runs/<name>-<seed>/``): no separators."""
-    if v == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
-        return None
-    return f"must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {v!r}"
-
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    type: type | tuple[type, ...]
-    default: Any
-    check: Check | None = None
-    doc: str = ""
-
-
-#: section -> key -> declaration.  Tables of tables (``[[rooms.explicit]]``,
-#: ``[[resets.scripted]]``, ``[[population.classes]]``) are declared in :data:`TABLES`.
-SCHEMA: dict[str, dict[str, Key]] = {
-    "simulation": {
-        "name": Key(str, "", _run_name, "run name (default: the file name)"),
-        "horizon_days": Key((int, float), 30.0, _positive, "simulated time, days"),
-        "seed": Key(int, 0, _seed, "root seed; --seed overrides"),
-        "policy": Key(str, "queue", _one_of("queue", "live", "backup"), "recovery policy"),
-        "crypto": Key(str, "symbolic", _one_of("symbolic", "real"), "crypto backend"),
-        "profile": Key(str, "rocketchat", _one_of("rocketchat", "hardened"), "2FA profile"),
-        "tick_seconds": Key((int, float), 10.0, _positive, "key-distribution interval (RC: 10 s)"),
-    },
-    "population": {
-        "users": Key(int, 100, _at_least(2), "number of users, named u0 .. u{N-1}"),
-    },
-    "churn": {
-        "model": Key(str, "exponential", _one_of("exponential", "weibull", "lognormal", "trace"), ""),
-        "mean_online_minutes": Key((int, float), 60.0, _positive, ""),
-        "mean_offline_minutes": Key((int, float), 300.0, _positive, ""),
-        "shape": Key((int, float), 0.6, _positive, "Weibull shape k"),
-        "sigma": Key((int, float), 1.0, _positive, "lognormal sigma"),
-        "rhythm": Key(str, "none", _one_of("none", "daily", "weekly"), ""),
-        "rhythm_amplitude": Key((int, float), 0.0, _amplitude, ""),
-        "rhythm_peak_hour": Key(
-            (int, float),
-            20.0,
-            lambda v: None if 0 <= v < 168 else f"must be in [0, 168), got {v}",
-            "hour of the day (daily) or of the week (weekly)",
-        ),
-        "trace": Key(str, "", None, "CSV user,online_at,offline_at (model = trace)"),
-    },
-    "rooms": {
-        "generator": Key(
-            str, "random", _one_of("random", "communities", "barabasi_albert", "watts_strogatz", "file"), ""
-        ),
-        "dms": Key(int, 0, _non_negative, ""),
-        "groups": Key(int, 0, _non_negative, ""),
-        "group_size": Key(int, 5, _at_least(2), ""),
-        "group_size_dist": Key(str, "fixed", _one_of("fixed", "poisson", "geometric", "uniform"), ""),
-        "group_size_max": Key(int, 50, _at_least(2), ""),
-        "unencrypted_fraction": Key((int, float), 0.0, _fraction, ""),
-        "communities": Key(int, 10, _at_least(1), ""),
-        "p_in": Key((int, float), 0.1, _fraction, ""),
-        "p_out": Key((int, float), 0.001, _fraction, ""),
-        "ba_m": Key(int, 2, _at_least(1), ""),
-        "ws_k": Key(int, 4, _at_least(2), ""),
-        "ws_p": Key((int, float), 0.1, _fraction, ""),
-        "file": Key(str, "", None, "edge list or GraphML (generator = file)"),
-    },
-    "resets": {
-        "rate_per_user_day": Key((int, float), 0.0, _non_negative, "own-key resets while online"),
-        "forgot_password_rate_per_user_day": Key(
-            (int, float), 0.0, _non_negative, "new-device logins with a forgotten E2E password"
-        ),
-        "twofa_fraction": Key((int, float), 0.0, _fraction, "users with TOTP enabled"),
-        "lost_authenticator_rate_per_user_day": Key(
-            (int, float), 0.0, _non_negative, "TOTP users losing their authenticator and backup codes"
-        ),
-        "admin_delay_hours": Key(
-            (int, float), 24.0, _non_negative, "until an admin resets a locked-out user's TOTP"
-        ),
-        "recovery_key_kept_fraction": Key(
-            (int, float), 1.0, _fraction, "policy backup: users who still have their recovery key"
-        ),
-    },
-    "membership": {
-        "join_rate_per_room_day": Key((int, float), 0.0, _non_negative, ""),
-        "leave_rate_per_room_day": Key((int, float), 0.0, _non_negative, ""),
-    },
-    "recovery": {
-        "owner_resets_lost_rooms": Key(
-            bool, False, None, "an online owner resets the key of a room nobody can serve"
-        ),
-        "room_key_rotation_per_room_day": Key(
-            (int, float), 0.0, _non_negative, "owners rotate the keys of private groups they hold"
-        ),
-    },
-    "traffic": {
-        "messages_per_room_day": Key((int, float), 0.0, _non_negative, ""),
-    },
-    "faults": {
-        "request_loss": Key((int, float), 0.0, _fraction, "fire-and-forget requests lost"),
-        "request_duplicate": Key((int, float), 0.0, _fraction, "... delivered twice"),
-        "request_delay": Key((int, float), 0.0, _fraction, "... held back (reordered)"),
-        "push_loss": Key((int, float), 0.0, _fraction, "server pushes lost"),
-        "push_duplicate": Key((int, float), 0.0, _fraction, "... delivered twice"),
-        "push_delay": Key((int, float), 0.0, _fraction, "... held back (reordered)"),
-        "delay_mean_seconds": Key((int, float), 30.0, _positive, "mean hold-back"),
-        "crash_on_push": Key((int, float), 0.0, _fraction, "a device crashes before handling a push"),
-        "server_restarts_per_day": Key((int, float), 0.0, _non_negative, "the server restarts"),
-    },
-    "adversary": {
-        "substitute_public_keys": Key(bool, False, None, "the server hands out its own key (#42088)"),
-        "plant_suggestions": Key(bool, False, None, "the server plants room keys as suggestions"),
-        "withhold_queue": Key(bool, False, None, "the server tells holders nobody waits"),
-        "replay_suggestions": Key(bool, False, None, "the server replays old suggestions"),
-        "mitigation": Key(str, "none", _one_of("none", "fingerprints", "signed", "both"), "client defences"),
-    },
-}
-
-TABLES: dict[str, dict[str, Key]] = {
-    "rooms.explicit": {
-        "type": Key(str, None, _one_of("p", "d"), ""),
-        "members": Key(list, None, None, ""),
-        "encrypted": Key(bool, True, None, ""),
-    },
-    "resets.scripted": {
-        "user": Key(str, None, None, ""),
-        "at": Key((int, float), None, _non_negative, "seconds"),
-    },
-    "population.classes": {
-        "name": Key(str, None, None, ""),
-        "fraction": Key((int, float), None, _fraction, ""),
-        "model": Key(str, "", _one_of("", "exponential", "weibull", "lognormal"), ""),
-        "mean_online_minutes": Key((int, float), 0.0, _non_negative, ""),
-        "mean_offline_minutes": Key((int, float), 0.0, _non_negative, ""),
-        "shape": Key((int, float), 0.0, _non_negative, ""),
-    },
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +130,30 @@ def _type_name(types: tuple[type, ...]) -> str:
 
 def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenario:
     """Validate an already-parsed TOML document."""
+    values = _section_values(data)
+    if not values["simulation"]["name"]:
+        values["simulation"]["name"] = path.stem if path is not None else "scenario"
+    _check_rhythm_peak_hour(values["churn"])
+    scenario = Scenario(path=path, values=values, raw=dict(data))
+    users = values["population"]["users"]
+    user_of = _user_names(users)
+    explicit = _explicit_rooms(data, user_of)
+    scripted = tuple(
+        ScriptedReset(user_of(f"resets.scripted[{i}].user", row["user"]), float(row["at"]))
+        for i, row in enumerate(_table(data, "resets.scripted"))
+    )
+    classes = _user_classes(data, values["churn"])
+    if values["churn"]["model"] == "trace":
+        _check_named_file(scenario, "churn.trace", "churn.model = 'trace'")
+    if values["rooms"]["generator"] == "file":
+        _check_named_file(scenario, "rooms.file", "rooms.generator = 'file'")
+    _check_group_size(values["rooms"], users)
+    _check_scripted_times(scripted, values["simulation"]["horizon_days"])
+    return replace(scenario, explicit_rooms=explicit, scripted_resets=scripted, classes=classes)
+
+
+def _section_values(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every section's keys, given or defaulted; unknown sections and keys are refused."""
     values: dict[str, dict[str, Any]] = {}
     for section in data:
         if section not in SCHEMA:
@@ -320,17 +170,20 @@ def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenari
             key: _check_value(f"{section}.{key}", decl, given[key]) if key in given else decl.default
             for key, decl in keys.items()
         }
-    if not values["simulation"]["name"]:
-        values["simulation"]["name"] = path.stem if path is not None else "scenario"
-    churn = values["churn"]
+    return values
+
+
+def _check_rhythm_peak_hour(churn: Mapping[str, Any]) -> None:
     if churn["rhythm"] != "weekly" and churn["rhythm_peak_hour"] >= 24:
         raise ScenarioError(
             "churn.rhythm_peak_hour",
             f"must be in [0, 24) (an hour of the day; up to 168 with rhythm = 'weekly'), "
             f"got {churn['rhythm_peak_hour']}",
         )
-    scenario = Scenario(path=path, values=values, raw=dict(data))
-    users = values["population"]["users"]
+
+
+def _user_names(users: int) -> Callable[[str, Any], int]:
+    """``user_of(dotted, name)``: the index of user ``name`` (``u0 .. u{users-1}``), or an error."""
     index = {f"u{i}": i for i in range(users)}
 
     def user_of(dotted: str, name: Any) -> int:
@@ -338,6 +191,11 @@ def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenari
             raise ScenarioError(dotted, f"unknown user {name!r} (users are u0 .. u{users - 1})")
         return index[name]
 
+    return user_of
+
+
+def _explicit_rooms(data: Mapping[str, Any], user_of: Callable[[str, Any], int]) -> tuple[ExplicitRoom, ...]:
+    """The ``[[rooms.explicit]]``, members as user indices."""
     explicit = []
     for i, row in enumerate(_table(data, "rooms.explicit")):
         where = f"rooms.explicit[{i}]"
@@ -348,18 +206,19 @@ def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenari
         if t == "d" and len(ids) != 2:
             raise ScenarioError(f"{where}.members", "a DM has exactly two members")
         explicit.append(ExplicitRoom(t, ids, encrypted))
-    scripted = tuple(
-        ScriptedReset(user_of(f"resets.scripted[{i}].user", row["user"]), float(row["at"]))
-        for i, row in enumerate(_table(data, "resets.scripted"))
-    )
+    return tuple(explicit)
+
+
+def _user_classes(data: Mapping[str, Any], churn: Mapping[str, Any]) -> tuple[UserClass, ...]:
+    """The ``[[population.classes]]``; a class's zero or empty values fall back to ``churn``'s."""
     classes = tuple(
         UserClass(
             row["name"],
             float(row["fraction"]),
-            row["model"] or values["churn"]["model"],
-            float(row["mean_online_minutes"] or values["churn"]["mean_online_minutes"]),
-            float(row["mean_offline_minutes"] or values["churn"]["mean_offline_minutes"]),
-            float(row["shape"] or values["churn"]["shape"]),
+            row["model"] or churn["model"],
+            float(row["mean_online_minutes"] or churn["mean_online_minutes"]),
+            float(row["mean_offline_minutes"] or churn["mean_offline_minutes"]),
+            float(row["shape"] or churn["shape"]),
         )
         for row in _table(data, "population.classes")
     )
@@ -367,29 +226,32 @@ def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenari
         raise ScenarioError(
             "population.classes", f"fractions must add up to 1, got {sum(c.fraction for c in classes)}"
         )
-    churn = values["churn"]
-    if churn["model"] == "trace":
-        if not churn["trace"]:
-            raise ScenarioError("churn.trace", "is required when churn.model = 'trace'")
-        if not scenario.resolve(churn["trace"]).is_file():
-            raise ScenarioError("churn.trace", f"file not found: {scenario.resolve(churn['trace'])}")
-    rooms = values["rooms"]
-    if rooms["generator"] == "file":
-        if not rooms["file"]:
-            raise ScenarioError("rooms.file", "is required when rooms.generator = 'file'")
-        if not scenario.resolve(rooms["file"]).is_file():
-            raise ScenarioError("rooms.file", f"file not found: {scenario.resolve(rooms['file'])}")
+    return classes
+
+
+def _check_named_file(scenario: Scenario, dotted: str, when: str) -> None:
+    """The file key ``dotted`` names, required ``when`` it is read, exists."""
+    name = scenario.get(dotted)
+    if not name:
+        raise ScenarioError(dotted, f"is required when {when}")
+    if not scenario.resolve(name).is_file():
+        raise ScenarioError(dotted, f"file not found: {scenario.resolve(name)}")
+
+
+def _check_group_size(rooms: Mapping[str, Any], users: int) -> None:
     if rooms["groups"] and rooms["group_size"] > rooms["group_size_max"]:
         raise ScenarioError(
             "rooms.group_size", f"must be <= rooms.group_size_max ({rooms['group_size_max']})"
         )
     if rooms["groups"] and rooms["group_size"] > users:
         raise ScenarioError("rooms.group_size", f"must be <= population.users ({users})")
-    horizon = values["simulation"]["horizon_days"] * 86400
+
+
+def _check_scripted_times(scripted: tuple[ScriptedReset, ...], horizon_days: float) -> None:
+    horizon = horizon_days * 86400
     for r in scripted:
         if r.at > horizon:
             raise ScenarioError("resets.scripted", f"at = {r.at} is past the horizon ({horizon} s)")
-    return replace(scenario, explicit_rooms=tuple(explicit), scripted_resets=scripted, classes=classes)
 
 
 def _table(data: Mapping[str, Any], dotted: str) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ order in which they are created.
 :func:`unit` is a counter-based uniform: a pure function of (root seed, name, integers), for
 quantities that must be generated lazily and in any order, such as one user's n-th online session.
 It is SplitMix64's finaliser over a BLAKE2 key, which is cheap and statistically adequate for
-simulation (not for cryptography).
+simulation (not for cryptography).  May import the standard library and numpy, nothing else of
+:mod:`sim`.
 """
 
 from __future__ import annotations

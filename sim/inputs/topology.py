@@ -28,13 +28,13 @@ ids written the same way); self-loops are dropped and every user exists even if 
 
 Everything random comes from the ``random.Random`` passed in (the scenario's "topology" stream),
 so a run is a function of its seed.  This module knows nothing of keys, presence or the protocol.
+Files are read by :mod:`sim.inputs.graph_file`.  May import the standard library, networkx and
+:mod:`sim.inputs.graph_file`, nothing else of :mod:`sim`.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +42,8 @@ from pathlib import Path
 from random import Random
 
 import networkx as nx
+
+from .graph_file import read_graph
 
 __all__ = [
     "GENERATORS",
@@ -57,7 +59,6 @@ GENERATORS = ("random", "communities", "barabasi_albert", "watts_strogatz", "fil
 SIZE_DISTRIBUTIONS = ("fixed", "poisson", "geometric", "uniform")
 #: Largest social graph generated (expected edges): about 400 MB of networkx graph and 4 s.
 MAX_EXPECTED_EDGES = 2_000_000
-_USER_NAME = re.compile(r"u?(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,7 @@ def social_graph(params: TopologyParams, n_users: int, rng: Random) -> nx.Graph:
         _check_size(params.ws_k * n_users / 2, "ws_k")
         return nx.watts_strogatz_graph(n_users, params.ws_k, params.ws_p, seed=rng)
     assert params.file is not None  # TopologyParams guarantees it
-    return _read_graph(Path(params.file), n_users)
+    return read_graph(Path(params.file), n_users)
 
 
 def _check_size(expected_edges: float, name: str) -> None:
@@ -248,46 +249,6 @@ def _communities(params: TopologyParams, n: int, rng: Random) -> nx.Graph:
     if b > 1:  # cross-team pairs: one pass over all pairs at p_out, keeping the cross-team ones
         g.add_edges_from((v, w) for v, w in _gnp_pairs(n, params.p_out, rng) if block_of[v] != block_of[w])
     return g
-
-
-def _user(name: str, n_users: int, where: str) -> int:
-    m = _USER_NAME.fullmatch(name.strip())
-    if m is None:
-        raise ValueError(f"file: {where}: {name!r} is not a user name like 'u3' or '3'")
-    user = int(m.group(1))
-    if user >= n_users:
-        raise ValueError(f"file: {where}: user {name!r} is outside the {n_users} users of the scenario")
-    return user
-
-
-def _read_graph(path: Path, n_users: int) -> nx.Graph:
-    if not path.is_file():
-        raise ValueError(f"file: not found: {path}")
-    g = nx.Graph()
-    g.add_nodes_from(range(n_users))
-    suffix = path.suffix.lower()
-    if suffix in (".txt", ".edges"):
-        with path.open() as f:
-            for lineno, line in enumerate(f, start=1):
-                fields = line.split("#", 1)[0].split()
-                if not fields:
-                    continue
-                where = f"{path}:{lineno}"
-                if len(fields) < 2:
-                    raise ValueError(f"file: {where}: expected 'u v', got {line.strip()!r}")
-                u, v = _user(fields[0], n_users, where), _user(fields[1], n_users, where)
-                if u != v:
-                    g.add_edge(u, v)
-        return g
-    if suffix == ".graphml":
-        try:
-            read = nx.read_graphml(path)
-        except (ET.ParseError, nx.NetworkXError) as e:
-            raise ValueError(f"file: {path}: not valid GraphML ({e})") from None
-        ids = {node: _user(str(node), n_users, f"{path}: node") for node in read.nodes}
-        g.add_edges_from((ids[u], ids[v]) for u, v in read.edges() if ids[u] != ids[v])
-        return g
-    raise ValueError(f"file: {path}: unknown format {suffix!r}; use .txt, .edges or .graphml")
 
 
 # --- rooms --------------------------------------------------------------------------------------

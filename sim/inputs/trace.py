@@ -1,8 +1,9 @@
 """Presence replayed from a recorded trace (``churn.model = "trace"``).
 
 :class:`TracePresence` answers the same questions as :class:`sim.inputs.churn.Presence` (the semantics
-are described there: half-open online periods, strictly increasing change times) from a CSV of
-online sessions instead of a renewal process.
+are described in :mod:`sim.inputs.presence_queries`: half-open online periods, strictly increasing
+change times) from a CSV of online sessions instead of a renewal process.  May import the standard
+library and :mod:`sim.inputs.presence_queries`, nothing else of :mod:`sim`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from os import PathLike
 
-from .churn import _check_time, _Queries, _Timeline
+from .presence_queries import _check_time, _Queries, _Timeline
 
 __all__ = ["TracePresence"]
 
