@@ -1,5 +1,9 @@
 """Benchmarks: ``keysim bench`` runs a large scenario and a bare SimPy model of the same
-population in child processes (:mod:`.runs`), and times the crypto backends (:mod:`.crypto`).
+population in child processes, and times the crypto backends (:mod:`.crypto`).
+
+The parent starts the children and prints what they report (:mod:`.runs`), against the targets
+and as a table (:mod:`.figures`); a child runs the full simulation (:mod:`.children`) or the bare
+model (:mod:`.bare`).
 
 May import :mod:`sim.inputs` and :mod:`sim.engine`.  Figures come from here, never from timed
 assertions in tests.

@@ -5,7 +5,7 @@ logs in again (a new key pair, a new 12-word password, the private key wrapped u
 holder's distribution loop wraps the room key for the new public key, and the member opens and
 accepts it.  The same code runs with the ``real`` backend (Rocket.Chat's formats, RSA-2048,
 PBKDF2 100,000 iterations) and the ``symbolic`` one; the ratio of their medians is what makes
-100,000-user simulations possible.
+100,000-user simulations possible.  May import :mod:`protocol`; it drives no simulation.
 """
 
 from __future__ import annotations

@@ -1,52 +1,33 @@
-"""Sweeps: a grid of scenario overrides times replications, run on a process pool or Dask.
+"""Running a sweep: the parent's submit/wait loop, resumable at any point, and ``keysim sweep``.
 
 Theory of operation
 -------------------
-A sweep file (``scenarios/README.md``, section Sweeps) names a base scenario, fixed overrides, axes
-and a number of replications.  :func:`load_sweep` parses it and :func:`plan_sweep` expands the
-cartesian product of the axes and builds every grid point's :class:`~sim.inputs.scenario.Scenario`, so
-that every error (unknown key, bad value, missing file) is found, and named, before anything
-runs or is written.  The plan is a list of :class:`RunSpec`, one per (point, replicate).
+:func:`sweep_command` loads the sweep file (:mod:`.sweepfile`), plans every run (:mod:`.plan`) and
+checks the output directory and the scheduler, so that every error is found before anything is
+written; :func:`run_sweep` then runs whatever the store (:mod:`.store`) has not finished.
 
-Seeds are common random numbers: replicate ``r`` of *every* point runs with
-``stream_seed(sweep.seed, f"replicate-{r}") % 2**31``, so points are compared on the same draws
-(paired comparisons).  A run is a function of its scenario and seed (style guide section 10), so
-its ``run_key`` (the first 16 hex digits of :func:`sim.sweep.store.config_hash`) names it across re-runs of the
-sweep, and ``keysim run BASE --seed S --set k=v ...`` (its recorded ``command``) reproduces it.
-
-Execution goes through the ``concurrent.futures`` interface only: a spawn-context
-``ProcessPoolExecutor`` (``local``) or a Dask client's ``get_executor()`` (``dask``: a
-``LocalCluster``, or an existing scheduler).  One submit/wait loop serves both, which is why they
-produce identical rows.  Workers run :func:`execute_run`, which loads, runs and writes one run's
-files; the parent alone writes the run log (:mod:`sim.sweep.store`).  With ``--scheduler``, the base
-scenario and ``OUT`` must be on a filesystem that every worker sees.
+One submit/wait loop serves both executors (:mod:`.workers`: a local process pool or Dask), which
+is why they produce identical rows.  Workers run :func:`~sim.sweep.workers.execute_run`, which
+loads, runs and writes one run's files; the parent alone writes the run log
+(:mod:`sim.sweep.store`).  With ``--scheduler``, the base scenario and ``OUT`` must be on a
+filesystem that every worker sees.  May import the rest of :mod:`sim.sweep`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
-import importlib
-import itertools
-import json
-import multiprocessing
 import os
-import re
-import shlex
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..inputs.scenario import ScenarioError, load_scenario
-from ..inputs.streams import stream_seed
-from .store import RunRecord, RunStore, check_out, config_hash, write_durably
+from .plan import RunSpec, plan_sweep, replicate_seed
+from .store import RunStore, check_out, write_durably
 from .sweepfile import Sweep, SweepError, load_sweep
+from .workers import RunReport, execute_run, open_executor
 
 __all__ = [
     "RunSpec",
@@ -59,203 +40,6 @@ __all__ = [
     "run_sweep",
     "sweep_command",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class RunSpec:
-    """One run of the plan: what a worker needs, and what the log records."""
-
-    record: RunRecord
-    point: Mapping[str, Any]  # axis -> value as the scenario holds it (ints widened to floats)
-    overrides: Mapping[str, Any]  # [sweep.set] and the point, as load_scenario takes them
-
-    @property
-    def run_key(self) -> str:
-        return self.record.run_key
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    """What a worker hands back: the parent logs it."""
-
-    run_key: str
-    started_at: float
-    wall_s: float
-
-
-def replicate_seed(root: int, replicate: int) -> int:
-    """The seed of replicate ``replicate`` at every grid point (common random numbers)."""
-    return stream_seed(root, f"replicate-{replicate}") % 2**31
-
-
-# --------------------------------------------------------------------------- the sweep file
-
-
-def _owner(error_key: str, keys: list[str]) -> str | None:
-    """The override a ScenarioError is about (``population.classes[0].name`` -> the table)."""
-    for key in keys:
-        if (
-            error_key == key
-            or error_key.startswith((f"{key}[", f"{key}."))
-            or key.startswith(f"{error_key}.")
-        ):
-            return key
-    return None
-
-
-def _toml(value: Any) -> str:
-    """``value`` as ``keysim run --set`` reads it back (TOML, or a bare word taken as a string)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        bare = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value) and value not in (
-            "true",
-            "false",
-            "inf",
-            "nan",
-        )
-        return value if bare else json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML form for {value!r}")
-
-
-def _column_value(value: Any) -> Any:
-    return value if isinstance(value, bool | int | float | str) else json.dumps(value, sort_keys=True)
-
-
-def plan_sweep(sweep: Sweep) -> list[RunSpec]:
-    """Every run of the sweep, replicate by replicate; builds every point's scenario first."""
-    try:
-        load_scenario(sweep.base, overrides=sweep.fixed)
-    except ScenarioError as exc:
-        owner = _owner(exc.key, list(sweep.fixed))
-        raise SweepError(f"sweep.set.{owner}" if owner else "sweep.base", str(exc)) from None
-    names = [axis for axis, _ in sweep.axes]
-    points = []
-    for combination in itertools.product(*(values for _, values in sweep.axes)):
-        given = dict(zip(names, combination, strict=True))
-        try:
-            scenario = load_scenario(sweep.base, overrides={**sweep.fixed, **given})
-        except ScenarioError as exc:
-            owner = _owner(exc.key, names)
-            if owner is not None:
-                raise SweepError(f"sweep.axes.{owner}", f"value {given[owner]!r}: {exc}") from None
-            raise SweepError("sweep.axes", f"point {given}: {exc}") from None
-        point = {a: scenario.values[a.split(".")[0]].get(a.split(".", 1)[1], given[a]) for a in names}
-        points.append((given, point, scenario))
-    plan: list[RunSpec] = []
-    seen: dict[str, Mapping[str, Any]] = {}
-    for replicate in range(sweep.replications):
-        seed = replicate_seed(sweep.seed, replicate)
-        for given, point, scenario in points:
-            digest = config_hash(scenario.with_seed(seed))
-            key = digest[:16]
-            if key in seen:
-                raise SweepError("sweep.axes", f"points {seen[key]} and {given} give the same scenario")
-            seen[key] = given
-            overrides = {**sweep.fixed, **given}
-            words = ["keysim", "run", str(sweep.base), "--seed", str(seed)]
-            for k, v in overrides.items():
-                words += ["--set", f"{k}={_toml(v)}"]
-            record = RunRecord(
-                run_key=key,
-                point_json=json.dumps({a: _column_value(v) for a, v in point.items()}),
-                replicate=replicate,
-                seed=seed,
-                config_hash=digest,
-                keysim_version=__version__,
-                command=shlex.join(words),
-            )
-            plan.append(RunSpec(record, {a: _column_value(v) for a, v in point.items()}, overrides))
-    return plan
-
-
-# --------------------------------------------------------------------------- the worker
-
-
-def execute_run(base: str, spec: RunSpec, out: str) -> RunReport:
-    """Load, run and write one run (in a worker process; top level so that it pickles)."""
-    from ..engine import run_scenario
-    from .store import write_run_files
-
-    # sim.results.tables needs pandas, scipy and lifelines, which ship no type information; importing it
-    # by name keeps `mypy --strict sim/sweep.py` from descending into it (its results are frames).
-    outputs: Any = importlib.import_module("sim.results.tables")
-
-    started_at, clock = time.time(), time.perf_counter()
-    scenario = load_scenario(base, overrides=dict(spec.overrides)).with_seed(spec.record.seed)
-    if config_hash(scenario) != spec.record.config_hash:
-        # The base scenario (or a file it reads) changed since the plan, or this worker sees
-        # another copy of it: refuse rather than file results under the wrong key.
-        raise RuntimeError(f"{base}: the scenario differs from the one planned for run {spec.run_key}")
-    result = run_scenario(scenario)
-    frames = []
-    for frame in (outputs.outcomes_frame(result), outputs.rooms_frame(result)):
-        for axis, value in spec.point.items():
-            frame[axis] = value
-        frame["replicate"] = spec.record.replicate
-        frames.append(frame)
-    summary = {**outputs.summarize(result), "run_key": spec.run_key, "point": dict(spec.point)}
-    summary["replicate"] = spec.record.replicate
-    write_run_files(Path(out), spec.run_key, frames[0], frames[1], summary)
-    return RunReport(spec.run_key, started_at, time.perf_counter() - clock)
-
-
-def _watch_parent() -> None:
-    """Pool initializer: exit when the sweep process dies (kill -9 included) instead of
-    finishing a run nobody will log; a multiprocessing worker is not told otherwise."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="keysim-watch-parent", daemon=True).start()
-
-
-# --------------------------------------------------------------------------- the parent
-
-
-@contextlib.contextmanager
-def open_executor(kind: str, workers: int, scheduler: str | None) -> Iterator[tuple[cf.Executor, int]]:
-    """A concurrent.futures executor and how many runs it executes at once."""
-    if kind == "local":
-        pool = cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_watch_parent
-        )
-        with pool:
-            yield pool, workers
-        return
-    import logging
-
-    from dask import distributed
-
-    dask: Any = distributed  # its constructors are not annotated
-    cluster: Any = None
-    if scheduler is None:
-        cluster = dask.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        )
-    client: Any = dask.Client(cluster if cluster is not None else scheduler)
-    try:
-        threads = sum(int(w.get("nthreads", 1)) for w in client.scheduler_info()["workers"].values())
-        executor = client.get_executor(pure=False)
-        with executor:
-            yield executor, max(threads, 1)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _drive(

@@ -1,208 +1,26 @@
-"""The ``keysim`` command line.
+"""What each ``keysim`` command accepts: :func:`build_parser`, one ``_add_*`` per command.
 
-Every subcommand validates its input before doing any work; bad input exits with status 2 and a
-one-line message naming the offending option or key, without a traceback and without leaving
-partial output behind.
+Every option's help text lives here; what a command does with its arguments is in
+:mod:`sim.cli.commands`, whose handler each command names.  May import :mod:`sim.cli.commands`, the
+package's version and :mod:`protocol`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from protocol import PROFILES, ProtocolError
+from protocol import PROFILES
 
-from . import __version__
+from .. import __version__
+from .commands import cmd_2fa_demo, cmd_bench, cmd_check, cmd_report, cmd_run, cmd_sweep, cmd_vectors
 
 #: what ``add_subparsers`` returns; each ``_add_*`` below adds one command to it
 if TYPE_CHECKING:
     _Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = ["main", "run"]
-
-
-class UsageError(Exception):
-    """Bad command-line input: exit status 2."""
-
-
-def _cmd_2fa_demo(args: argparse.Namespace) -> int:
-    from .demo.twofa import run_demo
-
-    png: Path | None = args.png
-    if png is not None and not png.parent.exists():
-        raise UsageError(f"--png: directory {str(png.parent)!r} does not exist")
-    if png is not None and png.suffix.lower() != ".png":
-        raise UsageError(f"--png: file name must end in .png, got {str(png)!r}")
-    result = run_demo(profile=args.profile, seed=args.seed, png=png, show_qr=not args.no_qr)
-    return 0 if result.disabled else 1
-
-
-def _cmd_vectors(args: argparse.Namespace) -> int:
-    from protocol.crypto.vectors import dumps_vectors, make_vectors
-
-    from .results.files import atomic_write_text
-
-    out: Path | None = args.out
-    if out is not None and not out.parent.exists():
-        raise UsageError(f"--out: directory {str(out.parent)!r} does not exist")
-    text = dumps_vectors(make_vectors(args.seed))
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        atomic_write_text(out, text)
-        print(f"wrote {out}", file=sys.stderr)
-    return 0
-
-
-def _overrides(pairs: list[str] | None) -> dict[str, object]:
-    """``--set key=value`` pairs; the value is read as TOML (``5``, ``true``, ``"live"``), else
-    taken as a bare string (``--set simulation.policy=live``)."""
-    import tomllib
-
-    out: dict[str, object] = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        if not sep or "." not in key:
-            raise UsageError(f"--set: expected section.key=value, got {pair!r}")
-        try:
-            value: object = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text
-        out[key.strip()] = value
-    return out
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from . import api
-
-    try:
-        scenario = api.scenario(args.scenario, _overrides(args.set), seed=args.seed)
-    except api.ScenarioError as exc:
-        raise UsageError(str(exc)) from None
-    from .results.rundir import check_out_dir, write_run
-    from .results.tables import terminal_table
-
-    shown: Path = args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}"
-    try:
-        out = check_out_dir(shown)  # before the run, so that no work is lost to a bad --out
-    except ValueError as exc:
-        raise UsageError(f"--out: {exc}") from None
-
-    bar = None
-    progress = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        days = scenario.horizon_s / 86400.0
-        bar = tqdm(total=round(days, 2), unit="day", desc=scenario.name, delay=2.0, leave=False)
-
-        def progress(fraction: float) -> None:
-            assert bar is not None
-            bar.update(round(days * fraction, 2) - bar.n)
-
-    try:
-        result = api.run(scenario, progress=progress, check_invariants=args.check_invariants)
-    except api.ScenarioError as exc:  # found while setting up: trace contents, topology limits
-        raise UsageError(str(exc)) from None
-    finally:
-        if bar is not None:
-            bar.close()
-    try:
-        summary = write_run(result, out, plots=not args.no_plots)
-    except OSError as exc:  # the disk filled up, permissions changed during the run, ...
-        raise UsageError(f"--out: cannot write {str(out)!r}: {exc.strerror or exc}") from None
-    if not args.quiet:
-        print(terminal_table(summary))
-        print(f"  outputs in {shown}/")
-    return 1 if result.violations else 0
-
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep.runner import SweepError, sweep_command
-
-    try:
-        return sweep_command(
-            args.sweep,
-            out=args.out,
-            workers=args.workers,
-            executor=args.executor,
-            scheduler=args.scheduler,
-            quiet=args.quiet,
-        )
-    except SweepError as exc:  # raised before anything is written
-        raise UsageError(str(exc)) from None
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from .results.report import ReportError, make_report
-
-    try:
-        page = make_report(args.dir, args.out, fmt=args.format)
-    except ReportError as exc:  # names the path; nothing is left behind
-        raise UsageError(str(exc)) from None
-    print(f"wrote {page}")
-    return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import json
-
-    from .bench.runs import run_bench
-    from .inputs.scenario import ScenarioError
-    from .results.files import atomic_write_text
-
-    if args.crypto:
-        from .bench.crypto import crypto_cycle
-
-        if args.cycles < 1:
-            raise UsageError(f"--cycles: must be >= 1, got {args.cycles}")
-        figures = crypto_cycle(sys.stdout, cycles=args.cycles)
-        if args.json is not None:
-            atomic_write_text(args.json, json.dumps(figures, indent=2, sort_keys=True) + "\n")
-        return 0
-    if args.users is not None and args.users < 2:
-        raise UsageError(f"--users: must be >= 2, got {args.users}")
-    if args.days is not None and not args.days > 0:
-        raise UsageError(f"--days: must be > 0, got {args.days}")
-    if not args.scenario.is_file():
-        where = " (the default is relative to the working directory: run from the keysim checkout)"
-        default = args.scenario == Path("scenarios/bench.toml")
-        raise UsageError(f"scenario: file not found: {args.scenario}{where if default else ''}")
-    if args.skip_full and args.skip_bare:
-        raise UsageError("--skip-full and --skip-bare: nothing left to run")
-    if args.json is not None and not args.json.parent.exists():
-        raise UsageError(f"--json: directory {str(args.json.parent)!r} does not exist")
-    try:
-        figures = run_bench(
-            args.scenario,
-            users=args.users,
-            horizon_days=args.days,
-            skip_full=args.skip_full,
-            skip_bare=args.skip_bare,
-        )
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
-    except RuntimeError as exc:
-        print(f"keysim: bench failed: {exc}", file=sys.stderr)
-        return 1
-    if args.json is not None:
-        atomic_write_text(args.json, json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    return 0
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    from .check import explore
-
-    try:
-        result = explore(args.users, args.rooms, args.depth, args.policy, max_states=args.max_states)
-    except ValueError as exc:  # explore names the parameter: "users: must be ..."
-        raise UsageError(f"--{exc}") from None
-    print(result.report())
-    return 0 if result.ok else 1
+__all__ = ["build_parser"]
 
 
 def _add_twofa(commands: _Commands) -> None:
@@ -231,7 +49,7 @@ def _add_twofa(commands: _Commands) -> None:
     demo.add_argument("--png", type=Path, metavar="FILE", help="also write the QR code as a PNG image")
     demo.add_argument("--seed", type=int, default=0, help="seed of the server's entropy (default: 0)")
     demo.add_argument("--no-qr", action="store_true", help="do not draw the QR code in the terminal")
-    demo.set_defaults(handler=_cmd_2fa_demo)
+    demo.set_defaults(handler=cmd_2fa_demo)
 
 
 def _add_run(commands: _Commands) -> None:
@@ -262,7 +80,7 @@ def _add_run(commands: _Commands) -> None:
         action="store_true",
         help="check the protocol invariants at the end (exit 1 on a violation)",
     )
-    run.set_defaults(handler=_cmd_run)
+    run.set_defaults(handler=cmd_run)
 
 
 def _add_sweep(commands: _Commands) -> None:
@@ -291,7 +109,7 @@ def _add_sweep(commands: _Commands) -> None:
         "--scheduler", metavar="ADDRESS", help="submit to an existing Dask scheduler, e.g. tcp://host:8786"
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar and no closing line")
-    sweep.set_defaults(handler=_cmd_sweep)
+    sweep.set_defaults(handler=cmd_sweep)
 
 
 def _add_report(commands: _Commands) -> None:
@@ -309,7 +127,7 @@ def _add_report(commands: _Commands) -> None:
     report.add_argument("dir", type=Path, metavar="DIR", help="a run directory or a sweep directory")
     report.add_argument("--out", type=Path, metavar="DIR", help="output directory (default: DIR/report/)")
     report.add_argument("--format", choices=["md", "html"], default="md", help="the page (default: md)")
-    report.set_defaults(handler=_cmd_report)
+    report.set_defaults(handler=cmd_report)
 
 
 def _add_bench(commands: _Commands) -> None:
@@ -343,7 +161,7 @@ def _add_bench(commands: _Commands) -> None:
         help="instead: time one reset-and-restore cycle through the protocol with each crypto backend",
     )
     bench.add_argument("--cycles", type=int, default=5, help="cycles per backend with --crypto (default 5)")
-    bench.set_defaults(handler=_cmd_bench)
+    bench.set_defaults(handler=cmd_bench)
 
 
 def _add_check(commands: _Commands) -> None:
@@ -380,7 +198,7 @@ def _add_check(commands: _Commands) -> None:
         help="how a member who lost its key gets it back, as in scenarios' simulation.policy (default: queue)",
     )
     check.add_argument("--max-states", type=int, metavar="S", help="stop after S distinct states")
-    check.set_defaults(handler=_cmd_check)
+    check.set_defaults(handler=cmd_check)
 
 
 def _add_vectors(commands: _Commands) -> None:
@@ -396,7 +214,7 @@ def _add_vectors(commands: _Commands) -> None:
     )
     vectors.add_argument("--out", type=Path, metavar="FILE", help="write to FILE instead of stdout")
     vectors.add_argument("--seed", type=int, default=0, help="seed of the vectors (default: 0)")
-    vectors.set_defaults(handler=_cmd_vectors)
+    vectors.set_defaults(handler=cmd_vectors)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -413,33 +231,3 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_twofa, _add_run, _add_sweep, _add_report, _add_bench, _add_check, _add_vectors):
         add(commands)
     return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.handler(args)
-    except UsageError as exc:
-        print(f"keysim: error: {exc}", file=sys.stderr)
-        return 2
-    except ProtocolError as exc:
-        print(f"keysim: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("keysim: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader went away (keysim ... | head): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    return code
-
-
-def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
-
-
-if __name__ == "__main__":
-    run()

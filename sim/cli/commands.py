@@ -1,0 +1,205 @@
+"""What each ``keysim`` command does with its parsed arguments: one ``cmd_*`` handler per command.
+
+A handler checks what argparse cannot (a directory that must exist, a number's range, a scenario
+key) before any work, raising :class:`UsageError` with a one-line message that names the option;
+:func:`sim.cli.main` turns it into exit status 2.  The parts doing the work are imported inside each
+handler, so that ``keysim --help`` stays quick.  May import every part of :mod:`sim` and
+:mod:`protocol`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = [
+    "UsageError",
+    "cmd_2fa_demo",
+    "cmd_bench",
+    "cmd_check",
+    "cmd_report",
+    "cmd_run",
+    "cmd_sweep",
+    "cmd_vectors",
+]
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit status 2."""
+
+
+def cmd_2fa_demo(args: argparse.Namespace) -> int:
+    from ..demo.twofa import run_demo
+
+    png: Path | None = args.png
+    if png is not None and not png.parent.exists():
+        raise UsageError(f"--png: directory {str(png.parent)!r} does not exist")
+    if png is not None and png.suffix.lower() != ".png":
+        raise UsageError(f"--png: file name must end in .png, got {str(png)!r}")
+    result = run_demo(profile=args.profile, seed=args.seed, png=png, show_qr=not args.no_qr)
+    return 0 if result.disabled else 1
+
+
+def cmd_vectors(args: argparse.Namespace) -> int:
+    from protocol.crypto.vectors import dumps_vectors, make_vectors
+
+    from ..results.files import atomic_write_text
+
+    out: Path | None = args.out
+    if out is not None and not out.parent.exists():
+        raise UsageError(f"--out: directory {str(out.parent)!r} does not exist")
+    text = dumps_vectors(make_vectors(args.seed))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(out, text)
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, object]:
+    """``--set key=value`` pairs; the value is read as TOML (``5``, ``true``, ``"live"``), else
+    taken as a bare string (``--set simulation.policy=live``)."""
+    import tomllib
+
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or "." not in key:
+            raise UsageError(f"--set: expected section.key=value, got {pair!r}")
+        try:
+            value: object = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .. import api
+
+    try:
+        scenario = api.scenario(args.scenario, _overrides(args.set), seed=args.seed)
+    except api.ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    from ..results.rundir import check_out_dir, write_run
+    from ..results.tables import terminal_table
+
+    shown: Path = args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}"
+    try:
+        out = check_out_dir(shown)  # before the run, so that no work is lost to a bad --out
+    except ValueError as exc:
+        raise UsageError(f"--out: {exc}") from None
+
+    bar = None
+    progress = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        days = scenario.horizon_s / 86400.0
+        bar = tqdm(total=round(days, 2), unit="day", desc=scenario.name, delay=2.0, leave=False)
+
+        def progress(fraction: float) -> None:
+            assert bar is not None
+            bar.update(round(days * fraction, 2) - bar.n)
+
+    try:
+        result = api.run(scenario, progress=progress, check_invariants=args.check_invariants)
+    except api.ScenarioError as exc:  # found while setting up: trace contents, topology limits
+        raise UsageError(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    try:
+        summary = write_run(result, out, plots=not args.no_plots)
+    except OSError as exc:  # the disk filled up, permissions changed during the run, ...
+        raise UsageError(f"--out: cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    if not args.quiet:
+        print(terminal_table(summary))
+        print(f"  outputs in {shown}/")
+    return 1 if result.violations else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..sweep.runner import SweepError, sweep_command
+
+    try:
+        return sweep_command(
+            args.sweep,
+            out=args.out,
+            workers=args.workers,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            quiet=args.quiet,
+        )
+    except SweepError as exc:  # raised before anything is written
+        raise UsageError(str(exc)) from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..results.report import ReportError, make_report
+
+    try:
+        page = make_report(args.dir, args.out, fmt=args.format)
+    except ReportError as exc:  # names the path; nothing is left behind
+        raise UsageError(str(exc)) from None
+    print(f"wrote {page}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from ..bench.runs import run_bench
+    from ..inputs.scenario import ScenarioError
+    from ..results.files import atomic_write_text
+
+    if args.crypto:
+        from ..bench.crypto import crypto_cycle
+
+        if args.cycles < 1:
+            raise UsageError(f"--cycles: must be >= 1, got {args.cycles}")
+        figures = crypto_cycle(sys.stdout, cycles=args.cycles)
+        if args.json is not None:
+            atomic_write_text(args.json, json.dumps(figures, indent=2, sort_keys=True) + "\n")
+        return 0
+    if args.users is not None and args.users < 2:
+        raise UsageError(f"--users: must be >= 2, got {args.users}")
+    if args.days is not None and not args.days > 0:
+        raise UsageError(f"--days: must be > 0, got {args.days}")
+    if not args.scenario.is_file():
+        where = " (the default is relative to the working directory: run from the keysim checkout)"
+        default = args.scenario == Path("scenarios/bench.toml")
+        raise UsageError(f"scenario: file not found: {args.scenario}{where if default else ''}")
+    if args.skip_full and args.skip_bare:
+        raise UsageError("--skip-full and --skip-bare: nothing left to run")
+    if args.json is not None and not args.json.parent.exists():
+        raise UsageError(f"--json: directory {str(args.json.parent)!r} does not exist")
+    try:
+        figures = run_bench(
+            args.scenario,
+            users=args.users,
+            horizon_days=args.days,
+            skip_full=args.skip_full,
+            skip_bare=args.skip_bare,
+        )
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    except RuntimeError as exc:
+        print(f"keysim: bench failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..check import explore
+
+    try:
+        result = explore(args.users, args.rooms, args.depth, args.policy, max_states=args.max_states)
+    except ValueError as exc:  # explore names the parameter: "users: must be ..."
+        raise UsageError(f"--{exc}") from None
+    print(result.report())
+    return 0 if result.ok else 1
