@@ -9,7 +9,7 @@ that reads a kid prefix or a content's ``kid`` works whichever backend produced 
 
 Two backends implement the interface: ``real`` (Rocket.Chat's exact bytes, via ``cryptography``)
 and ``symbolic`` (unique tokens and self-describing records, no arithmetic, for simulations at
-scale).  One contract test suite (``tests/test_crypto_contract.py``) runs against both.
+scale).  One contract test suite (``tests/protocol/test_crypto_contract.py``) runs against both.
 
 Failure rules, shared by every backend:
 

@@ -3,7 +3,7 @@
 Theory of operation: :func:`make_vectors` drives :class:`~protocol.crypto.real.RealBackend` (and its
 legacy v1 writers) from one ``random.Random(seed)`` and returns a JSON-able document of cases that an
 independent implementation — RC's web client, a WebCrypto script, or the decoder in
-``tests/test_crypto_real_formats.py`` — can open.  The same seed yields the same document, except
+``tests/protocol/test_crypto_real_formats.py`` — can open.  The same seed yields the same document, except
 the ``wrapped`` strings: RSA-OAEP draws its padding inside ``cryptography``.
 
 Case kinds and their fields:

@@ -4,7 +4,7 @@ Theory of operation.  :data:`OPERATIONS` is a table, kind -> (takes a room, guar
 trace says it); :func:`enabled_ops` lists every (kind, user, room) whose guard holds and
 :func:`apply` runs one, advancing the clock by :data:`STEP_S`.
 
-* Operations: those of ``tests/test_e2e_stateful.py`` (log in, log out, wrong password, change
+* Operations: those of ``tests/protocol/test_e2e_stateful.py`` (log in, log out, wrong password, change
   password, reset, join, leave, tick, accept, room-key reset, send) plus two paths RC has that
   the state machine lacks: a holder's suggestion that arrives after the member reset (RC #32197's
   loop fetches, then posts: a reset can fall between) and the deprecated ``e2e.updateGroupKey``.

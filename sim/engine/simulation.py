@@ -81,7 +81,7 @@ __all__ = [
 #: scrypt's cost N for backup codes under the hardened profile, in a run.  Nobody in a run ever
 #: types a backup code (a person who lost its authenticator has none), so N changes nothing a run
 #: measures: the salt is drawn from the same stream whatever N is, and the outcome tables are
-#: identical (tests/test_sim_profiles.py).  The profile's own 2**14 costs about 0.25 s per
+#: identical (tests/sim/engine/test_profiles.py).  The profile's own 2**14 costs about 0.25 s per
 #: enrolment, 25 s for 100 users on TOTP; pass ``backup_scrypt_n=None`` to keep it.
 SIM_BACKUP_SCRYPT_N = 2
 

@@ -67,7 +67,7 @@ class _RenewalTimeline(_Timeline):
         draw_on, draw_off, warp = s.draw_on, s.draw_off, s.warp
         while not ch or ch[-1] <= t:
             # unit(key, user, k) inlined (two SplitMix64 finalisers): this loop is the hot path,
-            # and tests/test_churn.py checks it against sim.streams.unit.
+            # and tests/sim/inputs/test_churn.py checks it against sim.inputs.streams.unit.
             z = ((zu ^ k) + 0x9E3779B97F4A7C15) & _MASK
             z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
             z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK

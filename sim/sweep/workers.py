@@ -45,7 +45,7 @@ def execute_run(base: str, spec: RunSpec, out: str) -> RunReport:
     from .store import write_run_files
 
     # sim.results.tables needs pandas, scipy and lifelines, which ship no type information; importing it
-    # by name keeps `mypy --strict sim/sweep.py` from descending into it (its results are frames).
+    # by name keeps `mypy --strict sim/sweep/` from descending into it (its results are frames).
     outputs: Any = importlib.import_module("sim.results.tables")
 
     started_at, clock = time.time(), time.perf_counter()

@@ -12,7 +12,7 @@ from sim.engine import OUTCOME_COLUMNS, ROOM_COLUMNS, run_scenario
 from sim.inputs import load_scenario
 from sim.results import write_run
 
-SMOKE = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
+SMOKE = Path(__file__).parents[2] / "scenarios" / "smoke.toml"
 SMALL = {"simulation.horizon_days": 0.5, "population.users": 30, "rooms.dms": 10, "rooms.groups": 4}
 
 

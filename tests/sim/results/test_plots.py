@@ -12,7 +12,7 @@ from sim.inputs.scenario import load_scenario
 from sim.results import outcomes_frame, summarize
 from sim.results.plots import plot_run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SMOKE = ROOT / "scenarios" / "smoke.toml"
 SCRIPTED = ROOT / "scenarios" / "scripted.toml"
 

@@ -15,7 +15,7 @@ import pytest
 from sim.bench.runs import _run_child, run_bench
 from sim.inputs.scenario import ScenarioError
 
-BENCH = Path(__file__).resolve().parent.parent / "scenarios" / "bench.toml"
+BENCH = Path(__file__).resolve().parents[3] / "scenarios" / "bench.toml"
 USERS = 300
 DAYS = 1.0
 

@@ -19,7 +19,7 @@ from sim.engine.records import RunResult
 from sim.inputs.scenario import load_scenario
 from sim.results import outcomes_frame
 
-SMOKE = Path(__file__).parents[1] / "scenarios" / "smoke.toml"
+SMOKE = Path(__file__).parents[3] / "scenarios" / "smoke.toml"
 SMALL = {
     "population.users": 12,
     "rooms.dms": 6,

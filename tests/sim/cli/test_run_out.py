@@ -12,7 +12,7 @@ import pytest
 
 from sim.cli import main
 
-SMOKE = Path(__file__).parents[1] / "scenarios" / "smoke.toml"
+SMOKE = Path(__file__).parents[3] / "scenarios" / "smoke.toml"
 
 
 def run(*args: str | Path) -> int:

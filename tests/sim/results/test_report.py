@@ -1,6 +1,6 @@
 """``keysim report``: a run or a sweep in, figures and one page out.
 
-The sweep fixture is built by hand in the store's layout (``sim/store.py``: runs.sqlite, one
+The sweep fixture is built by hand in the store's layout (``sim/sweep/store.py``: runs.sqlite, one
 parquet file per run in outcomes/ and rooms/, summaries/), from small smoke runs, so these tests
 pin the layout the report reads; one test reads a sweep that ``keysim sweep`` itself wrote.
 """
@@ -23,7 +23,7 @@ from sim.inputs.scenario import load_scenario
 from sim.results import proportion, summarize, write_run
 from sim.results.report import POLICY, ReportError, collect, headline, load_results, make_report
 
-SMOKE = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
+SMOKE = Path(__file__).parents[3] / "scenarios" / "smoke.toml"
 OFFLINE = "churn.mean_offline_minutes"
 SCHEMA = (
     "CREATE TABLE runs (run_key TEXT PRIMARY KEY, point_json TEXT NOT NULL, replicate INT NOT NULL, "
@@ -208,7 +208,7 @@ def test_html_page_embeds_the_figures(
 
 
 def test_real_sweep_store(tmp_path: Path) -> None:
-    """A sweep written by ``keysim sweep`` itself (sim/sweep.py, sim/store.py)."""
+    """A sweep written by ``keysim sweep`` itself (sim/sweep/runner.py, sim/sweep/store.py)."""
     spec = tmp_path / "s.toml"
     spec.write_text(
         f'[sweep]\nbase = "{SMOKE}"\nreplications = 2\n[sweep.set]\n"simulation.horizon_days" = 0.5\n'

@@ -3,7 +3,7 @@
 A change that moves any simulated figure shows up here as a diff of the tables.  When the change
 is intended, regenerate the files and commit them with it, saying in the commit why they moved::
 
-    KEYSIM_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py
+    KEYSIM_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/sim/engine/test_golden.py
 
 Floats are written with 17 significant digits (they round-trip exactly), NaN as an empty field.
 """
@@ -20,8 +20,8 @@ from sim.engine import run_scenario
 from sim.inputs.scenario import load_scenario
 from sim.results import outcomes_frame, rooms_frame
 
-ROOT = Path(__file__).parents[1]
-GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).parents[3]
+GOLDEN = Path(__file__).parents[2] / "golden"
 RUNS = {
     "smoke-queue": ("scenarios/smoke.toml", {"simulation.policy": "queue"}),
     "smoke-live": ("scenarios/smoke.toml", {"simulation.policy": "live"}),

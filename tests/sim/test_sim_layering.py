@@ -3,7 +3,7 @@
 
 Every import counts, including those inside functions and under ``TYPE_CHECKING``: a circle that
 only the type checker sees is still a circle a reader has to untangle.  That protocol/ imports
-neither sim nor simpy is checked with the rest of its sans-IO rules in tests/test_layering.py.
+neither sim nor simpy is checked with the rest of its sans-IO rules in tests/protocol/test_layering.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 SIM = ROOT / "sim"
 
 #: each part of sim/ and the layer it sits on; a module may import its own part and lower layers

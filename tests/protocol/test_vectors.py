@@ -9,7 +9,7 @@ import pytest
 
 from protocol import totp
 
-VECTORS = Path(__file__).parent / "vectors"
+VECTORS = Path(__file__).parents[1] / "vectors"
 
 
 def records(name: str) -> list[dict[str, str]]:

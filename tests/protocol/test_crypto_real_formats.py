@@ -41,7 +41,7 @@ from protocol.crypto.real import (
 from protocol.crypto.vectors import dumps_vectors, make_vectors
 from protocol.errors import CryptoError
 
-VECTORS_PATH = Path(__file__).parent / "vectors" / "e2ee.json"
+VECTORS_PATH = Path(__file__).parents[1] / "vectors" / "e2ee.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
 CASES: list[dict[str, Any]] = VECTORS["cases"]
 UID = "Hb9tq3XkQ7mFzWc2e"

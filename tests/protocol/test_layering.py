@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PROTOCOL = Path(__file__).parent.parent / "protocol"
+PROTOCOL = Path(__file__).parents[2] / "protocol"
 FILES = sorted(PROTOCOL.rglob("*.py"))
 
 FORBIDDEN_MODULES = {"sim", "simpy", "time", "secrets", "datetime", "socket", "subprocess", "asyncio"}

@@ -21,7 +21,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 SMOKE = str(NOTEBOOKS.parent / "scenarios" / "smoke.toml")
 
 SMALL: dict[str, dict[str, Any]] = {

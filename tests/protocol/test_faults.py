@@ -179,7 +179,7 @@ def test_fault_injection_scenario_runs_with_invariants_checked() -> None:
     from sim.engine import run_scenario
     from sim.inputs.scenario import load_scenario
 
-    path = Path(__file__).parent.parent / "scenarios" / "faults.toml"
+    path = Path(__file__).parents[2] / "scenarios" / "faults.toml"
     small = {"population.users": 150, "rooms.dms": 60, "rooms.groups": 25, "simulation.horizon_days": 2}
     result = run_scenario(load_scenario(path, overrides=small), check_invariants=True)
     assert result.faults is not None

@@ -13,7 +13,7 @@ import pytest
 from sim.engine import run_scenario
 from sim.inputs.scenario import load_scenario
 
-SMOKE = Path(__file__).parents[1] / "scenarios" / "smoke.toml"
+SMOKE = Path(__file__).parents[3] / "scenarios" / "smoke.toml"
 BIG = {
     "population.users": 3000,
     "rooms.dms": 1500,

@@ -14,7 +14,7 @@ import pytest
 
 from sim.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SMOKE = ROOT / "scenarios" / "smoke.toml"
 KEYSIM = Path(sys.executable).with_name("keysim")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,7 @@ from sim.engine import run_scenario
 from sim.inputs.scenario import load_scenario
 from sim.results import outcomes_frame, rooms_frame
 
-SMOKE = Path(__file__).parent.parent / "scenarios" / "smoke.toml"
+SMOKE = Path(__file__).parents[3] / "scenarios" / "smoke.toml"
 SMALL = {
     "population.users": 14,
     "rooms.dms": 6,

@@ -30,7 +30,7 @@ from sim.sweep.runner import (
 )
 from sim.sweep.store import RunStore, read_runs, run_files
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 SMOKE = REPO / "scenarios" / "smoke.toml"
 AXES = ["churn.mean_offline_minutes", "simulation.policy"]
 

@@ -123,7 +123,7 @@ def test_simulator_counts_stolen_room_keys_with_and_without_the_mitigation() -> 
     from sim.engine import run_scenario
     from sim.inputs.scenario import load_scenario
 
-    path = Path(__file__).parent.parent / "scenarios" / "adversary.toml"
+    path = Path(__file__).parents[2] / "scenarios" / "adversary.toml"
     small = {"population.users": 80, "rooms.dms": 30, "rooms.groups": 12, "simulation.horizon_days": 2}
     figures = {}
     for mitigation in ("none", "fingerprints"):

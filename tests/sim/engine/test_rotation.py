@@ -14,7 +14,7 @@ from sim.engine.collect import collect
 from sim.inputs.scenario import load_scenario
 from sim.results import outcomes_frame, rooms_frame
 
-SMOKE = Path(__file__).parents[1] / "scenarios" / "smoke.toml"
+SMOKE = Path(__file__).parents[3] / "scenarios" / "smoke.toml"
 
 SCENARIO = """\
 [simulation]

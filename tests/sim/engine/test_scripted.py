@@ -34,7 +34,7 @@ from sim.engine import OUTCOME_COLUMNS, RunResult, run_scenario
 from sim.inputs.scenario import load_scenario
 from sim.results import write_run
 
-SCENARIOS = Path(__file__).parent / "scenarios"
+SCENARIOS = Path(__file__).parents[2] / "scenarios"
 SCRIPTED = SCENARIOS / "scripted_policies.toml"
 FLOAT_TIMES = SCENARIOS / "float_times.toml"
 HORIZON = 86_400.0

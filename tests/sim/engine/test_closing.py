@@ -30,7 +30,7 @@ from sim.engine.collect import collect
 from sim.inputs.scenario import load_scenario
 from sim.results import kaplan_meier, outcomes_frame, restore_ends, summarize, terminal_table
 
-CLOSING = Path(__file__).parent / "scenarios" / "closing.toml"
+CLOSING = Path(__file__).parents[2] / "scenarios" / "closing.toml"
 HORIZON = 86_400.0
 
 
@@ -169,7 +169,7 @@ def test_new_columns_reach_the_parquet(column: str, tmp_path: Path) -> None:
 
 # --- resets of users who are away (offline_resets.toml) ----------------------------------------------
 
-OFFLINE = Path(__file__).parent / "scenarios" / "offline_resets.toml"
+OFFLINE = Path(__file__).parents[2] / "scenarios" / "offline_resets.toml"
 
 
 def simulation(profile: str = "rocketchat") -> Simulation:
