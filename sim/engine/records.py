@@ -130,19 +130,28 @@ class RoomStats:
 
 @dataclass(slots=True)
 class Device:
-    """The simulator's view of one user's device."""
+    """The simulator's view of one user's device.
+
+    :class:`~sim.engine.devices.Devices` makes and drops the client and logs it in and out; the
+    other fields are each written by the part named beside it.
+    """
 
     client: Client | None = None
+    #: when the device's current session ends (Following, Resets at a relogin; -1: logged out)
     online_until: float = -1.0
+    #: when the device logged in, the phase of its distribution loop (Devices)
     login_at: float = 0.0
+    #: the next login already scheduled for it (Following; Resets for an admin-reset user)
     pending_login: float | None = None
+    #: whether its distribution loop is scheduled (Following)
     ticking: bool = False
+    #: locked out until then: a lost authenticator, until the admin acts (Resets)
     locked_until: float = -1.0
-    #: when the distribution loop last ran (one tick per instant)
+    #: when the distribution loop last ran (one tick per instant; Following)
     last_tick_at: float = -1.0
-    #: when the user last logged in again after a reset of its key
+    #: when the user last logged in again after a reset of its key (Resets)
     reset_relogin_at: float = -1.0
-    #: clients made for this user so far (each draws from its own stream)
+    #: clients made for this user so far (each draws from its own stream; Devices)
     clients_made: int = 0
 
 
