@@ -211,7 +211,7 @@ class Client(RoomsMixin, RecoveryMixin):
             raise
         self._local.private_key, self._local.public_key = pair.private_key, pair.public_key
         self.random_password = password
-        if self.server.policy == "backup" and self.server.user(self.user_id).e2e_backup_public_key is None:
+        if self.server.mechanisms.backup and self.server.user(self.user_id).e2e_backup_public_key is None:
             recovery = self.backend.generate_key_pair(self.entropy)
             self.server.e2e_backup_set_public_key(self.user_id, recovery.public_key)
             self.recovery_key = recovery.private_key

@@ -160,7 +160,7 @@ class RecoveryMixin:
 
     def _acquired(self, room_id: str, key: RoomKey, source: str, now: float) -> None:
         self.acquired.append(KeyAcquired(room_id, key.kid, source, now))
-        if self.server.policy != "backup" or (room_id, key.kid) in self._backed_up:
+        if not self.server.mechanisms.backup or (room_id, key.kid) in self._backed_up:
             return
         backup_public = self.server.user(self.user_id).e2e_backup_public_key
         if backup_public is None:

@@ -114,7 +114,7 @@ class RoomsMixin:
                 self._move(session, R.ERROR, now)
         else:
             self._move(session, R.WAITING_KEYS, now)
-            if self.server.policy == "live":
+            if self.server.mechanisms.live:
                 self.server.e2e_request_subscription_keys(self.user_id, room_id, now=now)
 
     def _create_group_key(self, session: RoomSession, now: float) -> bool:

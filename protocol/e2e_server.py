@@ -26,15 +26,16 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import E2EError, NotFoundError, PermissionDenied, ValidationError
+from .policies import POLICIES, Mechanisms
 from .room_server import KeyRequest, Notification, RoomServerMixin, SubscriptionChanged
 from .rooms import MAX_OLD_ROOM_KEYS, MAX_WAITING_USERS, OldRoomKey, Room, Subscription, WaitingUser
 
 if TYPE_CHECKING:
     from .twofactor import TwoFactor
 
-__all__ = ["POLICIES", "E2EServerMixin", "KeyRequest", "Notification", "SubscriptionChanged"]
+__all__ = ["POLICIES", "E2EServerMixin", "KeyRequest", "Mechanisms", "Notification", "SubscriptionChanged"]
 
-POLICIES = ("queue", "live", "backup")
+
 #: ``e2e.resetRoomKey``'s ``LockMap = new ExpiryMap(10000)``.
 ROOM_KEY_RESET_LOCK_SECONDS = 10.0
 
@@ -378,7 +379,7 @@ class E2EServerMixin(RoomServerMixin):
         return dict(self._backups.get((user_id, room_id), {}))
 
     def _require_backup(self) -> None:
-        if self.policy != "backup":
+        if not self.mechanisms.backup:
             raise E2EError("error-not-allowed", f"key backup needs policy 'backup', not {self.policy!r}")
 
     def _e2e_dump(self) -> dict[str, list[dict[str, Any]]]:

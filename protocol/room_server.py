@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .accounts import User, new_id
 from .errors import E2EError, NotFoundError, PermissionDenied, ValidationError
+from .policies import Mechanisms
 from .rooms import MAX_WAITING_USERS, Message, Room, Subscription, WaitingUser
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class RoomServerMixin:
     settings: Settings
     entropy: Entropy
     policy: str
+    mechanisms: Mechanisms
     _users: dict[str, User]
     _rooms: dict[str, Room]
     _messages: dict[str, list[Message]]
@@ -108,7 +110,7 @@ class RoomServerMixin:
 
     @property
     def _queue_enabled(self) -> bool:
-        return self.policy != "live"
+        return self.mechanisms.queue
 
     # ------------------------------------------------------------------ the queue (Rooms model)
 

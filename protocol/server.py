@@ -69,6 +69,8 @@ class Server(E2EServerMixin):
                 "error-invalid-policy", f"policy: must be one of {list(POLICIES)}, got {policy!r}"
             )
         self.policy = policy
+        #: the mechanisms the policy runs
+        self.mechanisms = POLICIES[policy]
         #: E-mails the server would have sent, oldest first.
         self.outbox: list[EmailMessage] = []
         self._entropy = entropy if entropy is not None else default_entropy()

@@ -132,7 +132,7 @@ def _walk(w: World) -> tuple[Any, ...]:
     for uid in w.users:
         out += _account(n, w, uid, rix)
     out += [_room(n, w, rid, uix) for rid in w.rooms]
-    if srv.policy == "backup":
+    if srv.mechanisms.backup:
         out += _backups(n, w, uix, rix)
     for uid in w.users:
         out += _device(n, w, uid, rix)
@@ -218,7 +218,7 @@ def _history(n: _Names, w: World, uid: str, rix: dict[str, int]) -> tuple[Any, .
     # (each needs one) and, for the backup property, for the rooms' current keys.
     client, srv = w.d.clients[uid], w.d.server
     relevant = {(rid, kid) for rid in client.session_room_ids() for kid in client.held_keys(rid)}
-    if srv.policy == "backup":
+    if srv.mechanisms.backup:
         relevant |= {(rid, srv.room(rid).e2e_key_id or "") for rid in w.rooms}
     records = {(rix[a.room_id], n.known(a.kid)) for a in client.acquired if (a.room_id, a.kid) in relevant}
     backed_up = {(rix[r], n.known(k)) for r, k in client.backed_up}  # not uploaded again

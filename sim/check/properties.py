@@ -60,8 +60,8 @@ def settle(w: World) -> None:
 def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
     """The liveness properties of the policy, run on ``w`` itself (which they change); the
     violations, and the steps of the suffix that showed them."""
-    policy = w.d.server.policy
-    if policy == "live":
+    mechanisms = w.d.server.mechanisms
+    if not mechanisms.queue:
         return [], []  # checked at each handshake
     acquired = {uid: {(a.room_id, a.kid) for a in c.acquired} for uid, c in w.d.clients.items()}
     settle(w)
@@ -78,7 +78,7 @@ def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
                         "queue_restores", f"{uid} is READY in {rid} but never got the key {holders[0]} serves"
                     )
                 )
-    if policy == "backup" and not out:
+    if mechanisms.backup and not out:
         out += _backup_restores(w, acquired, steps)
     return out, steps
 

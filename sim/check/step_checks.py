@@ -57,7 +57,7 @@ def live_before(w: World, uid: str, rid: str) -> tuple[bool, bool]:
 def live_after(w: World, i: int, before: dict[int, tuple[bool, bool]]) -> list[Violation]:
     """``live``: a handshake yields the room key iff another member online then held it."""
     client = w.client(i)
-    if w.d.server.policy != "live" or not client.functional:
+    if not w.d.server.mechanisms.live or not client.functional:
         return []
     out = []
     for r, (holder_online, other_way) in before.items():

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 
 from protocol import Client, Server
+from protocol.policies import Mechanisms
 
 from ..inputs.churn import PresenceModel
 from .clock import Clock
@@ -34,7 +35,7 @@ class Following:
         keys: KeyView,
         records: Records,
         *,
-        policy: str,
+        mechanisms: Mechanisms,
         tick_s: float,
     ) -> None:
         self.clock = clock
@@ -43,7 +44,8 @@ class Following:
         self.devices = devices
         self.keys = keys
         self.records = records
-        self.policy = policy
+        #: the policy's mechanisms (queue, live request, backup)
+        self.mechanisms = mechanisms
         self.tick_s = tick_s
         #: the relogin of a user reset while offline (:meth:`sim.engine.resets.Resets.relogin`)
         self.relogin: Callable[[int, list[Outcome]], None] = _no_relogin
@@ -81,7 +83,7 @@ class Following:
             elif u in awaiting:  # a stale start (a login that had to wait): the next
                 self.follow(u)
             return
-        if self.policy == "live":
+        if self.mechanisms.live:
             self.co_present_members(u, now)
         try:
             self.devices.login(u, now)
@@ -119,12 +121,14 @@ class Following:
         for rid in server.rooms_of(uid):  # a key waits for it to accept
             if server.room(rid).subscriptions[uid].e2e_suggested_key:
                 return True
-        if self.policy == "live":
+        if self.mechanisms.live and any(
             # it asks again at each login for a room it lacks the key of, if somebody holds it
-            return any(
-                server.room(rid).encrypted and not holds(rid, uid) and self.keys.holders(rid, exclude=uid)
-                for rid in server.rooms_of(uid)
-            )
+            server.room(rid).encrypted and not holds(rid, uid) and self.keys.holders(rid, exclude=uid)
+            for rid in server.rooms_of(uid)
+        ):
+            return True
+        if not self.mechanisms.queue:
+            return False
         for rid in server.rooms_of(uid):
             room = server.room(rid)
             # only a waiting member with a key pair can be served (a user reset by an admin gets
@@ -162,7 +166,7 @@ class Following:
 
     def maybe_tick(self, u: int) -> None:
         """Start ``u``'s tick chain if it is online, idle and has work (phase: its login time)."""
-        if self.policy == "live":
+        if not self.mechanisms.queue:
             return
         dev = self.devices[u]
         client = dev.client
@@ -200,7 +204,7 @@ class Following:
 
     def wake_holders(self, room_id: str, waiting_user: str) -> None:
         """Somebody waits in ``room_id``: its holders' loops run (followed if offline)."""
-        if self.policy == "live":
+        if not self.mechanisms.queue:
             return
         for m in self.keys.holders(room_id, exclude=waiting_user):
             if self.devices.online(m):

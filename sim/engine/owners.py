@@ -11,6 +11,7 @@ rotations per encrypted private group, each carried out only while the owner hol
 from __future__ import annotations
 
 from protocol import ProtocolError, Server
+from protocol.policies import Mechanisms
 
 from ..inputs.churn import PresenceModel
 from ..inputs.streams import poisson, stream
@@ -38,7 +39,7 @@ class Owners:
         following: Following,
         resets: Resets,
         *,
-        policy: str,
+        mechanisms: Mechanisms,
         seed: int,
     ) -> None:
         self.clock = clock
@@ -49,7 +50,7 @@ class Owners:
         self.records = records
         self.following = following
         self.resets = resets
-        self.policy = policy
+        self.mechanisms = mechanisms
         self._rng = stream(seed, "rotation")
 
     def recover(self, room_id: str, now: float) -> None:
@@ -118,7 +119,7 @@ class Owners:
         self.records.note_regained(room_id, now)
         self.devices.pump(now)
         self.following.maybe_tick(u)
-        if self.policy == "live":
+        if self.mechanisms.live:
             self._members_ask_later(u, room_id, now)
 
     def _members_ask_later(self, u: int, room_id: str, now: float) -> None:

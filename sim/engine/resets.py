@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from protocol import Server
+from protocol.policies import Mechanisms
 
 from ..inputs.churn import PresenceModel
 from ..inputs.streams import poisson, stream
@@ -41,7 +42,7 @@ class Resets:
         *,
         values: Mapping[str, Any],
         scripted: list[tuple[float, int]],
-        policy: str,
+        mechanisms: Mechanisms,
         seed: int,
     ) -> None:
         self.clock = clock
@@ -55,7 +56,7 @@ class Resets:
         self.values = values
         #: the scenario's scripted resets, (time, user)
         self.scripted_resets = scripted
-        self.policy = policy
+        self.mechanisms = mechanisms
         self._rng = stream(seed, "resets")
         self._rng_recovery = stream(seed, "recovery")
         self._admin: str | None = None
@@ -212,7 +213,7 @@ class Resets:
             outcome.holders_at_relogin = len(holders)
             outcome.holders = tuple(holders)
             outcome.holders_online_at_relogin = sum(1 for m in holders if self.presence.is_online(m, now))
-        if self.policy == "live":
+        if self.mechanisms.live:
             self.following.co_present_members(u, now)
         try:
             self.devices.login(u, now, fresh=True)
@@ -226,7 +227,7 @@ class Resets:
             dev.online_until = now + 1.0
         self.clock.at(dev.online_until, self.following.session_end, u)
         self.devices.pump(now)
-        if self.policy == "backup":
+        if self.mechanisms.backup:
             self._restore_from_backup(u, now)
         if dev.client is not None and dev.client.recovery_key is not None:
             self.devices.recovery_keys[u] = dev.client.recovery_key

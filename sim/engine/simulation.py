@@ -129,7 +129,7 @@ class Simulation:
 
     def _make_parts(self) -> None:
         """The collaborators of a run, each given only what it reads and calls."""
-        sc, server, presence, seed, policy = self.sc, self.server, self.presence, self.seed, self.policy
+        sc, server, presence, seed = self.sc, self.server, self.presence, self.seed
         self.clock = clock = Clock(self.horizon)
         self.keys = keys = KeyView(server, self.backend, self.index)
         self.devices = devices = Devices(
@@ -152,7 +152,7 @@ class Simulation:
             devices,
             keys,
             records,
-            policy=policy,
+            mechanisms=server.mechanisms,
             tick_s=float(sc.get("simulation.tick_seconds")),
         )
         self.resets = resets = Resets(
@@ -165,11 +165,20 @@ class Simulation:
             following,
             values=sc.values["resets"],
             scripted=[(s.at, s.user) for s in sc.scripted_resets],
-            policy=policy,
+            mechanisms=server.mechanisms,
             seed=seed,
         )
         self.owners = Owners(
-            clock, server, presence, devices, keys, records, following, resets, policy=policy, seed=seed
+            clock,
+            server,
+            presence,
+            devices,
+            keys,
+            records,
+            following,
+            resets,
+            mechanisms=server.mechanisms,
+            seed=seed,
         )
         if sc.get("recovery.owner_resets_lost_rooms"):
             records.on_lost = self.owners.recover
