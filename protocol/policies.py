@@ -26,6 +26,7 @@ class Mechanisms:
 
 #: every policy, by name, and the mechanisms it runs
 POLICIES: Mapping[str, Mechanisms] = {
+    "rocketchat": Mechanisms(queue=True, live=True),
     "queue": Mechanisms(queue=True, live=False),
     "live": Mechanisms(queue=False, live=True),
     "backup": Mechanisms(queue=True, live=False, backup=True),

@@ -2,9 +2,11 @@
 of sim/, ``tests/project/`` for the repository as a whole (README, ``make run``, notebooks), and
 data beside them (``tests/vectors/``, ``tests/golden/``, ``tests/scenarios/``).
 
-No test module sits directly in tests/: pytest puts the directory of such a module on
-``sys.path``, where ``tests/sim`` and ``tests/protocol`` would be found as namespace packages
+No Python file sits directly in tests/ (no test module, no ``conftest.py``): pytest puts the
+directory of such a file on ``sys.path``, where ``tests/sim`` and ``tests/protocol`` would be found as namespace packages
 before the real ones by the processes a sweep spawns (``ModuleNotFoundError: sim.sweep.workers``).
+For the same reason a test module never imports another one: each directory runs on its own
+(``pytest tests/sim`` as well as ``pytest``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ SIM_PARTS = sorted(p.parent.name for p in (ROOT / "sim").glob("*/__init__.py"))
 TEST_FILES = sorted(TESTS.rglob("test_*.py"))
 
 
-def test_no_test_module_sits_directly_in_tests() -> None:
+def test_no_python_file_sits_directly_in_tests() -> None:
     assert [p.name for p in TESTS.glob("*.py")] == []
 
 
@@ -36,3 +38,14 @@ def test_module_names_are_unique() -> None:
     # without __init__.py files, pytest imports each test module by its file name
     twice = [name for name, count in Counter(p.name for p in TEST_FILES).items() if count > 1]
     assert twice == []
+
+
+def test_no_test_module_imports_another() -> None:
+    # ``from conftest import ...`` is fine from the conftest's own directory
+    names = {p.stem for p in TEST_FILES}
+    for path in TEST_FILES:
+        lines = path.read_text().splitlines()
+        imported = {line.split()[1].split(".")[0] for line in lines if line.startswith(("import ", "from "))}
+        assert not imported & names, f"{path} imports {imported & names}"
+        if "conftest" in imported:
+            assert (path.parent / "conftest.py").exists(), f"{path} imports a conftest from elsewhere"

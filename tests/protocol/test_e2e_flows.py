@@ -28,7 +28,7 @@ from protocol import (
 from protocol import totp as T
 
 BIP39 = frozenset(Mnemonic("english").wordlist)
-QUEUED = ("queue", "backup")  # the policies that keep usersWaitingForE2EKeys
+QUEUED = [name for name, m in POLICIES.items() if m.queue]  # the policies that keep usersWaitingForE2EKeys
 
 
 # ---------------------------------------------------------------------------- helpers
