@@ -5,8 +5,8 @@ data beside them (``tests/vectors/``, ``tests/golden/``, ``tests/scenarios/``).
 No Python file sits directly in tests/ (no test module, no ``conftest.py``): pytest puts the
 directory of such a file on ``sys.path``, where ``tests/sim`` and ``tests/protocol`` would be found as namespace packages
 before the real ones by the processes a sweep spawns (``ModuleNotFoundError: sim.sweep.workers``).
-For the same reason a test module never imports another one: each directory runs on its own
-(``pytest tests/sim`` as well as ``pytest``).
+For the same reason a test module imports test modules of its own directory only: each
+directory runs on its own (``pytest tests/sim`` as well as ``pytest``).
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ def test_module_names_are_unique() -> None:
     assert twice == []
 
 
-def test_no_test_module_imports_another() -> None:
-    # ``from conftest import ...`` is fine from the conftest's own directory
-    names = {p.stem for p in TEST_FILES}
+def test_test_modules_import_only_their_own_directory() -> None:
+    # pytest puts a test module's own directory on sys.path: a module (or conftest) beside it
+    # imports wherever it runs from, one elsewhere only when that directory happens to run first
     for path in TEST_FILES:
         lines = path.read_text().splitlines()
         imported = {line.split()[1].split(".")[0] for line in lines if line.startswith(("import ", "from "))}
-        assert not imported & names, f"{path} imports {imported & names}"
-        if "conftest" in imported:
-            assert (path.parent / "conftest.py").exists(), f"{path} imports a conftest from elsewhere"
+        for name in imported & ({p.stem for p in TEST_FILES} | {"conftest"}):
+            assert (path.parent / f"{name}.py").exists(), f"{path} imports {name} from another directory"
