@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from protocol import PROFILES
+from protocol import POLICIES, PROFILES
 
 from .. import __version__
 from .commands import cmd_2fa_demo, cmd_bench, cmd_check, cmd_report, cmd_run, cmd_sweep, cmd_vectors
@@ -193,7 +193,7 @@ def _add_check(commands: _Commands) -> None:
     check.add_argument("--depth", type=int, default=8, help="operations per trace (default: 8)")
     check.add_argument(
         "--policy",
-        choices=["queue", "live", "backup"],
+        choices=list(POLICIES),
         default="queue",
         help="how a member who lost its key gets it back, as in scenarios' simulation.policy (default: queue)",
     )

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from protocol import POLICIES
+
 __all__ = ["SCHEMA", "SEED_LIMIT", "TABLES", "Check", "Key"]
 
 
@@ -79,7 +81,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "name": Key(str, "", _run_name, "run name (default: the file name)"),
         "horizon_days": Key((int, float), 30.0, _positive, "simulated time, days"),
         "seed": Key(int, 0, _seed, "root seed; --seed overrides"),
-        "policy": Key(str, "queue", _one_of("queue", "live", "backup"), "recovery policy"),
+        "policy": Key(str, "rocketchat", _one_of(*POLICIES), "recovery policy"),
         "crypto": Key(str, "symbolic", _one_of("symbolic", "real"), "crypto backend"),
         "profile": Key(str, "rocketchat", _one_of("rocketchat", "hardened"), "2FA profile"),
         "tick_seconds": Key((int, float), 10.0, _positive, "key-distribution interval (RC: 10 s)"),
