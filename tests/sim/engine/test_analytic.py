@@ -8,7 +8,9 @@ So in a group of ``k`` whose members all hold the room key,
   (``holders_online_at_relogin``) is Binomial(k - 1, p), and
 * under policy ``queue``, when none of them is online, the key is served when the first of the
   k - 1 offline holders comes back: by memorylessness the minimum of k - 1 exponential residuals,
-  with mean ``off / (k - 1)`` (a holder's first tick runs at its login, so at most one tick later).
+  with mean ``off / (k - 1)`` (a holder's first tick runs at its login, so at most one tick later);
+* under ``rocketchat`` (the queue and the live request at once) the same, except that a holder
+  online at the relogin answers the live request at once instead of at its next tick.
 
 The population is split into disjoint groups of exactly ``k`` (explicit rooms, no DMs), so each
 reset yields one outcome row and rows of different groups are independent.  A few hundred resets
@@ -54,18 +56,19 @@ Z99 = stats.norm.ppf(0.995)  # two-sided 99 %
 
 @dataclass(frozen=True)
 class Run:
+    policy: str
     k: int
     result: RunResult
     rows: pd.DataFrame  # all outcome rows
     isolated: pd.DataFrame  # rows whose room saw no other reset within ISOLATION_S
 
 
-def _scenario_data(k: int) -> dict[str, object]:
+def _scenario_data(k: int, policy: str) -> dict[str, object]:
     rooms = [
         {"type": "p", "members": [f"u{i}" for i in range(g * k, (g + 1) * k)]} for g in range(USERS // k)
     ]
     return {
-        "simulation": {"horizon_days": DAYS, "seed": SEED, "policy": "queue", "tick_seconds": TICK_S},
+        "simulation": {"horizon_days": DAYS, "seed": SEED, "policy": policy, "tick_seconds": TICK_S},
         "population": {"users": USERS},
         "churn": {
             "model": "exponential",
@@ -93,12 +96,16 @@ def _isolated(rows: pd.DataFrame) -> pd.Series:
     return pd.Series(keep, index=rows.index)
 
 
-@pytest.fixture(scope="module", params=[3, 5], ids=lambda k: f"k={k}")
+@pytest.fixture(
+    scope="module",
+    params=[(policy, k) for policy in ("queue", "rocketchat") for k in (3, 5)],
+    ids=lambda param: f"{param[0]}-k={param[1]}",
+)
 def sim_run(request: pytest.FixtureRequest) -> Run:
-    k = request.param
-    result = run_scenario(parse_scenario(_scenario_data(k)))
+    policy, k = request.param
+    result = run_scenario(parse_scenario(_scenario_data(k, policy)))
     rows = pd.DataFrame(result.outcomes)
-    return Run(k, result, rows, rows[_isolated(rows)])
+    return Run(policy, k, result, rows, rows[_isolated(rows)])
 
 
 def test_setup(sim_run: Run) -> None:
@@ -106,7 +113,7 @@ def test_setup(sim_run: Run) -> None:
     reset, relogin at once, and enough isolated resets."""
     k, rows = sim_run.k, sim_run.rows
     assert sim_run.result.stationary_online == pytest.approx(P_ONLINE, abs=1e-12)
-    assert sim_run.result.scenario.get("simulation.policy") == "queue"
+    assert sim_run.result.scenario.get("simulation.policy") == sim_run.policy
     expected_resets = USERS * RESETS_PER_USER_DAY * DAYS
     assert abs(len(rows) - expected_resets) < 4 * math.sqrt(expected_resets)  # Poisson count
     assert rows["reset_id"].is_unique  # one encrypted room per user
@@ -180,3 +187,10 @@ def test_queue_serves_within_a_tick_when_a_holder_is_online(sim_run: Run) -> Non
     assert (wait.dropna() >= 0).all()
     within = (wait <= TICK_S).mean()
     assert within > 0.99, within
+    at_once = (wait == 0).mean()
+    if sim_run.policy == "rocketchat":
+        # the live request reaches the online holder, which answers it at the relogin itself
+        assert at_once > 0.99, at_once
+    else:
+        # only the holder's loop serves: at once only when its tick falls on the relogin
+        assert at_once < 0.5, at_once
