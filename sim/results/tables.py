@@ -3,8 +3,14 @@
 :func:`summarize` turns a :class:`~sim.engine.RunResult` into the headline figures (fractions with
 Wilson 95 % intervals from scipy, the Kaplan-Meier median time to restore from lifelines, which
 treats rows not restored as censored rather than dropping them: at the user's next reset, its
-leaving the room or the horizon, whichever comes first, :func:`restore_ends`).  Writing them to
-disk is :mod:`sim.results.rundir`'s job.
+leaving the room or the horizon, whichever comes first, :func:`restore_ends`).
+
+A restoration is not always a full one: a user who gets the current key back but not the old
+ones reads new messages only.  ``fraction_restored_with_history`` counts the rows restored with
+every message sent before the reset readable, and ``history_readable`` is the share of those
+messages readable over the restored rows (a ratio of sums, with a bootstrap interval over rows,
+since one row's messages stand or fall together).  Writing them to disk is
+:mod:`sim.results.rundir`'s job.
 """
 
 from __future__ import annotations
@@ -43,6 +49,33 @@ def proportion(k: int, n: int) -> dict[str, float | int]:
 
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     return {"k": k, "n": n, "value": k / n, "ci_low": float(ci.low), "ci_high": float(ci.high)}
+
+
+def ratio(numerators: pd.Series, denominators: pd.Series) -> dict[str, float | int]:
+    """``sum(numerators) / sum(denominators)`` over rows, with a 95 % percentile bootstrap interval
+    that resamples rows (scipy, a fixed seed: the same rows give the same interval)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    y, x = numerators.to_numpy(dtype=float), denominators.to_numpy(dtype=float)
+    k, n = int(y.sum()), int(x.sum())
+    if n == 0:
+        return {"k": 0, "n": 0, "rows": len(x), "value": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    value = k / n
+    if len(x) < 2 or np.all(y == x) or np.all(y == 0):
+        low = high = value  # every resample gives the same ratio
+    else:
+        ci = bootstrap(
+            (y, x),
+            lambda a, b, axis: a.sum(axis=axis) / np.maximum(b.sum(axis=axis), 1e-300),
+            paired=True,
+            vectorized=True,
+            n_resamples=2000,
+            method="percentile",
+            random_state=np.random.default_rng(0),
+        ).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    return {"k": k, "n": n, "rows": len(x), "value": value, "ci_low": low, "ci_high": high}
 
 
 def restore_ends(outcomes: pd.DataFrame, horizon_s: float | pd.Series) -> pd.Series:
@@ -89,6 +122,8 @@ def summarize(result: RunResult) -> dict[str, Any]:
     restored = int(outcomes["restored"].sum()) if n else 0
     delay = outcomes["restored_at"] - outcomes["relogin_at"]
     at_once = int(((delay <= tick) & outcomes["restored"]).sum()) if n else 0
+    restored_rows = outcomes[outcomes["restored"].astype(bool)] if n else outcomes
+    with_history = int((restored_rows["history_unreadable"] == 0).sum()) if n else 0
     encrypted = rooms[rooms["encrypted"].astype(bool)]
     lost = int(encrypted["lost"].sum())
     return {
@@ -110,6 +145,11 @@ def summarize(result: RunResult) -> dict[str, Any]:
         "fraction_restored": proportion(restored, n),
         "fraction_restored_at_once": proportion(at_once, n),
         "fraction_restored_later": proportion(restored - at_once, n),
+        "fraction_restored_with_history": proportion(with_history, n),
+        "history_readable": ratio(
+            restored_rows["history_messages"] - restored_rows["history_unreadable"],
+            restored_rows["history_messages"],
+        ),
         "rooms_lost": proportion(lost, len(encrypted)),
         "time_to_restore_km": kaplan_meier(outcomes, sc.horizon_s),
         "stationary_online": result.stationary_online,
@@ -139,6 +179,8 @@ def terminal_table(summary: dict[str, Any]) -> str:
         f"  restored            {pct(summary['fraction_restored'])}",
         f"    at once (1 tick)  {pct(summary['fraction_restored_at_once'])}",
         f"    later             {pct(summary['fraction_restored_later'])}",
+        f"    with its history  {pct(summary['fraction_restored_with_history'])}",
+        f"  history readable    {pct(summary['history_readable'])}",
         f"  rooms lost          {pct(summary['rooms_lost'])}",
         f"  median time to restore (Kaplan-Meier): {median_text}",
     ]
