@@ -40,6 +40,7 @@ POLICY = "simulation.policy"
 METRICS = {
     "restored": "restored by the horizon",
     "at_once": "restored at once (within one tick)",
+    "with_history": "restored with all earlier messages readable",
     "rooms_lost": "encrypted rooms lost",
 }
 RUN_FILES = ("outcomes.parquet", "rooms.parquet", "summary.json")
@@ -222,6 +223,8 @@ def _hits(results: Results, metric: str) -> pd.DataFrame:
     hit = o["restored"].astype(bool)
     if metric == "at_once":
         hit &= (o["restored_at"] - o["relogin_at"]) <= o["tick_s"]
+    elif metric == "with_history":
+        hit &= o["history_unreadable"] == 0
     elif metric != "restored":
         raise ValueError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
     return o.assign(hit=hit)

@@ -136,8 +136,8 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
         rest = [a for a in results.axes if a != axis]
         hue = rest if rest and results.runs.groupby(rest).ngroups <= MAX_LINES else policy
         note = f" (pooled over {', '.join(a for a in rest if a not in hue)})" if set(rest) - set(hue) else ""
-        fig = Figure(figsize=(14, 4.3), layout="constrained")
-        for i, (ax, metric) in enumerate(zip(fig.subplots(1, 3), METRICS, strict=True)):
+        fig = Figure(figsize=(4.7 * len(METRICS), 4.3), layout="constrained")
+        for i, (ax, metric) in enumerate(zip(fig.subplots(1, len(METRICS)), METRICS, strict=True)):
             plot_metric(ax, results, axis, metric, hue, legend=i == 0)
         fig.suptitle(f"Restoration against {axis}{note}")
         caption = f"Lines: replicates pooled per point, Wilson 95 % band; dots: single replicates{note}."
@@ -154,8 +154,10 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
         at = others if others and results.runs.groupby(others).ngroups <= 2 * MAX_LINES else []
         note = f" (pooled over {', '.join(others)})" if others and not at else ""
         tall = len(at) > 0 and results.runs.groupby(at).ngroups > 3
-        fig = Figure(figsize=(12, 11) if tall else (15, 4.5), layout="constrained")
-        for ax, metric in zip(fig.subplots(3, 1) if tall else fig.subplots(1, 3), METRICS, strict=True):
+        count = len(METRICS)
+        fig = Figure(figsize=(12, 3.7 * count) if tall else (5 * count, 4.5), layout="constrained")
+        panels = fig.subplots(count, 1) if tall else fig.subplots(1, count)
+        for ax, metric in zip(panels, METRICS, strict=True):
             plot_bars(ax, results, POLICY, metric, at)
         fig.suptitle(f"Policies side by side{note}")
         caption = f"Bars: replicates pooled, Wilson 95 % interval{note}."
