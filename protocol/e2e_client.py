@@ -41,7 +41,8 @@ from .e2e_states import (
     RoomSession,
 )
 from .entropy import Entropy, default_entropy
-from .errors import CryptoError, E2EError, ProtocolError
+from .errors import CryptoError, E2EError, ProtocolError, ValidationError
+from .escrow import Vault
 from .ledger import KeyLedger
 from .rooms import Message
 from .server import Server
@@ -93,6 +94,9 @@ class Client(RoomsMixin, RecoveryMixin):
         self.random_password: str | None = None
         #: policy ``backup``: the recovery key made with the first keys; the person must keep it.
         self.recovery_key: PrivateKey | None = None
+        #: policy ``contacts``: the one-time key of an open request to recovery contacts; it
+        #: survives logout on this device, like ``random_password``
+        self.contact_request_key: PrivateKey | None = None
         #: every key this device obtained, in order
         self.acquired: list[KeyAcquired] = []
         #: (room id, message id, kid) of every message this device decrypted
@@ -235,6 +239,90 @@ class Client(RoomsMixin, RecoveryMixin):
         self._fire("unlocked_unsaved" if self.random_password is not None else "unlocked")
         self._on_ready(now)
         return True
+
+    def escrow_password(self, vault: Vault, pin: str) -> None:
+        """Policy ``escrow``: put the E2E password just generated in ``vault`` behind ``pin``
+        (before :meth:`confirm_password_saved`, while the client still shows it)."""
+        if self.random_password is None:
+            raise E2EError("error-invalid-state", "no newly generated E2E password to escrow")
+        vault.enrol(self.user_id, pin, self.random_password)
+
+    def unlock_from_escrow(self, vault: Vault, pin: str, *, now: float) -> bool:
+        """Policy ``escrow``: a person who forgot its E2E password gets it back from ``vault``
+        with its PIN and unlocks the same key pair (every room, history included).
+
+        A wrong PIN raises :class:`~protocol.escrow.EscrowError` (one guess spent), a missing
+        record ``error-escrow-not-found``; False if the released password does not open the
+        stored private key (it was changed since it was escrowed)."""
+        if self.state != E2EEState.ENTER_PASSWORD or not self.online:
+            raise E2EError("error-invalid-state", f"no password is expected in state {self.state.value}")
+        return self.enter_password(vault.recover(self.user_id, pin), now=now)
+
+    def enrol_recovery_contacts(self, contact_ids: list[str], password: str) -> list[str]:
+        """Policy ``contacts``: seal the E2E ``password`` (the person types it in the set-up
+        dialog) under a fresh secret and wrap the secret for each contact with a key pair this
+        device trusts; returns those contacts (none: nothing is stored).  The password is not
+        checked against the stored private key here (a PBKDF2 run); a wrong one makes the
+        recovery fail later.  See :mod:`protocol.contacts_server`."""
+        self._require_functional()
+        if not isinstance(password, str) or not password:
+            raise ValidationError(message="password must be a non-empty string")
+        secret = self.backend.generate_room_key(self.entropy)
+        shares = {}
+        for contact_id in contact_ids:
+            public_key = self.server.user(contact_id).e2e_public_key
+            if contact_id != self.user_id and public_key and self._trusted(contact_id, public_key):
+                shares[contact_id] = self.backend.wrap_room_key(secret, public_key, self.entropy)
+        if shares:
+            sealed = self.backend.encrypt_message(secret, {"msg": password}, self.entropy)
+            self.server.e2e_contacts_set(self.user_id, sealed, shares)
+        return list(shares)
+
+    def request_contact_recovery(self) -> None:
+        """Policy ``contacts``: a person who forgot its E2E password asks its contacts from this
+        device, with a one-time key pair the device keeps until it is answered."""
+        if self.state != E2EEState.ENTER_PASSWORD or not self.online:
+            raise E2EError("error-invalid-state", f"no password is expected in state {self.state.value}")
+        pair = self.backend.generate_key_pair(self.entropy)
+        self.server.e2e_contacts_request(self.user_id, pair.public_key)
+        self.contact_request_key = pair.private_key
+
+    def answer_recovery_requests(self, *, now: float) -> list[str]:
+        """Policy ``contacts``: as a contact, answer every open request this device can open a
+        share of; returns the people answered."""
+        self._require_functional()
+        assert self._local.private_key is not None
+        answered = []
+        for request in self.server.e2e_contacts_pending(self.user_id):
+            try:
+                secret = self.backend.unwrap_room_key(request["share"], self._local.private_key)
+            except CryptoError:
+                continue  # a share for a key pair this contact has reset since
+            wrapped = self.backend.wrap_room_key(secret, request["publicKey"], self.entropy)
+            self._post(now, "e2e_contacts_answer", self.user_id, request["userId"], wrapped)
+            answered.append(request["userId"])
+        return answered
+
+    def unlock_from_contacts(self, *, now: float) -> str | None:
+        """Policy ``contacts``: open a contact's answer with the one-time key, then the sealed
+        password, and unlock the same key pair; returns the password (None while nobody has
+        answered, or if what came back does not open the key)."""
+        if self.state != E2EEState.ENTER_PASSWORD or not self.online:
+            raise E2EError("error-invalid-state", f"no password is expected in state {self.state.value}")
+        if self.contact_request_key is None:
+            return None
+        got = self.server.e2e_contacts_fetch(self.user_id)
+        if got["answer"] is None:
+            return None
+        try:
+            secret = self.backend.unwrap_room_key(got["answer"], self.contact_request_key)
+            password = self.backend.decrypt_message(got["sealed"], secret)["msg"]
+        except CryptoError:
+            return None
+        if not isinstance(password, str) or not self.enter_password(password, now=now):
+            return None
+        self.contact_request_key = None
+        return password
 
     def confirm_password_saved(self) -> None:
         """The person confirms the generated password is saved (SaveE2EPasswordModal)."""

@@ -156,6 +156,31 @@ class RecoveryMixin:
         self._move(session, R.READY, now)
         return key.kid
 
+    def rejoin_room(self, room_id: str, *, now: float) -> str:
+        """Policy ``rejoin``: a new room key for every member whose public key this device trusts
+        (:meth:`~protocol.e2e_server.E2EServerMixin.e2e_rejoin_room`); returns the kid.  This
+        device holds the new key at once and none of the room's earlier keys."""
+        self._require_functional()
+        assert self._local.public_key is not None
+        key = self.backend.generate_room_key(self.entropy)
+        keys = {self.user_id: self.backend.wrap_room_key(key, self._local.public_key, self.entropy)}
+        room = self.server.room(room_id)
+        for uid in room.subscriptions:
+            public_key = self.server.user(uid).e2e_public_key
+            if uid != self.user_id and public_key and self._trusted(uid, public_key):
+                keys[uid] = self.backend.wrap_room_key(key, public_key, self.entropy)
+        self.server.e2e_rejoin_room(self.user_id, room_id, key.kid, keys, now=now)
+        session = self._local.rooms.get(room_id)
+        if session is None:
+            session = self._local.rooms[room_id] = RoomSession(room_id, state=R.ESTABLISHING)
+        self._move(session, R.CREATING_KEYS, now)
+        session.key, session.key_id, session.old_keys = key, key.kid, None
+        self._acquired(room_id, key, "rejoined", now)
+        if self.ledger is not None:
+            self.ledger.created(room_id, key, self.user_id, now)
+        self._move(session, R.READY, now)
+        return key.kid
+
     # ------------------------------------------------------------------ key backup (policy backup)
 
     def _acquired(self, room_id: str, key: RoomKey, source: str, now: float) -> None:

@@ -45,6 +45,10 @@ class E2EServerMixin(RoomServerMixin):
     twofactor: TwoFactor
     _backups: dict[tuple[str, str], dict[str, str]]
 
+    if TYPE_CHECKING:
+
+        def _drop_contacts(self, user_id: str) -> None: ...
+
     # ------------------------------------------------------------------ user keys
 
     def e2e_fetch_my_keys(self, user_id: str) -> dict[str, str]:
@@ -286,6 +290,51 @@ class E2EServerMixin(RoomServerMixin):
         self._emit("stored", room_id, [user_id])
         self._emit("queued", room_id, [w.user_id for w in queue])
 
+    def e2e_rejoin_room(
+        self, user_id: str, room_id: str, e2e_key_id: str, keys: Mapping[str, str], *, now: float
+    ) -> None:
+        """Policy ``rejoin`` (beyond RC): an MLS-style external commit.  A member that lost its
+        key makes a new room key and hands it, wrapped, to itself and to every member whose public
+        key it has (``keys``: user id -> wrapped key); the room moves to the new kid at once.
+
+        MLS (RFC 9420 section 12.4.3.2, "Joining via External Commits") lets a client join or
+        rejoin a group from its public GroupInfo without any member online; the new epoch's
+        secret reaches the other members through the commit, which each processes when it next
+        connects, and the rejoiner reads nothing sent before it.  Here each member's current
+        ``E2EKey`` becomes an old key (its history stays readable), the key handed to it becomes its
+        ``E2EKey``, and members handed nothing (no key pair yet) are queued.  Any member may do
+        it (MLS's external-join policy), not only an owner as for ``e2e.resetRoomKey``.
+        """
+        if not self.mechanisms.rejoin:
+            raise E2EError("error-not-allowed", f"rejoining needs policy 'rejoin', not {self.policy!r}")
+        room, _ = self._member(room_id, user_id)
+        caller = self.user(user_id)
+        if caller.e2e_public_key is None or room.e2e_key_id is None:
+            raise E2EError("error-e2e-key-reset-failed", "error-user-has-no-keys or not encrypted")
+        _check_id(e2e_key_id, "e2e_key_id")
+        if not isinstance(keys, Mapping) or user_id not in keys:
+            raise ValidationError(message="keys must map user ids to wrapped keys, the caller's included")
+        for uid, wrapped in keys.items():
+            if uid not in room.subscriptions:
+                raise PermissionDenied("error-not-allowed", f"{uid!r} is not a member of {room_id!r}")
+            _check_wrapped(wrapped)
+        old_kid = room.e2e_key_id
+        queue: list[WaitingUser] = []
+        for uid, sub in room.subscriptions.items():
+            if sub.e2e_key is not None:
+                older = sorted(sub.old_room_keys or [], key=lambda k: k.ts, reverse=True)
+                sub.old_room_keys = [OldRoomKey(old_kid, now, sub.e2e_key), *older][:MAX_OLD_ROOM_KEYS]
+            sub.e2e_key = keys.get(uid)
+            sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+            sub.suggestion_signer = sub.suggestion_signature = None
+            if sub.e2e_key is None and len(queue) < MAX_WAITING_USERS:
+                queue.append(WaitingUser(uid, now))
+        room.e2e_key_id = e2e_key_id
+        room.users_waiting = queue if self._queue_enabled else None
+        self._notify(room_id, list(room.subscriptions))
+        self._emit("rejoined", room_id, list(keys))
+        self._emit("queued", room_id, [w.user_id for w in queue])
+
     # ------------------------------------------------------------------ resetting a user's key
 
     def e2e_reset_own_key(
@@ -332,6 +381,7 @@ class E2EServerMixin(RoomServerMixin):
             sub.suggestion_signer = sub.suggestion_signature = None
         self._enqueue(mine, user_id, now)
         user.login_tokens.clear()
+        self._drop_contacts(user_id)  # policy contacts: the sealed password opens nothing now
 
     # ------------------------------------------------------------------ live requests (legacy)
 

@@ -22,6 +22,12 @@ class Mechanisms:
     live: bool
     #: a per-user store of room keys wrapped for a recovery key (beyond RC)
     backup: bool = False
+    #: the E2E password in a PIN vault with a guess limit (:mod:`protocol.escrow`; beyond RC)
+    escrow: bool = False
+    #: a member who lost its key rejoins each room at once, MLS-style (beyond RC)
+    rejoin: bool = False
+    #: recovery contacts who can hand a person its E2E password back (beyond RC)
+    contacts: bool = False
 
 
 #: every policy, by name, and the mechanisms it runs
@@ -30,4 +36,9 @@ POLICIES: Mapping[str, Mechanisms] = {
     "queue": Mechanisms(queue=True, live=False),
     "live": Mechanisms(queue=False, live=True),
     "backup": Mechanisms(queue=True, live=False, backup=True),
+    # the designs of other systems, each added to Rocket.Chat's own two mechanisms (which still
+    # serve what the design does not cover: joiners, and whoever the design fails)
+    "escrow": Mechanisms(queue=True, live=True, escrow=True),
+    "rejoin": Mechanisms(queue=True, live=True, rejoin=True),
+    "contacts": Mechanisms(queue=True, live=True, contacts=True),
 }

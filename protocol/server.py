@@ -26,6 +26,7 @@ from .accounts import (
     new_token,
     verify_password,
 )
+from .contacts_server import ContactsServerMixin, RecoveryRecord
 from .e2e_server import POLICIES, E2EServerMixin, Notification
 from .entropy import Entropy, default_entropy
 from .errors import NotFoundError, PermissionDenied, ProtocolError, TwoFactorError, ValidationError
@@ -44,7 +45,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
-class Server(E2EServerMixin):
+class Server(E2EServerMixin, ContactsServerMixin):
     """One Rocket.Chat server.
 
     ``policy`` chooses how a member who lacks a room key gets it: ``queue`` (current Rocket.Chat),
@@ -81,6 +82,7 @@ class Server(E2EServerMixin):
         self._rooms: dict[str, Room] = {}
         self._messages: dict[str, list[Message]] = {}
         self._backups: dict[tuple[str, str], dict[str, str]] = {}
+        self._contacts: dict[str, RecoveryRecord] = {}
         self._notifications: list[Notification] = []
         self._user_rooms: dict[str, dict[str, None]] = {}
         self.listeners: list[Callable[[str, str, str], None]] = []
@@ -303,4 +305,8 @@ class Server(E2EServerMixin):
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """The collections as JSON-serialisable documents with Rocket.Chat's field names."""
-        return {"users": [u.to_document() for u in self._users.values()], **self._e2e_dump()}
+        return {
+            "users": [u.to_document() for u in self._users.values()],
+            **self._e2e_dump(),
+            "e2eRecoveryContacts": self._contacts_dump(),
+        }

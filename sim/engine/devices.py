@@ -17,6 +17,7 @@ from typing import Any
 from protocol import Client, E2EEState, Server
 from protocol import totp as totp_lib
 from protocol.crypto import CryptoBackend
+from protocol.escrow import Vault
 from protocol.ledger import KeyLedger
 from protocol.room_server import SubscriptionChanged
 from protocol.transport import Transport
@@ -67,6 +68,17 @@ class Devices:
         self._last_step: dict[int, int] = {}
         #: the recovery key each person kept (server-side key backup)
         self.recovery_keys: dict[int, Any] = {}
+        #: policy escrow: the PIN vault (set by the simulation), and each person's PIN
+        self.vault: Vault | None = None
+        self.escrow_pin: dict[int, str] = {}
+        self._rng_pins = stream(seed, "escrow-pins")
+        #: policy contacts: recovery contacts per person (0: the policy is off), and the people
+        #: who forgot their E2E password and wait for a contact's answer
+        self.contacts_per_user = 0
+        self.forgotten: set[int] = set()
+        self._rng_contacts = stream(seed, "contacts")
+        #: set once every user has its first key pair (contacts need their contacts' keys)
+        self.established = False
         self._client_seed = stream_seed(seed, "clients")
         #: the faulty network, from the moment the deployment is set up (None: a perfect one)
         self.transport: Transport | None = None
@@ -174,12 +186,18 @@ class Devices:
         client.login(f"pw-u{u}", now=now, code=self._totp(u, now))
         if client.state == E2EEState.SAVE_PASSWORD:
             self.e2e_password[u] = client.random_password
+            if self.vault is not None:  # a new password: the person escrows it behind a new PIN
+                pin = f"{self._rng_pins.randrange(10**6):06d}"
+                client.escrow_password(self.vault, pin)
+                self.escrow_pin[u] = pin
+            if self.contacts_per_user and self.established:
+                self.enrol_contacts(u, client.random_password or "")
             client.confirm_password_saved()
             assert client.public_key is not None  # new keys: the person shares the fingerprint
             self.directory.publish(self.user_ids[u], self.backend.fingerprint(client.public_key))
             if client.recovery_key is not None:
                 self.recovery_keys[u] = client.recovery_key
-        elif client.state == E2EEState.ENTER_PASSWORD and unlock:
+        elif client.state == E2EEState.ENTER_PASSWORD and unlock and u not in self.forgotten:
             password = self.e2e_password[u]
             if password is None or not client.enter_password(password, now=now):
                 raise RuntimeError(f"u{u} cannot unlock its keys")
@@ -190,6 +208,23 @@ class Devices:
             now if fresh or not self.presence.is_online(u, now) else self.presence.session_start(u, now)
         )
         return client
+
+    def enrol_contacts(self, u: int, password: str) -> list[str]:
+        """Policy contacts: ``u`` names its recovery contacts, people it shares rooms with first
+        (in a random order), then anybody, and shares its E2E password with them."""
+        uid, server = self.user_ids[u], self.server
+        client = self._devices[u].client
+        assert client is not None
+        peers = list(dict.fromkeys(m for rid in server.rooms_of(uid) for m in server.room(rid).subscriptions))
+        peers = [m for m in peers if m != uid]
+        rng, k = self._rng_contacts, min(self.contacts_per_user, len(self.user_ids) - 1)
+        rng.shuffle(peers)
+        chosen = peers[:k]
+        while len(chosen) < k:
+            other = self.user_ids[rng.randrange(len(self.user_ids))]
+            if other != uid and other not in chosen:
+                chosen.append(other)
+        return client.enrol_recovery_contacts(chosen, password)
 
     def logout(self, u: int, now: float) -> None:
         dev = self._devices[u]

@@ -49,6 +49,9 @@ class Following:
         self.tick_s = tick_s
         #: the relogin of a user reset while offline (:meth:`sim.engine.resets.Resets.relogin`)
         self.relogin: Callable[[int, list[Outcome]], None] = _no_relogin
+        #: what a followed user does once logged in at a session start (policy contacts:
+        #: :meth:`sim.engine.resets.Resets.after_login`)
+        self.after_login: Callable[[int], None] | None = None
         self.ticks = 0
 
     # -- following a user's presence
@@ -93,6 +96,8 @@ class Following:
             return
         self.stay_for_session(u, now)
         self.devices.pump(now)
+        if self.after_login is not None:
+            self.after_login(u)
         self.maybe_tick(u)
 
     def stay_for_session(self, u: int, now: float) -> None:

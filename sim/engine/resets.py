@@ -10,10 +10,12 @@ row per encrypted room of the user (:meth:`sim.engine.records.Records.new_rows`)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from protocol import Server
+from protocol import Client, NotFoundError, Server
+from protocol.escrow import EscrowError
 from protocol.policies import Mechanisms
 
 from ..inputs.churn import PresenceModel
@@ -41,6 +43,8 @@ class Resets:
         following: Following,
         *,
         values: Mapping[str, Any],
+        escrow: Mapping[str, Any],
+        contacts: Mapping[str, Any],
         scripted: list[tuple[float, int]],
         mechanisms: Mechanisms,
         seed: int,
@@ -54,11 +58,17 @@ class Resets:
         self.following = following
         #: the scenario's ``resets`` table
         self.values = values
+        #: the scenario's ``escrow`` and ``contacts`` tables (policies escrow, contacts)
+        self.escrow = escrow
+        self.contacts = contacts
+        #: policy contacts: people waiting for a contact's answer, (reset number, rows)
+        self._contact_waits: dict[int, tuple[int, list[Outcome]]] = {}
         #: the scenario's scripted resets, (time, user)
         self.scripted_resets = scripted
         self.mechanisms = mechanisms
         self._rng = stream(seed, "resets")
         self._rng_recovery = stream(seed, "recovery")
+        self._rng_escrow = stream(seed, "escrow")
         self._admin: str | None = None
         #: resets that found the user's key already new (reset by an admin, or just relogged in)
         self.absorbed = 0
@@ -66,6 +76,8 @@ class Resets:
         #: simulation's key-event listener to tell a backup restore from a holder's)
         self.restoring_from_backup = False
         following.relogin = self.relogin
+        if mechanisms.contacts:
+            following.after_login = self.after_login
 
     # -- planning
 
@@ -111,6 +123,7 @@ class Resets:
             self.reset(u, reason)
             return
         uid = self.devices.user_ids[u]
+        self._stop_waiting(u)
         rows = self.records.new_rows(u, reason, now)
         self.server.admin_reset_e2e_key(self._admin_id(), uid, "admin-pw", now=now)  # password fallback
         self.devices.signed_out(u)
@@ -143,6 +156,10 @@ class Resets:
         if dev.reset_relogin_at == now:  # it has just logged in again after a reset
             self.absorbed += 1
             return
+        escrow = reason == "forgot_password" and self.mechanisms.escrow
+        contacts = reason == "forgot_password" and self.mechanisms.contacts and u not in self._contact_waits
+        if (escrow or contacts) and self.devices.online(u):
+            self.devices.logout(u, now)  # the person who forgot is on a new device
         try:
             client = self.devices.login(u, now, unlock=reason != "forgot_password")
         except Wait as wait:
@@ -158,11 +175,181 @@ class Resets:
             # person gets to the reset (a forgotten-password login is on a new device, which
             # cannot unlock)
             self.following.tick_once(u, client, now)
+        self._stop_waiting(u)
         rows = self.records.new_rows(u, reason, now)
+        if escrow and self._from_escrow(u, client, now):
+            self._recovered(u, rows, "escrow", now)
+            return
+        if contacts and self._ask_contacts(u, client, rows, now):
+            return
         client.reset_own_key(self.devices.code(u, now), now=now)
         self._after_key_reset(u, rows, now)
         # ... and logs in again at once
         self.relogin(u, rows)
+
+    def _from_escrow(self, u: int, client: Client, now: float) -> bool:
+        """Policy escrow: the person who forgot its E2E password asks the vault with its PIN.
+
+        It recalls the PIN with ``pin_remembered_fraction``; otherwise it tries, in a random
+        order, ``pin_candidates`` PINs one of which is right, until the vault releases the
+        password or destroys the record at its guess limit.  With ``vault_loss_fraction`` the
+        record is gone before it asks.  Success has probability (1 - loss) * (remembered +
+        (1 - remembered) * min(max_guesses, candidates) / candidates)
+        (tests/sim/engine/test_designs.py).
+        """
+        e, rng, vault = self.escrow, self._rng_escrow, self.devices.vault
+        assert vault is not None
+        lost = rng.random() < float(e["vault_loss_fraction"])
+        remembers = rng.random() < float(e["pin_remembered_fraction"])
+        position = rng.randrange(int(e["pin_candidates"]))
+        uid = self.devices.user_ids[u]
+        if lost:
+            vault.lose(uid)
+        pin = self.devices.escrow_pin.get(u)
+        if pin is None:
+            return False
+        wrong = [f"{(int(pin) + i) % 10**6:06d}" for i in range(1, int(e["pin_candidates"]))]
+        guesses = [pin] if remembers else [*wrong[:position], pin, *wrong[position:]]
+        for guess in guesses:
+            try:
+                return client.unlock_from_escrow(vault, guess, now=now)
+            except EscrowError:
+                continue
+            except NotFoundError:  # never enrolled, lost, or destroyed at the guess limit
+                break
+        del self.devices.escrow_pin[u]
+        return False
+
+    def _ask_contacts(self, u: int, client: Client, rows: list[Outcome], now: float) -> bool:
+        """Policy contacts: the person who forgot its E2E password asks its recovery contacts
+        (False: it has none, and resets).  Contacts online now answer at once; otherwise the
+        first to come online does, and the person unlocks at its next login after that.  After
+        ``patience_hours`` without an answer it resets after all (:meth:`_give_up`)."""
+        uid = self.devices.user_ids[u]
+        contacts = [self.keys.index[c] for c in self.server.e2e_contacts_of(uid)]
+        if not contacts:
+            return False
+        client.request_contact_recovery()
+        self.devices.forgotten.add(u)
+        self.devices.e2e_password[u] = None
+        self._contact_waits[u] = (self.records.resets, rows)
+        self._note_relogin(uid, rows, now)
+        self._stay(u, now)
+        for m in contacts:
+            if not self.devices.online(m) and self.presence.is_online(m, now):
+                try:
+                    self.devices.login(m, now)
+                except Wait:
+                    continue
+                self.following.stay_for_session(m, now)
+            if self.devices.online(m):
+                self.after_login(m)
+            if u not in self._contact_waits:
+                return True  # answered, and unlocked
+        for m in contacts:  # the first of them back answers
+            self.following.follow(m)
+        patience = float(self.contacts["patience_hours"]) * 3600.0
+        self.clock.at(now + patience, self._give_up, u, self.records.resets)
+        return True
+
+    def after_login(self, m: int) -> None:
+        """Policy contacts: a device just logged in answers the requests it holds shares for,
+        and a person waiting for an answer tries it."""
+        client = self.devices[m].client
+        if client is None or not client.online:
+            return
+        if m in self._contact_waits:
+            self._try_unlock(m)
+        if client.functional:
+            for person in client.answer_recovery_requests(now=self.clock.now):
+                p = self.keys.index[person]
+                if p in self._contact_waits and self.devices.online(p):
+                    self._try_unlock(p)
+
+    def _try_unlock(self, u: int) -> None:
+        client = self.devices[u].client
+        assert client is not None
+        now = self.clock.now
+        password = client.unlock_from_contacts(now=now)
+        if password is None:
+            return
+        _, rows = self._contact_waits.pop(u)
+        self.devices.forgotten.discard(u)
+        self.devices.e2e_password[u] = password
+        is_open = self.records.open
+        self._recovered(u, [o for o in rows if is_open.get((u, o.room)) is o], "contacts", now)
+
+    def _give_up(self, u: int, token: int) -> None:
+        """Policy contacts: no answer within the person's patience: it resets its key, at its
+        next online moment, and its rows go on waiting as after any reset."""
+        wait = self._contact_waits.get(u)
+        if wait is None or wait[0] != token:
+            return
+        now = self.clock.now
+        if not self.devices.online(u):
+            start = self.presence.next_online_start(u, now)
+            if not self.presence.is_online(u, now):
+                if start is not None and start < self.clock.horizon:
+                    self.clock.at(start, self._give_up, u, token)
+                return
+            try:
+                self.devices.login(u, now)
+            except Wait as w:
+                self.clock.at(w.until, self._give_up, u, token)
+                return
+        ready = self.devices.code_ready_at(u, now)
+        if ready > now:
+            self.clock.at(ready, self._give_up, u, token)
+            return
+        client = self.devices[u].client
+        assert client is not None
+        self._stop_waiting(u)
+        is_open = self.records.open
+        rows = [o for o in wait[1] if is_open.get((u, o.room)) is o]
+        client.reset_own_key(self.devices.code(u, now), now=now)
+        self._after_key_reset(u, rows, now)
+        self.relogin(u, rows)
+
+    def _stop_waiting(self, u: int) -> None:
+        """``u`` resets (again): an open request to its contacts is abandoned."""
+        if self._contact_waits.pop(u, None) is not None:
+            self.devices.forgotten.discard(u)
+
+    def _note_relogin(self, uid: str, rows: list[Outcome], now: float) -> None:
+        """``uid`` is logged in again now: what each row's room looks like at that moment."""
+        for outcome in rows:
+            holders = self.keys.holders(outcome.room, exclude=uid)
+            outcome.relogin_at = now
+            outcome.holders_at_relogin = len(holders)
+            outcome.holders = tuple(holders)
+            outcome.holders_online_at_relogin = sum(1 for m in holders if self.presence.is_online(m, now))
+
+    def _recovered(self, u: int, rows: list[Outcome], via: str, now: float) -> None:
+        """``u`` got its E2E password back (``via``) and unlocked its own key pair: nothing was
+        reset, every row is restored now with its history.  The device stays for the session."""
+        uid = self.devices.user_ids[u]
+        for outcome in rows:
+            if math.isnan(outcome.relogin_at):
+                self._note_relogin(uid, [outcome], now)
+            outcome.served_at = outcome.restored_at = now
+            outcome.restored_via = via
+            self.records.close(outcome, now)
+        dev = self.devices[u]
+        if dev.online_until <= now:
+            self._stay(u, now)
+        self.devices.pump(now)
+        self.following.maybe_tick(u)
+
+    def _stay(self, u: int, now: float) -> None:
+        """``u``, logged in now by the reset's own flow, stays until its session ends (at least a
+        second, when the flow ran at the very end of a session)."""
+        dev = self.devices[u]
+        dev.online_until = max(
+            self.presence.session_end(u, now) if self.presence.is_online(u, now) else now, now
+        )
+        if dev.online_until <= now:
+            dev.online_until = now + 1.0
+        self.clock.at(dev.online_until, self.following.session_end, u)
 
     def _lose_authenticator(self, u: int, now: float) -> None:
         """The person cannot pass the 2FA gate: login fails, and an admin must reset its TOTP.
@@ -207,28 +394,23 @@ class Resets:
         is_open = self.records.open
         rows = [o for o in rows if is_open.get((u, o.room)) is o]
         dev.reset_relogin_at = now
-        for outcome in rows:
-            holders = self.keys.holders(outcome.room, exclude=uid)
-            outcome.relogin_at = now
-            outcome.holders_at_relogin = len(holders)
-            outcome.holders = tuple(holders)
-            outcome.holders_online_at_relogin = sum(1 for m in holders if self.presence.is_online(m, now))
-        if self.mechanisms.live:
+        self._note_relogin(uid, rows, now)
+        if self.mechanisms.live and not self.mechanisms.rejoin:
             self.following.co_present_members(u, now)
         try:
-            self.devices.login(u, now, fresh=True)
+            client = self.devices.login(u, now, fresh=True)
         except Wait as wait:
             self.clock.at(wait.until, self.relogin, u, rows)
             return
-        dev.online_until = max(
-            self.presence.session_end(u, now) if self.presence.is_online(u, now) else now, now
-        )
-        if dev.online_until <= now:
-            dev.online_until = now + 1.0
-        self.clock.at(dev.online_until, self.following.session_end, u)
+        self._stay(u, now)
         self.devices.pump(now)
         if self.mechanisms.backup:
             self._restore_from_backup(u, now)
+        if self.mechanisms.rejoin:
+            for outcome in rows:  # rejoins each room at once, MLS-style: new messages, no history
+                if (u, outcome.room) in is_open:
+                    client.rejoin_room(outcome.room, now=now)
+            self.devices.pump(now)
         if dev.client is not None and dev.client.recovery_key is not None:
             self.devices.recovery_keys[u] = dev.client.recovery_key
         for outcome in rows:

@@ -47,17 +47,19 @@ The run returns tidy rows (:class:`RunResult`); writing files is :mod:`sim.resul
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
 
 from protocol.adversary import ATTACKS, AdversarialServer, Attacks
 from protocol.crypto import CryptoBackend, get_backend
+from protocol.escrow import Vault
 from protocol.ledger import KeyLedger
 from protocol.transport import Transport
 from protocol.trust import KeyDirectory, Mitigations
 
 from ..inputs.scenario import Scenario
-from ..inputs.streams import stream
+from ..inputs.streams import stream, stream_seed
 from . import setup
 from .clock import Clock
 from .collect import collect
@@ -144,6 +146,13 @@ class Simulation:
             mitigations=self.mitigations,
             directory=self.directory,
         )
+        if server.mechanisms.escrow:
+            devices.vault = Vault(
+                max_guesses=int(sc.get("escrow.max_guesses")),
+                entropy=random.Random(stream_seed(seed, "vault")),
+            )
+        if server.mechanisms.contacts:
+            devices.contacts_per_user = int(sc.get("contacts.per_user"))
         self.records = records = Records(server, self.backend, keys, self.user_ids)
         self.following = following = Following(
             clock,
@@ -164,6 +173,8 @@ class Simulation:
             records,
             following,
             values=sc.values["resets"],
+            escrow=sc.values["escrow"],
+            contacts=sc.values["contacts"],
             scripted=[(s.at, s.user) for s in sc.scripted_resets],
             mechanisms=server.mechanisms,
             seed=seed,
@@ -221,6 +232,12 @@ class Simulation:
             room = server.room(room_id)
             if room.encrypted and room.users_waiting:
                 raise RuntimeError(f"establishment left {room_id} with a queue")
+        if devices.contacts_per_user:  # once everybody has keys, people name recovery contacts
+            for u in range(len(devices)):
+                password = devices.e2e_password[u]
+                assert password is not None
+                devices.enrol_contacts(u, password)
+        devices.established = True
         for u, dev in enumerate(devices):
             devices.logout(u, 0.0)
             dev.client = None
@@ -245,7 +262,7 @@ class Simulation:
             return
         if event == "suggested" and outcome is None and not self.devices.online(u):
             self.following.follow(u)  # it accepts at its next login (a joiner, or after a room-key reset)
-        holds = event in ("accepted", "stored") and self.keys.holds(room_id, user_id)
+        holds = event in ("accepted", "stored", "rejoined") and self.keys.holds(room_id, user_id)
         if holds and room_id in records.lost_rooms:
             records.note_regained(room_id, now)
         if outcome is None:
@@ -263,6 +280,8 @@ class Simulation:
                 outcome.served_at = now
             if event == "stored":
                 outcome.restored_via = "room_key_reset"
+            elif event == "rejoined":
+                outcome.restored_via = "rejoin"
             elif self.resets.restoring_from_backup:
                 outcome.restored_via = "backup"
             else:

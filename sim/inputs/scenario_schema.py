@@ -151,6 +151,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int, float), 0.0, _non_negative, "owners rotate the keys of private groups they hold"
         ),
     },
+    "escrow": {
+        "pin_remembered_fraction": Key(
+            (int, float), 0.8, _fraction, "policy escrow: people who recall their PIN at once"
+        ),
+        "pin_candidates": Key(int, 20, _at_least(1), "PINs a person who forgot tries among (one is right)"),
+        "max_guesses": Key(int, 10, _at_least(1), "the vault's guess limit (Signal SVR2, iCloud: 10)"),
+        "vault_loss_fraction": Key((int, float), 0.0, _fraction, "recoveries that find the record lost"),
+    },
+    "contacts": {
+        "per_user": Key(int, 3, _at_least(1), "policy contacts: recovery contacts per person (Apple: <= 5)"),
+        "patience_hours": Key(
+            (int, float), 24.0, _positive, "how long a person waits for a contact before resetting"
+        ),
+    },
     "traffic": {
         "messages_per_room_day": Key((int, float), 0.0, _non_negative, ""),
     },
