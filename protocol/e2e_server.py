@@ -29,6 +29,7 @@ from .errors import E2EError, NotFoundError, PermissionDenied, ValidationError
 from .policies import POLICIES, Mechanisms
 from .room_server import KeyRequest, Notification, RoomServerMixin, SubscriptionChanged
 from .rooms import MAX_OLD_ROOM_KEYS, MAX_WAITING_USERS, OldRoomKey, Room, Subscription, WaitingUser
+from .twofactor import EmailMessage
 
 if TYPE_CHECKING:
     from .twofactor import TwoFactor
@@ -43,6 +44,7 @@ ROOM_KEY_RESET_LOCK_SECONDS = 10.0
 class E2EServerMixin(RoomServerMixin):
     # Supplied by protocol.Server.
     twofactor: TwoFactor
+    outbox: list[EmailMessage]
     _backups: dict[tuple[str, str], dict[str, str]]
 
     if TYPE_CHECKING:
@@ -353,23 +355,39 @@ class E2EServerMixin(RoomServerMixin):
     def admin_reset_e2e_key(
         self, actor_id: str, user_id: str, code: str | None, *, now: float, login_token: str | None = None
     ) -> None:
-        """``users.resetE2EKey``: 2FA of the caller (never remembered), and for another user the
-        permission ``edit-other-user-e2ee`` and ``Enforce_Password_Fallback`` (RC refuses it
-        without, so that an admin always proves a factor)."""
+        """``users.resetE2EKey`` (``apps/meteor/server/api/v1/users.ts``): 2FA of the caller (never
+        remembered), and for another user the permission ``edit-other-user-e2ee``; since PR #29634
+        (2023) not ``Enforce_Password_Fallback`` any more.  Resetting another user's key first
+        e-mails its verified addresses (``sendResetNotification``: subject ``E2E_key_reset_email``,
+        text ``Your_e2e_key_has_been_reset`` + ``E2E_Reset_Email_Content``; no setting turns it off,
+        and RC aborts the reset if the mail cannot be sent, which keysim's outbox never refuses)."""
         actor = self.user(actor_id)
-        self.user(user_id)
+        target = self.user(user_id)
         self.twofactor.check(actor, code, now=now, login_token=login_token, disable_remember_me=True)
         if actor_id != user_id:
             if not self.has_permission(actor_id, "edit-other-user-e2ee"):
                 raise PermissionDenied("error-not-allowed", "edit-other-user-e2ee is required")
-            if not self.settings.enforce_password_fallback:
-                raise PermissionDenied("error-not-allowed", "needs Enforce_Password_Fallback")
+            if target.verified_emails:
+                self.outbox.append(
+                    EmailMessage(
+                        to=tuple(target.verified_emails),
+                        subject="E2E_key_reset_email",
+                        code="",
+                        sent_at=now,
+                        expires_at=now,
+                    )
+                )
         self._reset_user_e2e_key(user_id, now)
 
     def _reset_user_e2e_key(self, user_id: str, now: float) -> None:
-        """``resetUserE2EEncriptionKey``: forget the key pair, clear the user's room keys (not
-        ``suggestedOldRoomKeys``), queue it in every room, and log it out everywhere.  Rooms are
-        not re-keyed; other members keep their keys.
+        """``resetUserE2EEncriptionKey`` (``apps/meteor/server/lib/resetUserE2EKey.ts``): forget
+        the key pair, clear the user's room keys (``Subscriptions.resetUserE2EKey``: not
+        ``suggestedOldRoomKeys``), take it off every room's queue (``Rooms.removeUserFromE2EEQueue``),
+        and log it out everywhere.  Rooms are not re-keyed; other members keep their keys.  The
+        user is queued again only when it uploads new keys
+        (``e2e.setUserPublicAndPrivateKeys`` -> ``addUserIdToE2EEQueueByRoomIds``).  (The spec's
+        section 3.4 queues it at the reset itself, as a review state of PR #32197 did; no
+        released version has that.)
         """
         user = self.user(user_id)
         user.e2e_public_key = user.e2e_private_key = None
@@ -379,7 +397,7 @@ class E2EServerMixin(RoomServerMixin):
             sub.e2e_key = sub.e2e_suggested_key = None
             sub.old_room_keys = None
             sub.suggestion_signer = sub.suggestion_signature = None
-        self._enqueue(mine, user_id, now)
+        self._remove_from_every_queue(user_id)
         user.login_tokens.clear()
         self._drop_contacts(user_id)  # policy contacts: the sealed password opens nothing now
 

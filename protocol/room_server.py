@@ -134,6 +134,15 @@ class RoomServerMixin:
         gone = set(user_ids)
         room.users_waiting = [w for w in room.users_waiting if w.user_id not in gone] or None
 
+    def _remove_from_every_queue(self, user_id: str) -> None:
+        """``Rooms.removeUserFromE2EEQueue(uid)``: ``$pull`` from every encrypted room's queue.
+        Unlike :meth:`_dequeue` it leaves an emptied queue as ``[]``, which holders' loops still
+        take for a room to serve (``'usersWaitingForE2EKeys' in record``)."""
+        for rid in self._user_rooms.get(user_id, {}):
+            room = self._rooms[rid]
+            if room.encrypted and room.users_waiting is not None:
+                room.users_waiting = [w for w in room.users_waiting if w.user_id != user_id]
+
     # ------------------------------------------------------------------ rooms and membership
 
     def create_private_group(

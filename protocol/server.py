@@ -271,8 +271,10 @@ class Server(E2EServerMixin, ContactsServerMixin):
         login_token: str | None = None,
         notify: bool = False,
     ) -> bool:
-        """``users.resetTOTP``: 2FA of the caller (never remembered), and permission
-        ``edit-other-user-totp`` for another user's TOTP.  The user is logged out everywhere.
+        """``users.resetTOTP`` (``apps/meteor/server/api/v1/users.ts``): 2FA of the caller (never
+        remembered), and for another user's TOTP the permission ``edit-other-user-totp`` and 2FA
+        enabled on the server (``error-two-factor-not-enabled``).  ``Enforce_Password_Fallback``
+        is no longer needed (PR #29634, 2023).  The user is logged out everywhere.
         """
         actor = self.user(actor_id)
         target = self.user(user_id)
@@ -280,8 +282,8 @@ class Server(E2EServerMixin, ContactsServerMixin):
         if actor.id != target.id:
             if not self.has_permission(actor.id, "edit-other-user-totp"):
                 raise PermissionDenied("error-not-allowed", "edit-other-user-totp is required")
-            if not self.settings.enforce_password_fallback:  # RC: users.resetTOTP
-                raise PermissionDenied("error-not-allowed", "needs Enforce_Password_Fallback")
+            if not self.settings.two_factor_enabled:
+                raise PermissionDenied("error-two-factor-not-enabled", "two-factor authentication is off")
         if notify and target.verified_emails:
             self.outbox.append(
                 EmailMessage(

@@ -326,7 +326,7 @@ def test_reset_own_key_without_totp_needs_no_code() -> None:
     check(d)
 
 
-def test_reset_own_key_clears_keys_but_not_suggested_old_keys_and_queues_everywhere() -> None:
+def test_reset_own_key_clears_keys_but_not_suggested_old_keys_and_requeues_with_new_keys() -> None:
     d = deploy()
     a, b, c = users(d, "alice", "bob", "carol")
     for i, u in enumerate((a, b, c)):
@@ -357,7 +357,9 @@ def test_reset_own_key_clears_keys_but_not_suggested_old_keys_and_queues_everywh
     assert (sub1.e2e_key, sub1.e2e_suggested_key, sub1.old_room_keys) == (None, None, None)
     assert (sub2.e2e_key, sub2.e2e_suggested_key, sub2.old_room_keys) == (None, None, None)
     assert sub2.suggested_old_room_keys == suggested_old  # RC leaves suggestedOldRoomKeys
-    assert c in queue(d, r1) and c in queue(d, r2) and queue(d, plain) is None  # type: ignore[operator]
+    # off every queue (Rooms.removeUserFromE2EEQueue), queued again only with new keys
+    assert not d.server.room(r1).is_waiting(c) and not d.server.room(r2).is_waiting(c)
+    assert queue(d, plain) is None
     # other members keep their keys and rooms are not re-keyed
     assert {(r, u): d.server.subscription(r, u).e2e_key for r in (r1, r2) for u in (a, b)} == others
     assert d.clients[a].holds_current_key(r1) and d.clients[b].holds_current_key(r1)
@@ -366,6 +368,7 @@ def test_reset_own_key_clears_keys_but_not_suggested_old_keys_and_queues_everywh
     cc = d.clients[c]
     cc.login(d.people[c].account_password, now=T0 + 30)
     assert cc.state == E2EEState.SAVE_PASSWORD and cc.public_key != old_public
+    assert c in queue(d, r1) and c in queue(d, r2)  # type: ignore[operator]
     cc.confirm_password_saved()
     check(d)
 

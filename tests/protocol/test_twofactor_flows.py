@@ -412,3 +412,40 @@ def test_checks_near_the_epoch_do_not_crash(now: float) -> None:
     with pytest.raises(TwoFactorError) as exc:
         server.check_two_factor(uid, wrong, now=now, method="totp", require_second_factor=True)
     assert exc.value.code == "totp-invalid"
+
+
+def test_admin_resets_need_no_password_fallback_setting() -> None:
+    """PR #29634: ``users.resetE2EKey`` and ``users.resetTOTP`` for another user no longer need
+    ``Enforce_Password_Fallback``; the admin's own factor is still checked (here its password,
+    the fallback the gate itself offers to a user without TOTP or e-mail 2FA)."""
+    server = make_server(enforce_password_fallback=False, email_auto_opt_in=False)
+    uid = server.create_user("alice", "pw", "alice@example.org")
+    enrollment = server.totp_enable(uid, now=T0)
+    server.totp_validate_temp_token(uid, T.totp(enrollment.secret, T0), now=T0)
+    admin = server.create_user("root", "rpw", roles=("admin",))
+    server.user(uid).e2e_public_key, server.user(uid).e2e_private_key = "pub", "blob"
+    sent = len(server.outbox)
+    server.admin_reset_e2e_key(admin, uid, "rpw", now=T0 + 10)
+    assert server.user(uid).e2e_public_key is None
+    # RC's sendResetNotification: the user's verified addresses are told of the reset
+    (mail,) = server.outbox[sent:]
+    assert mail.subject == "E2E_key_reset_email" and mail.to == ("alice@example.org",)
+    assert server.admin_reset_totp(admin, uid, "rpw", now=T0 + 20) is True
+    assert server.user(uid).totp.enabled is False
+
+
+def test_admin_reset_of_totp_needs_two_factor_enabled() -> None:
+    server = make_server(two_factor_enabled=False)
+    uid = server.create_user("alice", "pw", "alice@example.org")
+    admin = server.create_user("root", "rpw", roles=("admin",))
+    with pytest.raises(PermissionDenied) as exc:
+        server.admin_reset_totp(admin, uid, None, now=T0)
+    assert exc.value.code == "error-two-factor-not-enabled"
+
+
+def test_an_own_e2e_reset_sends_no_mail() -> None:
+    server = make_server(email_auto_opt_in=False)
+    uid = server.create_user("alice", "pw", "alice@example.org")
+    sent = len(server.outbox)
+    server.admin_reset_e2e_key(uid, uid, "pw", now=T0)
+    assert server.outbox[sent:] == []

@@ -132,7 +132,7 @@ def test_a_served_user_staying_on_the_queue(monkeypatch: pytest.MonkeyPatch) -> 
     provide = Server.e2e_provide_users_suggested_group_keys
     patched = _keep_queue(provide, lambda self, user_id, keys: [r for r in keys if r in self.room_ids])
     monkeypatch.setattr(Server, "e2e_provide_users_suggested_group_keys", patched)
-    caught(explore(3, 2, 3, "queue"), "served_users_leave_queue")
+    caught(explore(3, 2, 4, "queue"), "served_users_leave_queue")
 
 
 def test_clearing_the_whole_queue_on_provide(monkeypatch: pytest.MonkeyPatch) -> None:

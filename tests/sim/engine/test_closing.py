@@ -230,13 +230,14 @@ def test_a_user_locked_out_and_reset_by_an_admin_resets_once(profile: str) -> No
 
 
 def test_a_holder_is_not_followed_for_members_without_keys() -> None:
-    # u8 was reset by an admin at 1000 and never returns: it waits in the queue without a key
-    # pair, so nobody can serve it and u6 need not be logged in for it
+    # u8 was reset by an admin at 1000 and never returns: without a key pair it is on no queue
+    # (Rooms.removeUserFromE2EEQueue), nobody can serve it and u6 need not be logged in for it
     sim = simulation()
     sim.resets.schedule()
     sim.clock.run_until(1500.0)
     group = sim.room_ids[2]
-    assert sim.server.room(group).is_waiting(sim.user_ids[8])
+    assert not sim.server.room(group).is_waiting(sim.user_ids[8])
+    assert not sim.keys.holds(group, sim.user_ids[8])
     assert sim.keys.holds(group, sim.user_ids[6])
     assert not sim.following.relevant(6)
     sim.clock.run_until(sim.horizon)
