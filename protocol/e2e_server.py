@@ -134,16 +134,22 @@ class E2EServerMixin(RoomServerMixin):
         """``e2e.fetchUsersWaitingForGroupKey``: per room, up to 50 members lacking both
         ``E2EKey`` and ``E2ESuggestedKey`` who have a public key (the caller excluded).
 
-        It reads subscriptions, not the queue, and checks no membership (code reading).
+        It reads subscriptions, not the queue (``Subscriptions.findUsersWithPublicE2EKeyByRids``),
+        and checks no membership of the caller (``apps/meteor/server/api/v1/e2e.ts``), unless
+        ``e2e_fetch_checks_caller_access`` applies the open PR #41953: rooms the caller cannot
+        access are dropped silently.
         """
         self.user(user_id)
         if not self.settings.e2e_enabled:
             return {}
+        checks_access = self.settings.e2e_fetch_checks_caller_access
         out: dict[str, list[dict[str, str]]] = {}
         for rid in room_ids:
             room = self._rooms.get(rid) if isinstance(rid, str) else None
             if room is None:
                 continue  # an unknown room yields nothing (the aggregate matches no subscription)
+            if checks_access and user_id not in room.subscriptions:
+                continue
             users = []
             for uid, sub in room.subscriptions.items():
                 public_key = self._users[uid].e2e_public_key

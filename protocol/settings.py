@@ -55,6 +55,10 @@ class Settings:
     e2e_default_direct_rooms: bool = False
     #: ``E2E_Enabled_Default_PrivateRooms``: new private groups are encrypted.
     e2e_default_private_rooms: bool = False
+    #: not a Rocket.Chat setting: the open PR #41953 ("check room access in
+    #: e2e.fetchUsersWaitingForGroupKey"), under which the server drops rooms the caller cannot
+    #: access; off, as released (any logged-in user learns a room's waiting members and keys)
+    e2e_fetch_checks_caller_access: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):

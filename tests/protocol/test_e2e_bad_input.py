@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import T0
+from conftest import T0, make_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -855,3 +855,16 @@ def test_unhashable_or_non_string_ids_are_validation_errors(bad: object) -> None
     ):
         with pytest.raises(ProtocolError):
             call()
+
+
+@pytest.mark.parametrize("checks_access", [False, True])
+def test_fetching_waiting_users_of_a_room_one_is_not_in(checks_access: bool) -> None:
+    """As released, any logged-in user learns who waits in any room and their public keys
+    (apps/meteor/server/api/v1/e2e.ts); the open PR #41953, as a setting, drops such rooms."""
+    server = make_server(e2e_enabled=True, e2e_fetch_checks_caller_access=checks_access)
+    a, b, outsider = (server.create_user(name, "pw") for name in ("alice", "bob", "mallory"))
+    server.user(b).e2e_public_key = "bob-public-key"
+    rid = server.create_private_group(a, "g", [b], encrypted=True, now=T0)
+    expected = {rid: [{"_id": b, "public_key": "bob-public-key"}]}
+    assert server.e2e_fetch_users_waiting_for_group_key(a, [rid]) == expected
+    assert server.e2e_fetch_users_waiting_for_group_key(outsider, [rid]) == ({} if checks_access else expected)
