@@ -12,6 +12,12 @@ attacks the end-to-end encryption it hosts.  It holds a key pair of its own and 
 * ``withhold_queue``: answer "nobody waits" to every holder, so the queue is never served.
 * ``replay_suggestions``: store again, for a member who reset, the key it was served for its old
   key pair; the member cannot open it, rejects it and is queued again (once per old key).
+* ``substitute_own_public_key``: answer ``e2e.fetchMyKeys`` with the server's public key beside
+  the user's own private-key blob.  Rocket.Chat's client keeps that public key
+  (``rocketchat.e2e.ts``: ``loadKeys({ public_key: this.db_public_key, ... })``, never checked
+  against the decrypted private key) and wraps the room key for *itself* with it in
+  ``createGroupKey`` (``e2e.updateGroupKey``) and ``resetRoomKey``; the server opens that wrap,
+  keeps the key, and stores it re-wrapped for the user's real key, so nobody notices.
 
 :class:`Attacker` records what the server obtained.  The opt-in client mitigations of
 :mod:`protocol.trust` stop substitution (fingerprints) and planting (signed suggestions).
@@ -32,7 +38,13 @@ from .settings import Settings
 
 __all__ = ["ATTACKS", "AdversarialServer", "Attacker", "Attacks"]
 
-ATTACKS = ("substitute_public_keys", "plant_suggestions", "withhold_queue", "replay_suggestions")
+ATTACKS = (
+    "substitute_public_keys",
+    "plant_suggestions",
+    "withhold_queue",
+    "replay_suggestions",
+    "substitute_own_public_key",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,7 @@ class Attacks:
     plant_suggestions: bool = False
     withhold_queue: bool = False
     replay_suggestions: bool = False
+    substitute_own_public_key: bool = False
 
     @property
     def any(self) -> bool:
@@ -86,6 +99,49 @@ class AdversarialServer(Server):
         #: (room id, member) whose public key the server replaced in an answer
         self._substituted: set[tuple[str, str]] = set()
         self._planted_for: set[tuple[str, str, str]] = set()
+
+    # -- the user's own public key
+
+    def e2e_fetch_my_keys(self, user_id: str) -> dict[str, str]:
+        keys = super().e2e_fetch_my_keys(user_id)
+        if self.attacks.substitute_own_public_key and keys:
+            keys = {**keys, "public_key": self.attacker.public_key}
+        return keys
+
+    def e2e_update_group_key(self, user_id: str, room_id: str, target_id: str, key: str) -> None:
+        if target_id == user_id:
+            key = self._open_own(room_id, user_id, key)
+        super().e2e_update_group_key(user_id, room_id, target_id, key)
+
+    def e2e_reset_room_key(
+        self, user_id: str, room_id: str, e2e_key: str, e2e_key_id: str, *, now: float
+    ) -> None:
+        super().e2e_reset_room_key(
+            user_id, room_id, self._open_own(room_id, user_id, e2e_key), e2e_key_id, now=now
+        )
+
+    def e2e_rejoin_room(
+        self, user_id: str, room_id: str, e2e_key_id: str, keys: Mapping[str, str], *, now: float
+    ) -> None:
+        if isinstance(keys, Mapping) and isinstance(keys.get(user_id), str):
+            keys = {**keys, user_id: self._open_own(room_id, user_id, keys[user_id])}
+        super().e2e_rejoin_room(user_id, room_id, e2e_key_id, keys, now=now)
+
+    def _open_own(self, room_id: str, user_id: str, wrapped: Any) -> Any:
+        """A user's wrap for itself, made with the public key the server handed it: if it opens
+        with the server's key, keep the room key and store it re-wrapped for the user's real key."""
+        target = self._users.get(user_id) if isinstance(user_id, str) else None
+        if not self.attacks.substitute_own_public_key or not isinstance(wrapped, str) or target is None:
+            return wrapped
+        backend = self.attacker.backend
+        try:
+            key = backend.unwrap_room_key(wrapped, self.attacker.private_key)
+        except (CryptoError, ProtocolError):
+            return wrapped
+        self.attacker.stolen[(room_id, key.kid)] = key
+        if target.e2e_public_key is None:
+            return wrapped
+        return backend.wrap_room_key(key, target.e2e_public_key, self.entropy)
 
     # -- key substitution and withholding: who waits, and with which key
 

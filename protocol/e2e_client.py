@@ -235,7 +235,13 @@ class Client(RoomsMixin, RecoveryMixin):
             self._fire("password_wrong")
             return False
         self._local.private_key = private_key
-        self._local.public_key = self.backend.public_key_text(private_key)
+        # rocketchat.e2e.ts, decodePrivateKeyFlow: loadKeys({ public_key: this.db_public_key,
+        # private_key }): the public key is the server's answer to e2e.fetchMyKeys, never checked
+        # against the private key; under verify_fingerprints the client derives its own instead
+        own = self.backend.public_key_text(private_key)
+        fetched = self._local.public_key
+        if self.mitigations.verify_fingerprints or not fetched:
+            self._local.public_key = own
         self._fire("unlocked_unsaved" if self.random_password is not None else "unlocked")
         self._on_ready(now)
         return True

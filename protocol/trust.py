@@ -8,7 +8,8 @@ keys are unauthenticated, so whoever can write a suggestion that decrypts can pl
 * ``verify_fingerprints``: before wrapping a room key for a member, the client checks the
   member's public key against a :class:`KeyDirectory` of fingerprints the people exchanged out of
   band (compared in person, or scanned as a QR code).  A substituted key is refused, so the room
-  key never reaches the server's key.
+  key never reaches the server's key.  Its own public key the client derives from its private
+  key instead of taking ``e2e.fetchMyKeys``' answer, so its wraps for itself are its own too.
 * ``signed_suggestions``: a suggestion carries the sender's signature over (room, receiver, key);
   the receiver accepts it only if the signature verifies under the sender's public key, which
   must itself be in the directory when there is one.  A planted key has no valid signature.

@@ -184,6 +184,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "plant_suggestions": Key(bool, False, None, "the server plants room keys as suggestions"),
         "withhold_queue": Key(bool, False, None, "the server tells holders nobody waits"),
         "replay_suggestions": Key(bool, False, None, "the server replays old suggestions"),
+        "substitute_own_public_key": Key(
+            bool, False, None, "fetchMyKeys answers the server's public key: own wraps leak"
+        ),
         "mitigation": Key(str, "none", _one_of("none", "fingerprints", "signed", "both"), "client defences"),
     },
 }

@@ -135,3 +135,51 @@ def test_simulator_counts_stolen_room_keys_with_and_without_the_mitigation() -> 
     assert figures["none"]["messages_readable_by_server"] > 0
     assert figures["fingerprints"]["rooms_with_stolen_keys"] == 0
     assert figures["fingerprints"]["messages_readable_by_server"] == 0
+
+
+def _own_key_world(mitigations: str, crypto: str = "symbolic"):  # type: ignore[no-untyped-def]
+    """The operator answers e2e.fetchMyKeys with its own public key; alice, logging in again and
+    unlocking with her password, resets the group's key (resetRoomKey wraps it for herself)."""
+    attacks = Attacks(substitute_own_public_key=True)
+    d = Deployment(policy="queue", crypto=crypto, seed=5, attacks=attacks, mitigations=mitigations)
+    server = d.server
+    assert isinstance(server, AdversarialServer)
+    server.attacks = Attacks()  # an honest start
+    a, b = d.add_user("alice"), d.add_user("bob")
+    for uid in (a, b):
+        d.login(uid, now=T0)
+    rid = d.server.create_private_group(a, "team", [b], now=T0 + 1)
+    d.pump(T0 + 1)
+    server.attacks = attacks
+    d.logout(a, now=T0 + 5)
+    d.login(a, now=T0 + 6)  # fetchMyKeys: her private-key blob, the server's public key
+    kid = d.client(a).reset_room_key(rid, now=T0 + 7)
+    d.pump(T0 + 7)
+    d.client(a).send(rid, "after the reset, alice", now=T0 + 8)
+    return d, server, rid, kid, (a, b)
+
+
+@pytest.mark.parametrize("crypto", ["symbolic", "real"])
+def test_the_own_public_key_from_the_server_leaks_a_reset_room_key(crypto: str) -> None:
+    d, server, rid, kid, (a, _) = _own_key_world("none", crypto)
+    assert d.client(a).public_key == server.attacker.public_key  # RC keeps fetchMyKeys' answer
+    stolen = server.attacker.stolen.get((rid, kid))
+    assert stolen is not None and d.ledger.is_legitimate(rid, kid, stolen)
+    assert server.readable_messages() >= 1
+    # the server stored her wrap re-made for her real key: she notices nothing
+    d.logout(a, now=T0 + 20)
+    d.login(a, now=T0 + 21)
+    assert d.client(a).holds_current_key(rid)
+
+
+@pytest.mark.parametrize("mitigations", ["fingerprints", "both"])
+def test_deriving_the_own_public_key_stops_the_leak(mitigations: str) -> None:
+    d, server, rid, kid, (a, _) = _own_key_world(mitigations)
+    assert d.client(a).public_key != server.attacker.public_key
+    assert server.attacker.stolen == {} and server.readable_messages() == 0
+    assert d.client(a).holds_current_key(rid)
+
+
+def test_signed_suggestions_do_not_stop_the_own_key_leak() -> None:
+    _, server, rid, kid, _ = _own_key_world("signed")
+    assert (rid, kid) in server.attacker.stolen

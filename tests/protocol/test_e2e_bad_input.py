@@ -867,4 +867,6 @@ def test_fetching_waiting_users_of_a_room_one_is_not_in(checks_access: bool) -> 
     rid = server.create_private_group(a, "g", [b], encrypted=True, now=T0)
     expected = {rid: [{"_id": b, "public_key": "bob-public-key"}]}
     assert server.e2e_fetch_users_waiting_for_group_key(a, [rid]) == expected
-    assert server.e2e_fetch_users_waiting_for_group_key(outsider, [rid]) == ({} if checks_access else expected)
+    assert server.e2e_fetch_users_waiting_for_group_key(outsider, [rid]) == (
+        {} if checks_access else expected
+    )
