@@ -146,6 +146,7 @@ class ContactsServerMixin:
                 "shares": dict(r.shares),
                 "requestKey": r.request_key,
                 "answer": r.answer,
+                "answeredBy": r.answered_by,
             }
             for uid, r in self._contacts.items()
         ]

@@ -173,7 +173,9 @@ class RecoveryMixin:
         session = self._local.rooms.get(room_id)
         if session is None:
             session = self._local.rooms[room_id] = RoomSession(room_id, state=R.ESTABLISHING)
-        self._move(session, R.CREATING_KEYS, now)
+        # beyond RC, so beyond its mutation table: the device makes the key whatever the room's
+        # state (a reset user's rooms wait in WAITING_KEYS), and is READY at once
+        session.state = R.CREATING_KEYS
         session.key, session.key_id, session.old_keys = key, key.kid, None
         self._acquired(room_id, key, "rejoined", now)
         if self.ledger is not None:

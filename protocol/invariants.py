@@ -162,17 +162,21 @@ def keys_are_legitimate(clients: Mapping[str, Client], ledger: KeyLedger) -> lis
 
 def reset_users_recover_properly(clients: Mapping[str, Client]) -> list[Violation]:
     """After a user's latest reset, its first key per room came from a holder, the backup or
-    its own creation (room-key reset or new room)."""
+    its own creation (room-key reset, new room, rejoin); under policy ``rejoin`` also from the
+    ``E2EKey`` another member's rejoin handed it."""
     out = []
     for uid, client in clients.items():
         if not client.resets:
             continue
+        allowed = {"suggestion", "backup", "created", "rejoined"}
+        if client.server.mechanisms.rejoin:
+            allowed.add("E2EKey")
         first: dict[str, str] = {}
         for acq in client.acquired[client.reset_marks[-1] :]:
             if acq.room_id not in first:
                 first[acq.room_id] = acq.source
         for room_id, source in first.items():
-            if source not in ("suggestion", "backup", "created"):
+            if source not in allowed:
                 out.append(
                     Violation(
                         "reset_users_recover_properly",

@@ -157,3 +157,18 @@ def test_password_recovery_changes_nothing_else(policy: str) -> None:
         return out.drop(columns=["policy"])
 
     pd.testing.assert_frame_equal(rows(policy), rows("rocketchat"))
+
+
+@pytest.mark.parametrize("policy", ["escrow", "contacts", "rejoin"])
+def test_the_invariants_hold_under_every_design(policy: str) -> None:
+    data = {
+        "simulation": {"horizon_days": 3.0, "seed": 4, "policy": policy},
+        "population": {"users": 300},
+        "rooms": {"dms": 150, "groups": 40, "group_size": 4},
+        "resets": {"rate_per_user_day": 0.05, "forgot_password_rate_per_user_day": 0.1},
+        "traffic": {"messages_per_room_day": 4.0},
+        "membership": {"join_rate_per_room_day": 0.2},
+    }
+    result = run_scenario(parse_scenario(data), check_invariants=True)
+    assert result.invariants_checked
+    assert result.outcomes and result.violations == []
