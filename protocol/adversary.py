@@ -271,13 +271,14 @@ class AdversarialServer(Server):
         count = 0
         for room_id, messages in self._messages.items():
             for message in messages:
-                if message.content is None:
+                content = message.e2e_content()  # legacy v1 ``msg`` strings included
+                if content is None:
                     continue
                 for (rid, _), key in keys.items():
                     if rid != room_id:
                         continue
                     try:
-                        backend.decrypt_message(message.content, key)
+                        backend.decrypt_message(content, key)
                     except ProtocolError:
                         continue
                     count += 1

@@ -411,15 +411,19 @@ class Client(RoomsMixin, RecoveryMixin):
     def decrypt(self, message: Message) -> dict[str, Any] | None:
         """The plaintext of ``message``, or None when this device cannot open it.
 
-        ``retrieveDecryptionKey``: the old key with the message's kid, else the current key.
+        ``retrieveDecryptionKey``: the old key with the message's kid, else the current key.  A
+        legacy message (v1 ciphertext in ``msg``, no ``content``) is read as that v1 content
+        (:meth:`~protocol.rooms.Message.e2e_content`), and an old client's body ``{text, ...}``
+        becomes ``{msg, ...}`` as RC's ``decrypt`` returns it (rocketchat.e2e.room.ts).
         """
-        if message.t != "e2e" or message.content is None:
+        content = message.e2e_content()
+        if content is None:
             return {"msg": message.msg}
         session = self._local.rooms.get(message.rid)
         if not self.functional or session is None:
             return None
         try:
-            kid = self.backend.message_kid(message.content)
+            kid = self.backend.message_kid(content)
         except ProtocolError:
             return None
         old = (session.old_keys or {}).get(kid)
@@ -427,8 +431,12 @@ class Client(RoomsMixin, RecoveryMixin):
         if key is None:
             return None
         try:
-            plaintext = self.backend.decrypt_message(message.content, key)
+            plaintext = self.backend.decrypt_message(content, key)
         except CryptoError:
             return None
         self.decrypted.append((message.rid, message.id, key.kid))
+        if "msg" not in plaintext and isinstance(plaintext.get("text"), str):
+            # RC decrypt: ``if ('text' in ret && ... && !('msg' in ret)) return { msg: text, ...rest }``
+            text = plaintext.pop("text")
+            plaintext = {"msg": text, **plaintext}
         return plaintext

@@ -264,6 +264,23 @@ class RoomServerMixin:
         self._messages.setdefault(room_id, []).append(message)
         return message.id
 
+    def send_legacy_message(self, user_id: str, room_id: str, msg: str, *, now: float) -> str:
+        """LEGACY writer: store an encrypted message as an old client wrote it, ``t = "e2e"``
+        with its v1 ciphertext ``kid(12) + b64(iv[16] || ct)`` in ``msg`` and no ``content``.
+
+        Current clients never write this shape (they send ``content`` through
+        :meth:`send_message`); it is here to seed rooms with history from before ``content``
+        (tests, simulated pre-upgrade rooms), as ``encrypt_private_key_v1`` seeds old key blobs.
+        Make ``msg`` with a backend's ``encrypt_message_v1(...)["ciphertext"]``.  As for a
+        content, the server does not parse the ciphertext: a bad one fails when a client reads it.
+        """
+        self._member(room_id, user_id)
+        if not isinstance(msg, str) or not msg:
+            raise ValidationError("error-invalid-params", "msg must be a non-empty string")
+        message = Message(new_id(self.entropy), room_id, user_id, now, t="e2e", msg=msg)
+        self._messages.setdefault(room_id, []).append(message)
+        return message.id
+
     def _emit(self, event: str, room_id: str, user_ids: Iterable[str]) -> None:
         """Tell observers (the simulator's bookkeeping) about a key event: ``suggested`` (a key
         was stored for the user), ``accepted`` (the user made a suggestion its ``E2EKey``),

@@ -4,12 +4,17 @@ and ``messages`` collections that end-to-end encryption reads and writes (spec s
 Field names in :meth:`to_document` are Rocket.Chat's, so a :meth:`protocol.Server.dump` can be
 compared with a Rocket.Chat database.  Optional fields are absent from a document when unset, as
 Rocket.Chat ``$unset``s them.
+
+An encrypted message (``t = "e2e"``) carries its ciphertext in ``content``; one written by an old
+client carries it in ``msg`` instead, as a v1 string (:meth:`Message.e2e_content` reads both).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from .crypto import codec
 
 __all__ = [
     "MAX_OLD_ROOM_KEYS",
@@ -121,8 +126,23 @@ class Message:
     ts: float
     #: ``e2e`` for an encrypted message, None for a plain one
     t: str | None = None
+    #: a plain message's text; in a legacy ``e2e`` message (no ``content``), its v1 ciphertext
     msg: str | None = None
     content: dict[str, Any] | None = None
+
+    def e2e_content(self) -> dict[str, Any] | None:
+        """The content object a client decrypts, or None for a message that is not encrypted.
+
+        ``content`` when present; else a legacy ``e2e`` message's ``msg`` string read as the v1
+        content it is.  RC's ``decryptMessage`` decrypts ``msg`` only when it is non-empty and
+        the message has no encrypted content (client/lib/e2ee/rocketchat.e2e.room.ts,
+        ``if (message.msg && !isEncryptedMessageContent(message))``).
+        """
+        if self.t != "e2e":
+            return None
+        if self.content is not None:
+            return self.content
+        return codec.legacy_content(self.msg) if self.msg else None
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"_id": self.id, "rid": self.rid, "u": {"_id": self.user_id}, "ts": self.ts}

@@ -121,6 +121,14 @@ class CryptoBackend(abc.ABC):
         """A fresh room key with a random UUID kid (rocketchat.e2e.room.ts ``createNewGroupKey``)."""
 
     @abc.abstractmethod
+    def generate_room_key_v1(self, entropy: Entropy) -> RoomKey:
+        """LEGACY: a room key of an old client, with a 12-character kid (spec §1).
+
+        Only for vectors, tests and simulating history written before v2, with
+        :meth:`encrypt_message_v1`; protocol code makes keys with :meth:`generate_room_key`.
+        """
+
+    @abc.abstractmethod
     def wrap_room_key(self, room_key: RoomKey, public_key: str, entropy: Entropy) -> str:
         """The ``E2EKey`` / ``E2ESuggestedKey`` string: ``kid + 344 base64 characters``.
 
@@ -151,8 +159,20 @@ class CryptoBackend(abc.ABC):
         """The message ``content`` object (``rc.v2.aes-sha2``) for a JSON-able ``plaintext``."""
 
     @abc.abstractmethod
+    def encrypt_message_v1(
+        self, room_key: RoomKey, plaintext: dict[str, Any], entropy: Entropy
+    ) -> dict[str, Any]:
+        """LEGACY writer: ``{"algorithm": "rc.v1.aes-sha2", "ciphertext": kid + b64(iv[16] || ct)}``.
+
+        ``room_key`` must come from :meth:`generate_room_key_v1` (ValidationError otherwise).  The
+        ``ciphertext`` string alone is what an old client stored in a message's ``msg``
+        (:func:`~protocol.crypto.codec.legacy_content` turns it back into this object).
+        """
+
+    @abc.abstractmethod
     def decrypt_message(self, content: dict[str, Any], room_key: RoomKey) -> dict[str, Any]:
-        """Open a ``content`` object; CryptoError on wrong key, tampering or malformed content."""
+        """Open a v2 or v1 ``content`` object; CryptoError on wrong key, tampering or malformed
+        content."""
 
     def message_kid(self, content: dict[str, Any]) -> str:
         """The kid a content object names (v2: ``kid``; v1: the first 12 ciphertext characters)."""

@@ -46,6 +46,7 @@ __all__ = [
     "int_to_b64url",
     "json_text",
     "latin1",
+    "legacy_content",
     "load_message",
     "new_v2_salt",
     "parse_json_object",
@@ -243,6 +244,19 @@ def content_kid(content: object) -> str:
             raise CryptoError(message="content: v1 ciphertext shorter than its key id")
         return packed[:V1_KID_LENGTH]
     raise CryptoError(message="content: unsupported algorithm")
+
+
+def legacy_content(msg: object) -> dict[str, Any]:
+    """A legacy message's ``msg`` string as the v1 content object it stands for.
+
+    Old clients put the ciphertext ``kid(12) + b64(iv[16] || ct)`` in ``msg`` and wrote no
+    ``content``.  RC still reads it: ``decryptMessage`` (rocketchat.e2e.room.ts) passes such a
+    ``msg`` to ``decrypt``, whose ``decodeEncryptedContent`` (content.ts) reads a string payload
+    as ``{algorithm: 'rc.v1.aes-sha2', ciphertext: payload}``.  Nothing is parsed here, so a bad
+    string fails later exactly as that v1 content would (CryptoError from :func:`content_kid` or
+    :func:`decode_content`); a ``msg`` that is not a str is the caller's error (ValidationError).
+    """
+    return {"algorithm": ALGORITHM_V1, "ciphertext": require_str(msg, "msg")}
 
 
 def decode_content(content: object) -> DecodedContent:

@@ -363,6 +363,9 @@ class RealBackend(CryptoBackend):
         secret = random_bytes(entropy, 32)
         return RoomKey(kid=uuid4(entropy), key=AesKey(GCM_ALG, secret))
 
+    def generate_room_key_v1(self, entropy: Entropy) -> RoomKey:
+        return generate_room_key_v1(entropy)
+
     def wrap_room_key(self, room_key: RoomKey, public_key: str, entropy: Entropy) -> str:
         # entropy is unused: OAEP's seed is drawn inside cryptography (see the module docstring)
         aes = _aes_of(room_key)
@@ -399,6 +402,11 @@ class RealBackend(CryptoBackend):
             "iv": codec.b64encode(iv),
             "ciphertext": codec.b64encode(ct),
         }
+
+    def encrypt_message_v1(
+        self, room_key: RoomKey, plaintext: dict[str, Any], entropy: Entropy
+    ) -> dict[str, Any]:
+        return encrypt_message_v1(room_key, plaintext, entropy)
 
     def decrypt_message(self, content: dict[str, Any], room_key: RoomKey) -> dict[str, Any]:
         aes = _aes_of(room_key)

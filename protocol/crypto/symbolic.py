@@ -16,13 +16,16 @@ Tokens and records (all JSON-serialisable, deterministic for a seeded entropy):
   (salt, iterations, iv, password) followed by a 16-byte hash check of the same — a wrong password
   fails the check.  The password itself never appears.  The legacy ``{"$binary": ...}`` shape is
   produced and read the same way with salt = the user id and 1,000 iterations.
-* room key — ``"sym-room-<32 hex>"`` with a random UUID kid.
+* room key — ``"sym-room-<32 hex>"`` with a random UUID kid; a legacy one
+  (``generate_room_key_v1``) has a 12-hex-digit kid, a hash of its secret, as 7.0's was of its JWK.
 * wrapped room key — ``kid + base64(256-byte record)``, i.e. RC's exact prefixed layout, so
   ``wrapped_kid`` is shared with the real backend.  The record holds a magic tag, the recipient's
   ``pub``, the room secret and a checksum.
 * message content — ``{"algorithm": "rc.v2.aes-sha2", "kid", "iv", "ciphertext"}`` where
   ``ciphertext`` is base64 of a magic tag, the room key's id (a hash of its secret), a 16-byte keyed
   hash over (secret, iv, payload), and the payload (the plaintext's JSON).  Tampering fails the hash.
+  The legacy writer ``encrypt_message_v1`` puts the same record in RC's v1 layout,
+  ``{"algorithm": "rc.v1.aes-sha2", "ciphertext": kid(12) + b64(iv[16] || record)}``; both open.
 
 This is a *model*, not encryption: records carry their payloads readably (the room secret in a
 wrapped record, the message JSON), and the protocol must treat them as opaque.  Hashing (a few
@@ -114,6 +117,13 @@ def _unseal(sealed: bytes, *, salt: bytes, iterations: int, iv: bytes, password:
     return _PRIV_PREFIX + bytes(a ^ b for a, b in zip(masked, mask, strict=True)).hex()
 
 
+def _message_record(secret: bytes, iv: bytes, payload: bytes) -> bytes:
+    """Magic tag, the room key's id, a keyed hash over (secret, iv, payload), the payload."""
+    key_id = _h("keysim-sym-room", secret)[:16]
+    tag = _h("keysim-sym-mac", secret, iv, payload)[:_TAG_BYTES]
+    return _MSG_MAGIC + key_id + tag + payload
+
+
 class SymbolicBackend(CryptoBackend):
     """Tokens and records instead of ciphers (see the module docstring)."""
 
@@ -177,6 +187,11 @@ class SymbolicBackend(CryptoBackend):
         secret = random_bytes(entropy, _SECRET_BYTES)
         return RoomKey(kid=uuid4(entropy), key=_ROOM_PREFIX + secret.hex())
 
+    def generate_room_key_v1(self, entropy: Entropy) -> RoomKey:
+        secret = random_bytes(codec.require_entropy(entropy), _SECRET_BYTES)
+        kid = _h("keysim-sym-kid-v1", secret).hex()[: codec.V1_KID_LENGTH]
+        return RoomKey(kid=kid, key=_ROOM_PREFIX + secret.hex())
+
     def wrap_room_key(self, room_key: RoomKey, public_key: str, entropy: Entropy) -> str:
         secret = _secret_of_room(room_key)
         codec.require_entropy(entropy)
@@ -206,21 +221,30 @@ class SymbolicBackend(CryptoBackend):
         secret = _secret_of_room(room_key)
         payload = codec.dump_message(plaintext)
         iv = random_bytes(codec.require_entropy(entropy), 12)
-        key_id = _h("keysim-sym-room", secret)[:16]
-        tag = _h("keysim-sym-mac", secret, iv, payload)[:_TAG_BYTES]
         return {
             "algorithm": codec.ALGORITHM_V2,
             "kid": room_key.kid,
             "iv": codec.b64encode(iv),
-            "ciphertext": codec.b64encode(_MSG_MAGIC + key_id + tag + payload),
+            "ciphertext": codec.b64encode(_message_record(secret, iv, payload)),
         }
+
+    def encrypt_message_v1(
+        self, room_key: RoomKey, plaintext: dict[str, Any], entropy: Entropy
+    ) -> dict[str, Any]:
+        secret = _secret_of_room(room_key)
+        if len(room_key.kid) != codec.V1_KID_LENGTH:
+            raise ValidationError(message="v1 messages need a legacy room key with a 12-char kid")
+        payload = codec.dump_message(plaintext)
+        iv = random_bytes(codec.require_entropy(entropy), 16)
+        packed = codec.b64encode(iv + _message_record(secret, iv, payload))
+        return {"algorithm": codec.ALGORITHM_V1, "ciphertext": room_key.kid + packed}
 
     def decrypt_message(self, content: dict[str, Any], room_key: RoomKey) -> dict[str, Any]:
         secret = _secret_of_room(room_key)
         decoded = codec.decode_content(content)
         record = decoded.ciphertext
         head = len(_MSG_MAGIC)
-        if decoded.algorithm != codec.ALGORITHM_V2 or not record.startswith(_MSG_MAGIC):
+        if not record.startswith(_MSG_MAGIC):
             raise CryptoError(message="message: not a symbolic record")
         key_id, tag = record[head : head + 16], record[head + 16 : head + 16 + _TAG_BYTES]
         payload = record[head + 16 + _TAG_BYTES :]

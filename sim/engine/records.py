@@ -250,9 +250,11 @@ class Records:
         restored = not math.isnan(o.restored_at)
         o.old_keys_recovered = len(sub.old_room_keys or []) if sub is not None and restored else 0
         held = self._kids_held(o.room, uid)
-        before = [m for m in self.server.messages(o.room) if m.ts < o.reset_at and m.content is not None]
+        # e2e_content: the content, or a legacy message's v1 ``msg`` string read as content
+        messages = self.server.messages(o.room)
+        before = [c for m in messages if m.ts < o.reset_at and (c := m.e2e_content()) is not None]
         o.history_messages = len(before)
-        o.history_unreadable = sum(1 for m in before if self.backend.message_kid(m.content or {}) not in held)
+        o.history_unreadable = sum(1 for c in before if self.backend.message_kid(c) not in held)
         o.snapshot = True
 
     def _kids_held(self, room_id: str, user_id: str) -> set[str]:

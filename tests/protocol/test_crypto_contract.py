@@ -24,6 +24,7 @@ from protocol.crypto import (
     CryptoBackend,
     KeyPair,
     RoomKey,
+    codec,
     generate_passphrase,
     get_backend,
 )
@@ -245,6 +246,67 @@ def test_message_under_k1_does_not_open_under_k2(world: World) -> None:
 def test_bad_plaintext_is_a_validation_error(world: World, plaintext: Any) -> None:
     with pytest.raises(ValidationError):
         world.backend.encrypt_message(world.k1, plaintext, random.Random(0))
+
+
+# -- legacy (v1) messages: the format old clients stored in ``msg`` --------------------------------------
+
+
+def test_legacy_message_round_trip(world: World) -> None:
+    w, entropy = world, random.Random(21)
+    legacy = w.backend.generate_room_key_v1(entropy)
+    assert len(legacy.kid) == 12 and legacy.kid != w.k1.kid
+    body = {"msg": "written by an old client", "attachments": []}
+    content = w.backend.encrypt_message_v1(legacy, body, entropy)
+    assert list(content) == ["algorithm", "ciphertext"] and content["algorithm"] == "rc.v1.aes-sha2"
+    packed = content["ciphertext"]
+    assert packed.startswith(legacy.kid) and "old client" not in packed
+    assert len(base64.b64decode(packed[12:], validate=True)) > 16  # iv[16] || ciphertext
+    # the string alone is what an old client put in ``msg``; read back as the v1 content it is
+    assert codec.legacy_content(packed) == content
+    assert w.backend.message_kid(codec.legacy_content(packed)) == legacy.kid
+    assert w.backend.decrypt_message(codec.legacy_content(packed), legacy) == body
+    # a legacy key is wrapped and unwrapped like any other, its 12-char kid as the prefix
+    wrapped = w.backend.wrap_room_key(legacy, w.a.public_key, entropy)
+    assert w.backend.unwrap_room_key(wrapped, w.a.private_key) == legacy
+    with pytest.raises(CryptoError):
+        w.backend.decrypt_message(content, w.k1)
+    with pytest.raises(ValidationError):  # the v1 layout needs a legacy key's 12-char kid
+        w.backend.encrypt_message_v1(w.k1, body, entropy)
+
+
+def failure(call: Callable[[], object]) -> tuple[type[ProtocolError], str, str] | None:
+    """How ``call`` failed (exception type, code, message), or None if it did not."""
+    try:
+        call()
+    except ProtocolError as exc:
+        return type(exc), exc.code, exc.message
+    return None
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        "short",  # no room for a 12-char kid
+        "0123456789ab",  # a kid and nothing after it
+        "0123456789ab!!!!",  # not base64
+        "0123456789ab" + "A" * 22 + "==",  # an IV and no ciphertext
+        "0123456789ab" + "A" * 44,  # base64 that does not decrypt
+    ],
+)
+def test_malformed_legacy_msg_fails_as_v1_content_does(world: World, msg: str) -> None:
+    w = world
+    legacy, v1 = codec.legacy_content(msg), {"algorithm": "rc.v1.aes-sha2", "ciphertext": msg}
+    opened = failure(lambda: w.backend.decrypt_message(legacy, w.k1))
+    assert opened is not None and opened[:2] == (CryptoError, "error-decryption-failed")
+    assert opened == failure(lambda: w.backend.decrypt_message(v1, w.k1))
+    assert failure(lambda: w.backend.message_kid(legacy)) == failure(lambda: w.backend.message_kid(v1))
+
+
+@pytest.mark.parametrize("msg", [None, 12, b"0123456789abAAAA", {"ciphertext": "x"}])
+def test_legacy_msg_of_wrong_type_is_a_validation_error(msg: Any) -> None:
+    with pytest.raises(ValidationError) as exc:
+        codec.legacy_content(msg)
+    assert exc.value.code == "error-invalid-params"
 
 
 # -- tampering and malformed input ---------------------------------------------------------------------
