@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from protocol import Client, Server
+from protocol import Client, ProtocolError, Server
 from protocol.crypto import CryptoBackend
 
 if TYPE_CHECKING:
@@ -254,8 +254,16 @@ class Records:
         messages = self.server.messages(o.room)
         before = [c for m in messages if m.ts < o.reset_at and (c := m.e2e_content()) is not None]
         o.history_messages = len(before)
-        o.history_unreadable = sum(1 for c in before if self.backend.message_kid(c) not in held)
+        o.history_unreadable = sum(1 for c in before if self._kid(c) not in held)
         o.snapshot = True
+
+    def _kid(self, content: dict[str, Any]) -> str | None:
+        """The kid a message was sent under; None for a ciphertext too malformed to name one
+        (nobody can read it)."""
+        try:
+            return self.backend.message_kid(content)
+        except ProtocolError:
+            return None
 
     def _kids_held(self, room_id: str, user_id: str) -> set[str]:
         sub = self.server.room(room_id).subscriptions.get(user_id)

@@ -39,3 +39,19 @@ def test_history_counts_legacy_messages(crypto: str) -> None:
     row = Outcome(1, "test", 1, rid, "p", 2, reset_at=T0 + 13)  # Bob; the third message is later
     records.snapshot(row)
     assert (row.history_messages, row.history_unreadable) == (2, 1)
+
+
+def test_a_malformed_legacy_message_counts_as_unreadable() -> None:
+    """A stored string too short to carry a kid names no key: nobody can read it, and the
+    accounting says so instead of failing."""
+    d = Deployment(seed=5)
+    a, b = d.add_user("alice"), d.add_user("bob")
+    for i, uid in enumerate((a, b)):
+        d.login(uid, now=T0 + i)
+    rid = d.server.create_private_group(a, "g", [b], now=T0 + 10)
+    d.pump(T0 + 10)
+    d.server.send_legacy_message(a, rid, "short", now=T0 + 11)
+    records = Records(d.server, d.backend, KeyView(d.server, d.backend, {a: 0, b: 1}), [a, b])
+    row = Outcome(1, "test", 1, rid, "p", 2, reset_at=T0 + 12)
+    records.snapshot(row)
+    assert (row.history_messages, row.history_unreadable) == (1, 1)
