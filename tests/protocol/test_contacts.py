@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 
 import pytest
-from conftest import T0
+from conftest import T0, e2e_deployment, read
 
 from protocol import (
     POLICIES,
@@ -26,7 +26,6 @@ from protocol import (
     E2EEState,
     NotFoundError,
     PermissionDenied,
-    Settings,
     ValidationError,
     check_all,
 )
@@ -36,25 +35,6 @@ HISTORY = ["alice, before", "bob, before"]
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def deploy(policy: str = "contacts", *, crypto: str = "symbolic", seed: int = 0) -> Deployment:
-    settings = Settings(
-        e2e_enabled=True,
-        e2e_default_direct_rooms=True,
-        e2e_default_private_rooms=True,
-        email_auto_opt_in=False,
-        enforce_password_fallback=False,
-    )
-    return Deployment(policy=policy, crypto=crypto, seed=seed, settings=settings)
-
-
-def read(d: Deployment, client: Client, rid: str) -> list[str | None]:
-    out = []
-    for m in d.server.messages(rid):
-        plain = client.decrypt(m)
-        out.append(None if plain is None else plain["msg"])
-    return out
 
 
 @dataclass
@@ -76,7 +56,7 @@ class World:
 
 
 def world(*, crypto: str = "symbolic", enrol: bool = True) -> World:
-    d = deploy(crypto=crypto)
+    d = e2e_deployment("contacts", crypto=crypto)
     a, b, c = (d.add_user(n) for n in ("alice", "bob", "carol"))
     for i, uid in enumerate((a, b, c)):
         d.login(uid, now=T0 + i)
@@ -343,7 +323,7 @@ SEALED = {"algorithm": "rc.v2.aes-sha2", "kid": "k", "iv": "aXY=", "ciphertext":
 
 
 def test_contacts_set_accepts_one_to_five_contacts() -> None:
-    d = deploy()
+    d = e2e_deployment("contacts")
     a, *others = (d.add_user(f"u{i}") for i in range(7))
     d.server.e2e_contacts_set(a, SEALED, {uid: "share" for uid in others[:MAX_CONTACTS]})
     assert d.server.e2e_contacts_of(a) == others[:5]
@@ -353,7 +333,7 @@ def test_contacts_set_accepts_one_to_five_contacts() -> None:
 
 @pytest.mark.parametrize("count", [0, 6])
 def test_contacts_set_refuses_zero_or_six_contacts(count: int) -> None:
-    d = deploy()
+    d = e2e_deployment("contacts")
     a, *others = (d.add_user(f"u{i}") for i in range(7))
     with pytest.raises(ValidationError) as exc:
         d.server.e2e_contacts_set(a, SEALED, {uid: "share" for uid in others[:count]})
@@ -362,7 +342,7 @@ def test_contacts_set_refuses_zero_or_six_contacts(count: int) -> None:
 
 
 def test_contacts_set_refuses_self_unknown_users_bad_shares_and_bad_sealed() -> None:
-    d = deploy()
+    d = e2e_deployment("contacts")
     a, b = d.add_user("alice"), d.add_user("bob")
     with pytest.raises(ValidationError) as exc:
         d.server.e2e_contacts_set(a, SEALED, {b: "share", a: "share"})
@@ -388,7 +368,7 @@ def test_contacts_set_refuses_self_unknown_users_bad_shares_and_bad_sealed() -> 
 
 @pytest.mark.parametrize("policy", [p for p, m in POLICIES.items() if not m.contacts])
 def test_every_contacts_entry_point_needs_policy_contacts(policy: str) -> None:
-    d = deploy(policy)
+    d = e2e_deployment(policy)
     a, b = d.add_user("alice"), d.add_user("bob")
     calls = [
         lambda: d.server.e2e_contacts_set(a, SEALED, {b: "share"}),

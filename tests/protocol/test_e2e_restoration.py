@@ -16,26 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from conftest import T0
+from conftest import T0, e2e_deployment
 
-from protocol import POLICIES, Deployment, E2ERoomState, PermissionDenied, Settings, check_all
+from protocol import POLICIES, Deployment, E2ERoomState, PermissionDenied, check_all
 
 GROUP_HISTORY = ["group, first key", "group, second key"]
 DM_HISTORY = ["dm before the reset"]
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def deploy(policy: str, *, crypto: str = "symbolic", seed: int = 0) -> Deployment:
-    settings = Settings(
-        e2e_enabled=True,
-        e2e_default_direct_rooms=True,
-        e2e_default_private_rooms=True,
-        email_auto_opt_in=False,
-        enforce_password_fallback=False,
-    )
-    return Deployment(policy=policy, crypto=crypto, seed=seed, settings=settings)
 
 
 def check(d: Deployment) -> None:
@@ -82,7 +71,7 @@ EVERYTHING = {"group": GROUP_HISTORY, "dm": DM_HISTORY}
 
 def world(policy: str, *, crypto: str = "symbolic", mia_admin: bool = False) -> World:
     """Everyone online and holding both rooms' keys; the group has two key epochs.  T0 .. T0+10."""
-    d = deploy(policy, crypto=crypto)
+    d = e2e_deployment(policy, crypto=crypto)
     mia, max_, uma = (d.add_user(n) for n in ("mia", "max", "uma"))
     if mia_admin:
         d.server.user(mia).roles = ("user", "admin")
@@ -314,7 +303,7 @@ def test_history_after_a_room_key_reset_comes_back_through_a_holders_old_keys(po
 def test_room_key_reset_reaches_online_members_only_through_the_queue(policy: str) -> None:
     """Under ``live`` a room-key reset leaves the online members WAITING_KEYS with nothing asking
     for them (onRoomKeyReset does not re-run the handshake): they wait until they log in again."""
-    d = deploy(policy)
+    d = e2e_deployment(policy)
     mia, max_ = (d.add_user(n) for n in ("mia", "max"))
     d.login(mia, now=T0)
     d.login(max_, now=T0 + 1)

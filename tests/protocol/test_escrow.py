@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import T0
+from conftest import T0, e2e_deployment, read
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,7 +25,6 @@ from protocol import (
     E2EEState,
     NotFoundError,
     PermissionDenied,
-    Settings,
     ValidationError,
     check_all,
 )
@@ -241,25 +240,6 @@ def test_policy_escrow_runs_the_vault_beside_rocketchats_two_mechanisms() -> Non
 # ---------------------------------------------------------------------------- the client
 
 
-def deploy(*, crypto: str = "symbolic", seed: int = 0) -> Deployment:
-    settings = Settings(
-        e2e_enabled=True,
-        e2e_default_direct_rooms=True,
-        e2e_default_private_rooms=True,
-        email_auto_opt_in=False,
-        enforce_password_fallback=False,
-    )
-    return Deployment(policy="escrow", crypto=crypto, seed=seed, settings=settings)
-
-
-def read(d: Deployment, client: Client, rid: str) -> list[str | None]:
-    out = []
-    for m in d.server.messages(rid):
-        plain = client.decrypt(m)
-        out.append(None if plain is None else plain["msg"])
-    return out
-
-
 def new_device(d: Deployment, uid: str, seed: int = 99) -> Client:
     """A second device of the same person: it knows nothing, not even ``random_password``."""
     return Client(d.server, uid, d.backend, entropy=random.Random(seed), ledger=d.ledger)
@@ -285,7 +265,7 @@ def escrowed_world(d: Deployment, v: Vault) -> tuple[str, str, str, str]:
 
 @pytest.mark.parametrize("crypto", ["symbolic", "real"])
 def test_new_device_unlocks_with_the_pin_and_reads_the_history(crypto: str) -> None:
-    d = deploy(crypto=crypto)
+    d = e2e_deployment("escrow", crypto=crypto)
     v = vault(max_guesses=3)
     a, b, rid, password = escrowed_world(d, v)
     assert v.recover(a, PIN) == password  # the vault holds exactly the generated password
@@ -312,7 +292,7 @@ def test_new_device_unlocks_with_the_pin_and_reads_the_history(crypto: str) -> N
 
 
 def test_unlock_without_a_record_is_not_found_and_leaves_enter_password() -> None:
-    d = deploy()
+    d = e2e_deployment("escrow")
     v = vault()
     a, _, rid, _ = escrowed_world(d, v)
     assert v.lose(a)
@@ -325,7 +305,7 @@ def test_unlock_without_a_record_is_not_found_and_leaves_enter_password() -> Non
 
 
 def test_a_destroyed_record_leaves_the_new_device_locked_out() -> None:
-    d = deploy()
+    d = e2e_deployment("escrow")
     v = vault(max_guesses=2)
     a, _, rid, _ = escrowed_world(d, v)
     phone = new_device(d, a)
@@ -342,7 +322,7 @@ def test_a_destroyed_record_leaves_the_new_device_locked_out() -> None:
 
 
 def test_stale_escrowed_password_returns_false_after_a_password_change() -> None:
-    d = deploy()
+    d = e2e_deployment("escrow")
     v = vault(max_guesses=3)
     a, _, rid, _ = escrowed_world(d, v)
     d.clients[a].change_password("a brand new password", now=T0 + 5)  # not re-escrowed
@@ -355,7 +335,7 @@ def test_stale_escrowed_password_returns_false_after_a_password_change() -> None
 
 
 def test_escrow_password_needs_a_newly_generated_password() -> None:
-    d = deploy()
+    d = e2e_deployment("escrow")
     v = vault()
     a, _, _, _ = escrowed_world(d, v)
     ca = d.clients[a]
@@ -373,7 +353,7 @@ def test_escrow_password_needs_a_newly_generated_password() -> None:
 
 @pytest.mark.parametrize("where", ["ready", "logged_out", "never_logged_in"])
 def test_unlock_from_escrow_needs_enter_password_online(where: str) -> None:
-    d = deploy()
+    d = e2e_deployment("escrow")
     v = vault(max_guesses=3)
     a, _, _, _ = escrowed_world(d, v)
     client = d.clients[a]
@@ -388,7 +368,7 @@ def test_unlock_from_escrow_needs_enter_password_online(where: str) -> None:
 
 
 def test_unlock_after_the_session_ended_is_refused() -> None:
-    d = deploy()
+    d = e2e_deployment("escrow")
     v = vault(max_guesses=3)
     a, _, _, _ = escrowed_world(d, v)
     phone = new_device(d, a)

@@ -14,16 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from conftest import T0
+from conftest import T0, e2e_deployment, read
 
 from protocol import (
     POLICIES,
-    Client,
     Deployment,
     E2EError,
     E2ERoomState,
     PermissionDenied,
-    Settings,
     ValidationError,
     check_all,
 )
@@ -33,25 +31,6 @@ HISTORY = ["alice, first key", "bob, first key"]
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def deploy(policy: str = "rejoin", *, seed: int = 0) -> Deployment:
-    settings = Settings(
-        e2e_enabled=True,
-        e2e_default_direct_rooms=True,
-        e2e_default_private_rooms=True,
-        email_auto_opt_in=False,
-        enforce_password_fallback=False,
-    )
-    return Deployment(policy=policy, seed=seed, settings=settings)
-
-
-def read(d: Deployment, client: Client, rid: str) -> list[str | None]:
-    out = []
-    for m in d.server.messages(rid):
-        plain = client.decrypt(m)
-        out.append(None if plain is None else plain["msg"])
-    return out
 
 
 def kid_of(d: Deployment, wrapped: str | None) -> str | None:
@@ -78,7 +57,7 @@ def world(policy: str = "rejoin", *, stay_online: tuple[str, ...] = ()) -> World
     """The group with two messages; Carol reset her key (with her account password as the 2FA
     code) and logged in again with new keys while the others were offline (``stay_online``
     excepted: they log in again only after Carol's relogin, so nobody serves her at it)."""
-    d = deploy(policy)
+    d = e2e_deployment(policy)
     a, b, c, e = (d.add_user(n) for n in ("alice", "bob", "carol", "dave"))
     for i, uid in enumerate((a, b, c)):
         d.login(uid, now=T0 + i)
@@ -364,7 +343,7 @@ def test_a_non_string_key_id_is_refused() -> None:
 
 
 def test_rejoin_of_a_room_without_a_key_yet_is_refused() -> None:
-    d = deploy()
+    d = e2e_deployment("rejoin")
     a, b = d.add_user("alice"), d.add_user("bob")
     d.login(a, now=T0)
     d.logout(a, now=T0 + 1)
