@@ -52,6 +52,7 @@ from .trust import KeyDirectory, Mitigations
 R = E2ERoomState
 
 __all__ = [
+    "APPS",
     "GLOBAL_TRANSITIONS",
     "ROOMS_PER_TICK",
     "ROOM_MUTATIONS",
@@ -62,6 +63,9 @@ __all__ = [
     "KeyAcquired",
     "RoomSession",
 ]
+
+#: the Rocket.Chat apps a device may run
+APPS = ("web", "mobile")
 
 
 class Client(RoomsMixin, RecoveryMixin):
@@ -75,8 +79,11 @@ class Client(RoomsMixin, RecoveryMixin):
         ledger: KeyLedger | None = None,
         mitigations: Mitigations | None = None,
         directory: KeyDirectory | None = None,
+        app: str = "web",
     ) -> None:
         server.user(user_id)
+        if app not in APPS:
+            raise ValidationError(message=f"app must be one of {', '.join(APPS)}, got {app!r}")
         self.server = server
         self.user_id = user_id
         self.backend = backend
@@ -87,6 +94,9 @@ class Client(RoomsMixin, RecoveryMixin):
         #: opt-in defences against a malicious server (:mod:`protocol.trust`); none by default
         self.mitigations = mitigations if mitigations is not None else Mitigations()
         self.directory = directory
+        #: which Rocket.Chat app the device runs: ``"web"`` (browser or desktop app) or
+        #: ``"mobile"`` (Rocket.Chat.ReactNative, which still answers live key requests)
+        self.app = app
         self.state = E2EEState.NOT_STARTED
         self._local = LocalState()
         #: ``localStorage['e2e.randomPassword']``: the generated E2E password until the person

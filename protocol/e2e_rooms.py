@@ -45,6 +45,7 @@ class RoomsMixin:
     transport: Transport | None
     mitigations: Mitigations
     directory: KeyDirectory | None
+    app: str
     _local: LocalState
 
     if TYPE_CHECKING:
@@ -329,7 +330,11 @@ class RoomsMixin:
             self._on_subscription_changed(room_id, now)
 
     def _provide_key_to_user(self, request: KeyRequest, now: float) -> None:
-        """Legacy ``provideKeyToUser``: answer a live request if this device has that key."""
+        """``provideKeyToUser``: answer a live request if this device has that key.  The mobile
+        app answers (``provideRoomKeyToUser``); the current web client has no listener for the
+        request, so a web device answers only under a policy with ``live_web``."""
+        if self.app == "web" and not self.server.mechanisms.live_web:
+            return
         session = self._instance(request.room_id, now)
         if session is None or session.key_id != request.key_id or session.key is None:
             return

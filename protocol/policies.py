@@ -20,6 +20,12 @@ class Mechanisms:
     queue: bool
     #: the live ``e2ekeyRequest`` to the members connected at that moment
     live: bool
+    #: whether web clients answer a live request.  The mobile app always does
+    #: (``app/lib/encryption/encryption.ts``, ``provideRoomKeyToUser``, Rocket.Chat.ReactNative);
+    #: the web client did (``apps/meteor/client/startup/e2e.ts``, ``provideKeyToUser``) until its
+    #: listener went: the current ``useE2EEncryption.ts`` attaches none, so on the web the
+    #: request goes unanswered.  True is the legacy web client (policy ``live``).
+    live_web: bool = True
     #: a per-user store of room keys wrapped for a recovery key (beyond RC)
     backup: bool = False
     #: the E2E password in a PIN vault with a guess limit (:mod:`protocol.escrow`; beyond RC)
@@ -32,13 +38,15 @@ class Mechanisms:
 
 #: every policy, by name, and the mechanisms it runs
 POLICIES: Mapping[str, Mechanisms] = {
-    "rocketchat": Mechanisms(queue=True, live=True),
+    # Rocket.Chat today: the queue, and the live request answered by mobile apps only
+    "rocketchat": Mechanisms(queue=True, live=True, live_web=False),
     "queue": Mechanisms(queue=True, live=False),
+    # the legacy live request, answered by any connected client (web clients before the listener went)
     "live": Mechanisms(queue=False, live=True),
     "backup": Mechanisms(queue=True, live=False, backup=True),
     # the designs of other systems, each added to Rocket.Chat's own two mechanisms (which still
     # serve what the design does not cover: joiners, and whoever the design fails)
-    "escrow": Mechanisms(queue=True, live=True, escrow=True),
-    "rejoin": Mechanisms(queue=True, live=True, rejoin=True),
-    "contacts": Mechanisms(queue=True, live=True, contacts=True),
+    "escrow": Mechanisms(queue=True, live=True, live_web=False, escrow=True),
+    "rejoin": Mechanisms(queue=True, live=True, live_web=False, rejoin=True),
+    "contacts": Mechanisms(queue=True, live=True, live_web=False, contacts=True),
 }

@@ -188,9 +188,7 @@ def test_queue_serves_within_a_tick_when_a_holder_is_online(sim_run: Run) -> Non
     within = (wait <= TICK_S).mean()
     assert within > 0.99, within
     at_once = (wait == 0).mean()
-    if sim_run.policy == "rocketchat":
-        # the live request reaches the online holder, which answers it at the relogin itself
-        assert at_once > 0.99, at_once
-    else:
-        # only the holder's loop serves: at once only when its tick falls on the relogin
-        assert at_once < 0.5, at_once
+    # only the holder's loop serves: at once only when its tick falls on the relogin.  Under
+    # rocketchat too: its live request reaches the online holder's web client, which no longer
+    # answers it (mobile apps do: tests/sim/engine/test_devices.py)
+    assert at_once < 0.5, at_once
