@@ -14,7 +14,8 @@ the invariant holds.  Tests, the simulator and ``keysim check`` call :func:`chec
   legitimate member created for that room, and the client has a record of how it got it.
 * :func:`reset_users_recover_properly`: after a reset, a user's first key for a room comes from a
   holder's suggestion, the backup, or a key it created (a room-key reset or a new room), never
-  from the server alone.
+  from the server alone; an ``E2EKey`` only if another device of the same user took that very
+  key from one of those after the reset (a user with a phone and a web client).
 * :func:`nobody_silently_lost` (policies ``queue`` and ``backup``): a member with a key pair who
   lacks a room's current key has a suggestion waiting, waits in the room's queue, or the room is
   lost (nobody holds its key): nobody is left waiting where no holder will ever look.
@@ -23,11 +24,11 @@ the invariant holds.  Tests, the simulator and ``keysim check`` call :func:`chec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .crypto import codec
-from .e2e_client import Client
+from .e2e_client import Client, KeyAcquired
 from .errors import CryptoError, ProtocolError
 from .ledger import KeyLedger
 from .server import Server
@@ -160,10 +161,14 @@ def keys_are_legitimate(clients: Mapping[str, Client], ledger: KeyLedger) -> lis
     return out
 
 
-def reset_users_recover_properly(clients: Mapping[str, Client]) -> list[Violation]:
+def reset_users_recover_properly(
+    clients: Mapping[str, Client], other_devices: Mapping[str, Sequence[Client]] | None = None
+) -> list[Violation]:
     """After a user's latest reset, its first key per room came from a holder, the backup or
     its own creation (room-key reset, new room, rejoin); under policy ``rejoin`` also from the
-    ``E2EKey`` another member's rejoin handed it."""
+    ``E2EKey`` another member's rejoin handed it.  An ``E2EKey`` is also fine when one of the
+    user's ``other_devices`` took that key (room and kid) from a legitimate source after the
+    reset: that device accepted it, and the server stored it for the user."""
     out = []
     for uid, client in clients.items():
         if not client.resets:
@@ -171,11 +176,21 @@ def reset_users_recover_properly(clients: Mapping[str, Client]) -> list[Violatio
         allowed = {"suggestion", "backup", "created", "rejoined"}
         if client.server.mechanisms.rejoin:
             allowed.add("E2EKey")
-        first: dict[str, str] = {}
+        since = client.resets[-1]
+        vouched = {
+            (a.room_id, a.kid)
+            for other in (other_devices or {}).get(uid, ())
+            for a in other.acquired
+            if a.source in allowed and a.at >= since
+        }
+        first: dict[str, KeyAcquired] = {}
         for acq in client.acquired[client.reset_marks[-1] :]:
             if acq.room_id not in first:
-                first[acq.room_id] = acq.source
-        for room_id, source in first.items():
+                first[acq.room_id] = acq
+        for room_id, acq in first.items():
+            source = acq.source
+            if source == "E2EKey" and (room_id, acq.kid) in vouched:
+                continue
             if source not in allowed:
                 out.append(
                     Violation(
@@ -226,13 +241,20 @@ def check_all(
     *,
     passwords: Iterable[str] = (),
     settled: bool = True,
+    other_devices: Mapping[str, Sequence[Client]] | None = None,
 ) -> list[Violation]:
-    """Every invariant; ``settled=False`` skips the ones that hold only between steps."""
+    """Every invariant; ``settled=False`` skips the ones that hold only between steps.
+
+    ``clients`` has one device per user; ``other_devices`` the further devices of users who
+    have several (their keys are checked too, and they vouch for each other's ``E2EKey``)."""
     out = no_secrets_on_server(server, clients, passwords)
     out += stored_keys_open(server, clients, ledger)
     if settled:
         out += queue_is_clean(server, clients)
         out += nobody_silently_lost(server)
     out += keys_are_legitimate(clients, ledger)
-    out += reset_users_recover_properly(clients)
+    for uid, more in (other_devices or {}).items():
+        for device in more:
+            out += keys_are_legitimate({uid: device}, ledger)
+    out += reset_users_recover_properly(clients, other_devices)
     return out

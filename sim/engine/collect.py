@@ -123,7 +123,8 @@ def _violations(sim: FinishedRun) -> list[str]:
     from protocol import check_all
 
     clients = {sim.user_ids[u]: d.client for u, d in enumerate(sim.devices) if d.client is not None}
-    return [str(v) for v in check_all(sim.server, clients, sim.ledger)]
+    phones = {sim.user_ids[u]: [d.client] for u, d in sim.devices.phones.items() if d.client is not None}
+    return [str(v) for v in check_all(sim.server, clients, sim.ledger, other_devices=phones)]
 
 
 def _faults(sim: FinishedRun) -> dict[str, Any] | None:

@@ -6,12 +6,22 @@ nobody follows the user any more; a login types the account password, the authen
 the user has TOTP, and the remembered E2EE password, and may have to wait for a fresh code
 (:class:`~sim.engine.records.Wait`).  At the 2FA gate of a reset, a user without TOTP types its
 password (RC's password fallback, ``apps/meteor/app/2fa/server/code/PasswordCheckFallback.ts``).
+
+Everybody has a web client (the browser or the desktop app), logged out at the end of each
+presence session: RC's ``stopClient`` wipes its keys, and the next login types the E2E password
+again.  With ``devices.phone_fraction`` some people also have a phone running Rocket.Chat's
+mobile app, with a presence of its own (the app's openings).  The app stays logged in between
+openings and keeps the private key in its storage (Rocket.Chat.ReactNative,
+``app/lib/encryption/encryption.ts``, ``persistKeys``), so while its session lasts the phone holds
+the person's key even when the person forgot the password.  A key reset logs out every session
+(``resetUserE2EKey.ts``: ``user.forceLogout``, ``Users.unsetLoginTokens``), the phone's too; it
+signs in again at its first opening after the person's new keys exist.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from protocol import Client, E2EEState, Server
@@ -85,6 +95,12 @@ class Devices:
         self._delivery_at: float | None = None
         self.logins = 0
         self.server_restarts = 0
+        #: the phones, by owner, and when their apps are open (None: nobody has one)
+        self.phones: dict[int, Device] = {}
+        self.phone_presence: PresenceModel | None = None
+        self.phone_logins = 0
+        #: told when ``u`` made new keys (Following: its phone signs in again at its next opening)
+        self.on_new_keys: Callable[[int], None] | None = None
 
     def __getitem__(self, u: int) -> Device:
         return self._devices[u]
@@ -120,12 +136,17 @@ class Devices:
 
     # -- codes
 
-    def _new_client(self, u: int) -> Client:
+    def add_phone(self, u: int) -> None:
+        """``u`` also has a phone (its client is made at its first login)."""
+        self.phones[u] = Device()
+
+    def _new_client(self, u: int, *, phone: bool = False) -> Client:
         # the n-th client of user u draws from its own stream: what other concerns do (traffic,
         # other users' logins) never shifts it
-        dev = self._devices[u]
+        dev = self.phones[u] if phone else self._devices[u]
         dev.clients_made += 1
-        entropy = random.Random(stream_seed(self._client_seed, f"u{u}/{dev.clients_made}"))
+        label = f"u{u}/phone/{dev.clients_made}" if phone else f"u{u}/{dev.clients_made}"
+        entropy = random.Random(stream_seed(self._client_seed, label))
         client = Client(
             self.server,
             self.user_ids[u],
@@ -134,6 +155,7 @@ class Devices:
             ledger=self.ledger,
             mitigations=self.mitigations,
             directory=self.directory,
+            app="mobile" if phone else "web",
         )
         client.transport = self.transport
         return client
@@ -197,6 +219,8 @@ class Devices:
             self.directory.publish(self.user_ids[u], self.backend.fingerprint(client.public_key))
             if client.recovery_key is not None:
                 self.recovery_keys[u] = client.recovery_key
+            if u in self.phones and self.on_new_keys is not None:
+                self.on_new_keys(u)
         elif client.state == E2EEState.ENTER_PASSWORD and unlock and u not in self.forgotten:
             password = self.e2e_password[u]
             if password is None or not client.enter_password(password, now=now):
@@ -208,6 +232,57 @@ class Devices:
             now if fresh or not self.presence.is_online(u, now) else self.presence.session_start(u, now)
         )
         return client
+
+    def protect_changed_password(self, u: int, password: str) -> None:
+        """``u`` changed its E2E password: under policy escrow it escrows the new one behind a
+        new PIN, under policy contacts it shares it with its contacts again (the old shares
+        open a password that no longer unlocks anything)."""
+        if self.vault is not None:
+            pin = f"{self._rng_pins.randrange(10**6):06d}"
+            self.vault.enrol(self.user_ids[u], pin, password)
+            self.escrow_pin[u] = pin
+        if self.contacts_per_user:
+            self.enrol_contacts(u, password)
+
+    def login_phone(self, u: int, now: float) -> Client | None:
+        """``u``'s phone app opens: logged in still, or it signs in again (after a reset logged
+        it out) with the password of the person's current keys.  None: it cannot, as nobody
+        has made new keys yet, or the person forgot the password (it opens again after the next
+        new keys)."""
+        dev = self.phones[u]
+        client = dev.client
+        if client is not None and client.online:
+            return client
+        password = self.e2e_password[u]
+        if password is None or u in self.forgotten or not self.server.user(self.user_ids[u]).e2e_public_key:
+            return None
+        if now < self._devices[u].locked_until:
+            raise Wait(self._devices[u].locked_until)
+        ready = self.code_ready_at(u, now)
+        if ready > now:
+            raise Wait(ready)
+        client = dev.client = self._new_client(u, phone=True)
+        self.phone_logins += 1
+        client.login(f"pw-u{u}", now=now, code=self._totp(u, now))
+        if client.state != E2EEState.ENTER_PASSWORD or not client.enter_password(password, now=now):
+            raise RuntimeError(f"u{u}'s phone cannot unlock its keys")
+        dev.login_at = now
+        return client
+
+    def phone_holds_key(self, u: int) -> bool:
+        """Whether ``u``'s phone is logged in with the person's private key."""
+        dev = self.phones.get(u)
+        return dev is not None and dev.client is not None and dev.client.functional
+
+    def reachable(self, u: int, now: float) -> bool:
+        """Whether ``u`` is online now on any of its devices (the phone only while logged in)."""
+        if self.presence.is_online(u, now):
+            return True
+        return (
+            self.phone_presence is not None
+            and self.phone_holds_key(u)
+            and self.phone_presence.is_online(u, now)
+        )
 
     def enrol_contacts(self, u: int, password: str) -> list[str]:
         """Policy contacts: ``u`` names its recovery contacts, people it shares rooms with first
@@ -244,6 +319,7 @@ class Devices:
         if dev.client is not None and dev.client.online:
             dev.client.logout()
         dev.client = None
+        self._phone_signed_out(u)
 
     def key_gone(self, u: int, now: float) -> None:
         """``u``'s key pair is gone (and with it the E2E password it remembered): its device is
@@ -252,7 +328,17 @@ class Devices:
         dev = self._devices[u]
         dev.online_until = -1.0
         dev.ticking = False
+        self._phone_signed_out(u)
         self.pump(now)
+
+    def _phone_signed_out(self, u: int) -> None:
+        """The reset logged ``u``'s phone out with every other session: its app's keys are gone."""
+        phone = self.phones.get(u)
+        if phone is not None:
+            if phone.client is not None and phone.client.online:
+                phone.client.logout()
+            phone.connected = phone.ticking = False
+            phone.online_until = -1.0
 
     # -- the network
 
@@ -269,13 +355,15 @@ class Devices:
                 break
             for note in pending:
                 u = self.index[note.recipient_id]
-                client = self._devices[u].client
-                if client is None or not client.online:
-                    continue
-                if transport is not None and isinstance(note, SubscriptionChanged) and transport.crashes():
-                    client.crash()  # the device dies before handling the push
-                    continue
-                client.notify(note, now=now)
+                for client in self._clients_reached(u):
+                    if (
+                        transport is not None
+                        and isinstance(note, SubscriptionChanged)
+                        and transport.crashes()
+                    ):
+                        client.crash()  # the device dies before handling the push
+                        continue
+                    client.notify(note, now=now)
         else:
             raise RuntimeError("pushes did not settle")
         if transport is not None and transport.next_due is not None:
@@ -283,6 +371,18 @@ class Devices:
             if self._delivery_at is None or due < self._delivery_at:
                 self._delivery_at = due
                 self.clock.at(due, self._deliver_held)
+
+    def _clients_reached(self, u: int) -> list[Client]:
+        """``u``'s clients a push reaches now: the logged-in web client, and the phone while its
+        app is open."""
+        out = []
+        client = self._devices[u].client
+        if client is not None and client.online:
+            out.append(client)
+        phone = self.phones.get(u)
+        if phone is not None and phone.connected and phone.client is not None and phone.client.online:
+            out.append(phone.client)
+        return out
 
     def _deliver_held(self) -> None:
         self._delivery_at = None
@@ -300,7 +400,7 @@ class Devices:
         self.server_restarts += 1
         self.server.restart()
         now = self.clock.now
-        for dev in self._devices:
-            if dev.client is not None and dev.client.online:
-                dev.client.sync(now=now)
+        for u in range(len(self._devices)):
+            for client in self._clients_reached(u):
+                client.sync(now=now)
         self.pump(now)

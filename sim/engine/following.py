@@ -18,7 +18,7 @@ from ..inputs.churn import PresenceModel
 from .clock import Clock
 from .devices import Devices
 from .keys import KeyView
-from .records import Outcome, Records, Wait
+from .records import Device, Outcome, Records, Wait
 
 __all__ = ["Following"]
 
@@ -86,7 +86,7 @@ class Following:
             elif u in awaiting:  # a stale start (a login that had to wait): the next
                 self.follow(u)
             return
-        if self.mechanisms.live:
+        if self.live_answered:
             self.co_present_members(u, now)
         try:
             self.devices.login(u, now)
@@ -126,7 +126,7 @@ class Following:
         for rid in server.rooms_of(uid):  # a key waits for it to accept
             if server.room(rid).subscriptions[uid].e2e_suggested_key:
                 return True
-        if self.mechanisms.live and any(
+        if self.live_answered and any(
             # it asks again at each login for a room it lacks the key of, if somebody holds it
             server.room(rid).encrypted and not holds(rid, uid) and self.keys.holders(rid, exclude=uid)
             for rid in server.rooms_of(uid)
@@ -148,16 +148,19 @@ class Following:
         return False
 
     def co_present_members(self, u: int, now: float) -> None:
-        """Live policy: log in every holder online at ``now`` in ``u``'s rooms that lack a key,
-        so that ``u``'s request reaches exactly the members connected at this moment."""
+        """Live request: log in every holder online at ``now`` in ``u``'s rooms that lack a key,
+        so that ``u``'s request reaches exactly the members connected at this moment: their web
+        clients if those answer (policy ``live``), and their open phone apps."""
         uid = self.devices.user_ids[u]
+        web, phones = self.mechanisms.live_web, self.devices.phones
         for rid in self.server.rooms_of(uid):
             room = self.server.room(rid)
             if not room.encrypted or self.keys.holds(rid, uid):
                 continue
             for m in self.keys.holders(rid, exclude=uid):
                 if (
-                    not self.devices.online(m)
+                    web
+                    and not self.devices.online(m)
                     and self.presence.is_online(m, now)
                     and now >= self.devices[m].locked_until
                 ):
@@ -166,14 +169,78 @@ class Following:
                     except Wait:
                         continue  # still waiting for a code: misses this request
                     self.stay_for_session(m, now)
+                if m in phones and not phones[m].connected:
+                    self.phone_start(m)  # open now (per its presence): it hears the request
+
+    @property
+    def live_answered(self) -> bool:
+        """Whether anybody answers a live request: web clients (policy ``live``), or phones."""
+        return self.mechanisms.live and (self.mechanisms.live_web or bool(self.devices.phones))
+
+    # -- phones
+
+    def follow_phone(self, u: int) -> None:
+        """Make sure ``u``'s phone app is open whenever its presence says so, from now on (while
+        ``u`` matters; the phone stays logged in between openings)."""
+        dev, presence = self.devices.phones.get(u), self.devices.phone_presence
+        if dev is None or presence is None or dev.connected or dev.pending_login is not None:
+            return
+        now = self.clock.now
+        start = presence.next_online_start(u, now)
+        if start is None or start >= self.clock.horizon:
+            return
+        if start <= now:
+            self.phone_start(u)
+        else:
+            dev.pending_login = start
+            self.clock.at(start, self.phone_start, u)
+
+    def phone_start(self, u: int) -> None:
+        """``u``'s phone app opens: it resyncs (or signs in again after a reset), takes what
+        waits for it, and runs its distribution loop while open."""
+        dev, presence = self.devices.phones[u], self.devices.phone_presence
+        assert presence is not None
+        dev.pending_login = None
+        now = self.clock.now
+        if dev.connected or not presence.is_online(u, now):
+            return
+        was_online = dev.client is not None and dev.client.online
+        try:
+            client = self.devices.login_phone(u, now)
+        except Wait as wait:
+            dev.pending_login = wait.until
+            self.clock.at(wait.until, self.phone_start, u)
+            return
+        if client is None:
+            return  # logged out and cannot sign in yet: it opens again after the next new keys
+        dev.connected = True
+        dev.online_until = presence.session_end(u, now)
+        if was_online:
+            dev.login_at = presence.session_start(u, now)  # the loop's phase: the app's opening
+            client.sync(now=now)
+        self.clock.at(dev.online_until, self.phone_end, u)
+        self.devices.pump(now)
+        self._maybe_tick(u, dev)
+
+    def phone_end(self, u: int) -> None:
+        dev = self.devices.phones[u]
+        now = self.clock.now
+        if not dev.connected or dev.online_until > now + 1e-9:
+            return  # a later opening superseded this end, or a reset logged it out
+        dev.connected = dev.ticking = False
+        dev.online_until = -1.0
+        if self.relevant(u):
+            self.follow_phone(u)
 
     # -- the distribution loop
 
     def maybe_tick(self, u: int) -> None:
         """Start ``u``'s tick chain if it is online, idle and has work (phase: its login time)."""
+        self._maybe_tick(u, self.devices[u])
+
+    def _maybe_tick(self, u: int, dev: Device) -> None:
         if not self.mechanisms.queue:
             return
-        dev = self.devices[u]
         client = dev.client
         if dev.ticking or client is None or not client.has_distribution_work():
             return
@@ -183,24 +250,24 @@ class Following:
         if t >= dev.online_until:
             return
         dev.ticking = True
-        self.clock.at(t, self._tick, u)
+        self.clock.at(t, self._tick, u, dev)
 
-    def _tick(self, u: int) -> None:
-        dev = self.devices[u]
+    def _tick(self, u: int, dev: Device) -> None:
         now = self.clock.now
         client = dev.client
         if client is None or not client.online or now >= dev.online_until:
             dev.ticking = False
             return
-        self.tick_once(u, client, now)
+        self.tick_once(u, client, now, dev)
         if client.has_distribution_work() and now + self.tick_s < dev.online_until:
-            self.clock.at(now + self.tick_s, self._tick, u)
+            self.clock.at(now + self.tick_s, self._tick, u, dev)
         else:
             dev.ticking = False
 
-    def tick_once(self, u: int, client: Client, now: float) -> None:
-        """One run of ``u``'s distribution loop now, if it has work (at most one per instant)."""
-        dev = self.devices[u]
+    def tick_once(self, u: int, client: Client, now: float, dev: Device | None = None) -> None:
+        """One run of the distribution loop of ``u``'s device (its web client unless ``dev``
+        says otherwise) now, if it has work (at most one per instant)."""
+        dev = self.devices[u] if dev is None else dev
         if client.has_distribution_work() and dev.last_tick_at != now:
             self.ticks += 1
             dev.last_tick_at = now
@@ -208,14 +275,22 @@ class Following:
             self.devices.pump(now)
 
     def wake_holders(self, room_id: str, waiting_user: str) -> None:
-        """Somebody waits in ``room_id``: its holders' loops run (followed if offline)."""
+        """Somebody waits in ``room_id``: its holders' loops run (followed if offline), on the
+        web client and on the phone."""
         if not self.mechanisms.queue:
             return
+        phones = self.devices.phones
         for m in self.keys.holders(room_id, exclude=waiting_user):
             if self.devices.online(m):
                 self.maybe_tick(m)
             else:
                 self.follow(m)
+            phone = phones.get(m)
+            if phone is not None:
+                if phone.connected:
+                    self._maybe_tick(m, phone)
+                else:
+                    self.follow_phone(m)
 
 
 def _no_relogin(u: int, rows: list[Outcome]) -> None:

@@ -119,7 +119,7 @@ class Owners:
         self.records.note_regained(room_id, now)
         self.devices.pump(now)
         self.following.maybe_tick(u)
-        if self.mechanisms.live:
+        if self.following.live_answered:
             self._members_ask_later(u, room_id, now)
 
     def _members_ask_later(self, u: int, room_id: str, now: float) -> None:

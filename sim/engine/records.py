@@ -153,6 +153,9 @@ class Device:
     reset_relogin_at: float = -1.0
     #: clients made for this user so far (each draws from its own stream; Devices)
     clients_made: int = 0
+    #: a phone: whether its app is open now (its client stays logged in, keys and all, between
+    #: openings; Following)
+    connected: bool = False
 
 
 @dataclass

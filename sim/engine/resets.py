@@ -156,9 +156,11 @@ class Resets:
         if dev.reset_relogin_at == now:  # it has just logged in again after a reset
             self.absorbed += 1
             return
-        escrow = reason == "forgot_password" and self.mechanisms.escrow
-        contacts = reason == "forgot_password" and self.mechanisms.contacts and u not in self._contact_waits
-        if (escrow or contacts) and self.devices.online(u):
+        forgot = reason == "forgot_password"
+        phone = forgot and self.devices.phone_holds_key(u)
+        escrow = forgot and self.mechanisms.escrow
+        contacts = forgot and self.mechanisms.contacts and u not in self._contact_waits
+        if (phone or escrow or contacts) and self.devices.online(u):
             self.devices.logout(u, now)  # the person who forgot is on a new device
         try:
             client = self.devices.login(u, now, unlock=reason != "forgot_password")
@@ -177,6 +179,10 @@ class Resets:
             self.following.tick_once(u, client, now)
         self._stop_waiting(u)
         rows = self.records.new_rows(u, reason, now)
+        if phone:
+            self._from_phone(u, client, now)
+            self._recovered(u, rows, "phone", now)
+            return
         if escrow and self._from_escrow(u, client, now):
             self._recovered(u, rows, "escrow", now)
             return
@@ -186,6 +192,21 @@ class Resets:
         self._after_key_reset(u, rows, now)
         # ... and logs in again at once
         self.relogin(u, rows)
+
+    def _from_phone(self, u: int, client: Client, now: float) -> None:
+        """The person who forgot its E2E password still has its phone logged in with the key: it
+        sets a new password there (the mobile app's E2E password change,
+        ``Encryption.changePassword`` in Rocket.Chat.ReactNative) and types it on the new web
+        client.  Nothing is reset.  The phone is at hand whatever its presence says: the person
+        opens the app for it."""
+        phone = self.devices.phones[u].client
+        assert phone is not None
+        password = f"e2e-u{u}-{self.records.resets}"
+        phone.change_password(password, now=now)
+        self.devices.e2e_password[u] = password
+        if not client.enter_password(password, now=now):
+            raise RuntimeError(f"u{u} cannot unlock with the password its phone set")
+        self.devices.protect_changed_password(u, password)
 
     def _from_escrow(self, u: int, client: Client, now: float) -> bool:
         """Policy escrow: the person who forgot its E2E password asks the vault with its PIN.
@@ -322,7 +343,7 @@ class Resets:
             outcome.relogin_at = now
             outcome.holders_at_relogin = len(holders)
             outcome.holders = tuple(holders)
-            outcome.holders_online_at_relogin = sum(1 for m in holders if self.presence.is_online(m, now))
+            outcome.holders_online_at_relogin = sum(1 for m in holders if self.devices.reachable(m, now))
 
     def _recovered(self, u: int, rows: list[Outcome], via: str, now: float) -> None:
         """``u`` got its E2E password back (``via``) and unlocked its own key pair: nothing was
@@ -395,7 +416,7 @@ class Resets:
         rows = [o for o in rows if is_open.get((u, o.room)) is o]
         dev.reset_relogin_at = now
         self._note_relogin(uid, rows, now)
-        if self.mechanisms.live and not self.mechanisms.rejoin:
+        if self.following.live_answered and not self.mechanisms.rejoin:
             self.following.co_present_members(u, now)
         try:
             client = self.devices.login(u, now, fresh=True)

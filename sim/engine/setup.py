@@ -18,7 +18,7 @@ from protocol.transport import FaultModel
 
 from ..inputs.churn import ChurnParams, Presence, PresenceModel
 from ..inputs.scenario import Scenario, ScenarioError
-from ..inputs.streams import stream
+from ..inputs.streams import stream, stream_seed
 from ..inputs.topology import RoomSpec, TopologyParams, generate_rooms
 from ..inputs.trace import TracePresence
 
@@ -134,6 +134,18 @@ def make_presence(sc: Scenario) -> PresenceModel:
     except ValueError as exc:
         raise ScenarioError("churn.trace" if c["model"] == "trace" else "churn", str(exc)) from None
     return presence
+
+
+def make_phone_presence(sc: Scenario) -> PresenceModel:
+    """When each phone's app is open: exponential openings and gaps of the ``devices`` means,
+    from their own stream (a phone's presence is independent of its owner's web client)."""
+    d = sc.values["devices"]
+    params = ChurnParams(
+        model="exponential",
+        mean_online_s=float(d["phone_session_minutes"]) * 60.0,
+        mean_offline_s=float(d["phone_gap_minutes"]) * 60.0,
+    )
+    return Presence(stream_seed(sc.seed, "phone-presence"), lambda _user: params, sc.users)
 
 
 def stationary_online(sc: Scenario, presence: PresenceModel) -> float | None:

@@ -153,6 +153,8 @@ class Simulation:
             )
         if server.mechanisms.contacts:
             devices.contacts_per_user = int(sc.get("contacts.per_user"))
+        if float(sc.get("devices.phone_fraction")) > 0:
+            devices.phone_presence = setup.make_phone_presence(sc)
         self.records = records = Records(server, self.backend, keys, self.user_ids)
         self.following = following = Following(
             clock,
@@ -202,12 +204,15 @@ class Simulation:
         """Time 0: users with key pairs, rooms whose members all hold the room key."""
         server, devices = self.server, self.devices
         twofa = float(self.sc.get("resets.twofa_fraction"))
-        rng_2fa = stream(self.seed, "twofa")
+        phones = float(self.sc.get("devices.phone_fraction"))
+        rng_2fa, rng_phones = stream(self.seed, "twofa"), stream(self.seed, "phone-owners")
         for u in range(self.sc.users):
             uid = server.create_user(f"u{u}", f"pw-u{u}")
             self.user_ids.append(uid)
             self.index[uid] = u
             devices.add(u, twofa=bool(twofa) and rng_2fa.random() < twofa)
+            if phones and rng_phones.random() < phones:
+                devices.add_phone(u)
         # every user creates its keys through the client
         for u in range(len(devices)):
             devices.login(u, 0.0, unlock=True)
@@ -232,6 +237,9 @@ class Simulation:
             room = server.room(room_id)
             if room.encrypted and room.users_waiting:
                 raise RuntimeError(f"establishment left {room_id} with a queue")
+        for u in devices.phones:  # phones sign in with the person's password and stay signed in
+            devices.login_phone(u, 0.0)
+        devices.pump(0.0)
         if devices.contacts_per_user:  # once everybody has keys, people name recovery contacts
             for u in range(len(devices)):
                 password = devices.e2e_password[u]
@@ -243,6 +251,7 @@ class Simulation:
             dev.client = None
         for u in sorted(devices.totp_secret):
             devices.enrol_totp(u, 0.0)
+        devices.on_new_keys = self.following.follow_phone  # a phone signs in again after a reset
 
     # ------------------------------------------------------------------ key events
 
@@ -261,7 +270,9 @@ class Simulation:
                 stats.waiting_since = now
             return
         if event == "suggested" and outcome is None and not self.devices.online(u):
-            self.following.follow(u)  # it accepts at its next login (a joiner, or after a room-key reset)
+            # it accepts at its next login (a joiner, or after a room-key reset), on either device
+            self.following.follow(u)
+            self.following.follow_phone(u)
         holds = event in ("accepted", "stored", "rejoined") and self.keys.holds(room_id, user_id)
         if holds and room_id in records.lost_rooms:
             records.note_regained(room_id, now)
@@ -341,6 +352,8 @@ class Simulation:
             "events": self.clock.events,
             "presence_events": getattr(self.presence, "events_generated", 0),
             "logins": self.devices.logins,
+            "phones": len(self.devices.phones),
+            "phone_logins": self.devices.phone_logins,
             "ticks": self.following.ticks,
             "resets": self.records.resets,
             "resets_absorbed": self.resets.absorbed,

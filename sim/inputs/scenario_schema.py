@@ -165,6 +165,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int, float), 24.0, _positive, "how long a person waits for a contact before resetting"
         ),
     },
+    "devices": {
+        "phone_fraction": Key(
+            (int, float), 0.0, _fraction, "people with Rocket.Chat's mobile app besides their web client"
+        ),
+        "phone_session_minutes": Key((int, float), 5.0, _positive, "mean time the app is open"),
+        "phone_gap_minutes": Key((int, float), 120.0, _positive, "mean time between two openings"),
+    },
     "traffic": {
         "messages_per_room_day": Key((int, float), 0.0, _non_negative, ""),
     },
