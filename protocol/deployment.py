@@ -84,6 +84,8 @@ class Deployment:
             self.transport = Transport(self.server, faults, random.Random(self.rng.getrandbits(64)))
         self.ledger = KeyLedger()
         self.clients: dict[str, Client] = {}
+        #: further devices of a person (``add_device``): a phone besides the web client
+        self.other_devices: dict[str, list[Client]] = {}
         self.people: dict[str, Person] = {}
 
     def add_user(self, username: str, *, roles: tuple[str, ...] = ("user",)) -> str:
@@ -102,15 +104,42 @@ class Deployment:
         self.clients[user_id].transport = self.transport
         return user_id
 
+    def add_device(self, user_id: str, *, app: str = "mobile") -> Client:
+        """Another device of the person (logged out; log it in with ``login(..., device=)``)."""
+        client = Client(
+            self.server,
+            user_id,
+            self.backend,
+            entropy=random.Random(self.rng.getrandbits(64)),
+            ledger=self.ledger,
+            mitigations=self.mitigations,
+            directory=self.directory,
+            app=app,
+        )
+        client.transport = self.transport
+        self.other_devices.setdefault(user_id, []).append(client)
+        return client
+
     def client(self, user_id: str) -> Client:
         return self.clients[user_id]
 
+    def devices_of(self, user_id: str) -> list[Client]:
+        """The person's devices: its first one, then those of ``add_device``."""
+        return [self.clients[user_id], *self.other_devices.get(user_id, ())]
+
     def login(
-        self, user_id: str, *, now: float, remember_password: bool = True, code: str | None = None
+        self,
+        user_id: str,
+        *,
+        now: float,
+        remember_password: bool = True,
+        code: str | None = None,
+        device: Client | None = None,
     ) -> Client:
-        """Log the person in on its device and unlock E2EE the way a person would: save a newly
-        generated password, or type the remembered one.  ``code`` is its second factor, if any."""
-        client, person = self.clients[user_id], self.people[user_id]
+        """Log the person in on its device (``device``: another of its devices) and unlock E2EE
+        the way a person would: save a newly generated password, or type the remembered one.
+        ``code`` is its second factor, if any."""
+        client, person = device or self.clients[user_id], self.people[user_id]
         client.login(person.account_password, now=now, code=code)
         if client.random_password is not None and client.state.value == "SAVE_PASSWORD":
             person.e2e_password = client.random_password
@@ -132,8 +161,8 @@ class Deployment:
         """The person resets its E2E key (2FA code if needed); every device is logged out."""
         self.clients[user_id].reset_own_key(code, now=now)
         self.people[user_id].e2e_password = None
-        for uid, client in self.clients.items():
-            if uid == user_id and client.online:
+        for client in self.devices_of(user_id):
+            if client.login_token is not None:  # signed out by the server: the app wipes its keys
                 client.logout()
         self.pump(now)
 
@@ -148,6 +177,10 @@ class Deployment:
         for user_id, client in self.clients.items():
             if client.functional:
                 served += self.tick(user_id, now=now)
+            for other in self.other_devices.get(user_id, ()):
+                if other.functional:
+                    served += other.tick(now=now)
+                    self.pump(now)
         return served
 
     def pump(self, now: float) -> int:
@@ -164,12 +197,18 @@ class Deployment:
             if not pending:
                 return delivered
             for note in pending:
-                client = self.clients.get(note.recipient_id)
-                if client is None or not client.online:
+                if note.recipient_id not in self.clients:
                     continue
-                if transport is not None and isinstance(note, SubscriptionChanged) and transport.crashes():
-                    client.crash()
-                    continue
-                client.notify(note, now=now)
-                delivered += 1
+                for client in self.devices_of(note.recipient_id):  # every connected device
+                    if not client.online:
+                        continue
+                    if (
+                        transport is not None
+                        and isinstance(note, SubscriptionChanged)
+                        and transport.crashes()
+                    ):
+                        client.crash()
+                        continue
+                    client.notify(note, now=now)
+                    delivered += 1
         raise RuntimeError("notification storm: pushes did not settle")

@@ -335,8 +335,8 @@ class Devices:
         """The reset logged ``u``'s phone out with every other session: its app's keys are gone."""
         phone = self.phones.get(u)
         if phone is not None:
-            if phone.client is not None and phone.client.online:
-                phone.client.logout()
+            if phone.client is not None and phone.client.login_token is not None:
+                phone.client.logout()  # the server ended its session: the app wipes its keys
             phone.connected = phone.ticking = False
             phone.online_until = -1.0
 

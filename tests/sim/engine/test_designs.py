@@ -159,10 +159,12 @@ def test_password_recovery_changes_nothing_else(policy: str) -> None:
     pd.testing.assert_frame_equal(rows(policy), rows("rocketchat"))
 
 
-@pytest.mark.parametrize("policy", ["escrow", "contacts", "rejoin"])
-def test_the_invariants_hold_under_every_design(policy: str) -> None:
+@pytest.mark.parametrize("phones", [0.0, 0.5], ids=["web", "phones"])
+@pytest.mark.parametrize("policy", ["rocketchat", "live", "backup", "escrow", "contacts", "rejoin"])
+def test_the_invariants_hold_under_every_design(policy: str, phones: float) -> None:
     data = {
         "simulation": {"horizon_days": 3.0, "seed": 4, "policy": policy},
+        "devices": {"phone_fraction": phones},
         "population": {"users": 300},
         "rooms": {"dms": 150, "groups": 40, "group_size": 4},
         "resets": {"rate_per_user_day": 0.05, "forgot_password_rate_per_user_day": 0.1},
@@ -172,3 +174,4 @@ def test_the_invariants_hold_under_every_design(policy: str) -> None:
     result = run_scenario(parse_scenario(data), check_invariants=True)
     assert result.invariants_checked
     assert result.outcomes and result.violations == []
+    assert ("phone" in {o["restored_via"] for o in result.outcomes}) is bool(phones)
