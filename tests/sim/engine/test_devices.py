@@ -8,7 +8,8 @@
   app is open at that moment is served at the relogin itself; one with no holder reachable is
   not.  Under ``queue`` the open phone's loop serves within a tick.
 * A reset logs the phone out; it signs in again at its first opening after the new keys.
-* ``phone_fraction = 0`` is the run without phones (the golden tables pin it).
+* ``phone_fraction = 0`` is the run without phones (the golden tables pin it), and then
+  ``rocketchat`` is ``queue``, row for row: nobody answers the live request.
 """
 
 from __future__ import annotations
@@ -130,3 +131,13 @@ def test_a_reset_signs_the_phone_out_until_the_new_keys() -> None:
             assert dev.login_at >= last_reset.get(f"u{u}", 0.0)
         else:  # signed out by a reset it has not opened since
             assert u in reset_users and dev.login_at < last_reset[f"u{u}"]
+
+
+def test_with_web_clients_only_rocketchat_is_the_queue() -> None:
+    resets = {"rate_per_user_day": 0.1, "forgot_password_rate_per_user_day": 0.1}
+
+    def rows(policy: str) -> pd.DataFrame:
+        out = pd.DataFrame(run_scenario(_scenario(policy, 600, resets, 0.0)).outcomes)
+        return out.drop(columns=["policy"])
+
+    pd.testing.assert_frame_equal(rows("rocketchat"), rows("queue"))
