@@ -1,5 +1,5 @@
 """The sweep files shipped in scenarios/sweeps: each plans (every point a valid scenario), and
-policies-world compares every policy the protocol knows."""
+policies-world compares every policy the protocol knows, without and with phones."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ def test_every_shipped_sweep_plans(path: Path) -> None:
 
 def test_policies_world_has_every_policy_once() -> None:
     sweep = load_sweep(Path(__file__).parents[3] / "scenarios" / "sweeps" / "policies-world.toml")
-    policies = [spec.point["simulation.policy"] for spec in plan_sweep(sweep)]
-    assert sorted(set(policies)) == sorted(POLICIES)
-    assert len(policies) == len(POLICIES) * sweep.replications
+    points = [
+        (spec.point["simulation.policy"], spec.point["devices.phone_fraction"]) for spec in plan_sweep(sweep)
+    ]
+    assert sorted({policy for policy, _ in points}) == sorted(POLICIES)
+    # every policy with web clients only and with phones
+    assert len(points) == len(POLICIES) * 2 * sweep.replications
+    assert {phones for _, phones in points} == {0.0, 0.6}
