@@ -13,12 +13,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .crypto import CryptoBackend, PrivateKey, RoomKey
 from .e2e_states import ROOMS_PER_TICK, SAMPLE_DRAWS, E2ERoomState, KeyAcquired, LocalState, RoomSession
 from .entropy import Entropy
-from .errors import CryptoError
+from .errors import CryptoError, ValidationError
 from .ledger import KeyLedger
 from .trust import Mitigations, suggestion_payload
 
@@ -187,6 +188,8 @@ class RecoveryMixin:
 
     def _acquired(self, room_id: str, key: RoomKey, source: str, now: float) -> None:
         self.acquired.append(KeyAcquired(room_id, key.kid, source, now))
+        if source in ("created", "rejoined"):  # a new room key: its maker shares it
+            self._share_with_dehydrated(room_id, key, now)
         if not self.server.mechanisms.backup or (room_id, key.kid) in self._backed_up:
             return
         backup_public = self.server.user(self.user_id).e2e_backup_public_key
@@ -220,26 +223,93 @@ class RecoveryMixin:
             for key in opened.values():
                 self._backed_up.add((room_id, key.kid))
             self._backed_up.add((room_id, current.kid))
-            wrapped = self.backend.wrap_room_key(current, self._local.public_key, self.entropy)
-            entry: dict[str, Any] = {
-                "_id": self.user_id,
-                "key": wrapped,
-                "oldKeys": [
-                    {
-                        "e2eKeyId": kid,
-                        "ts": now,
-                        "E2EKey": self.backend.wrap_room_key(k, self._local.public_key, self.entropy),
-                    }
-                    for kid, k in opened.items()
-                ],
-            }
-            if self.mitigations.signed_suggestions:
-                assert self._local.private_key is not None
-                entry["signer"] = self.user_id
-                entry["signature"] = self.backend.sign(
-                    self._local.private_key, suggestion_payload(room_id, self.user_id, wrapped)
-                )
-            self.server.e2e_provide_users_suggested_group_keys(self.user_id, {room_id: [entry]}, now=now)
-            self._handle_suggestion(room_id, now, source="backup")
+            self._restore_to_self(room_id, current, opened, "backup", now)
             restored.append(room_id)
         return restored
+
+    def _restore_to_self(
+        self, room_id: str, current: RoomKey, older: Mapping[str, RoomKey], source: str, now: float
+    ) -> None:
+        """Hand this device ``current`` (with ``older`` as old keys) as a suggestion to itself,
+        so that the ordinary accept path stores it; ``source`` names where it came from."""
+        assert self._local.public_key is not None
+        wrapped = self.backend.wrap_room_key(current, self._local.public_key, self.entropy)
+        entry: dict[str, Any] = {
+            "_id": self.user_id,
+            "key": wrapped,
+            "oldKeys": [
+                {
+                    "e2eKeyId": kid,
+                    "ts": now,
+                    "E2EKey": self.backend.wrap_room_key(k, self._local.public_key, self.entropy),
+                }
+                for kid, k in older.items()
+            ],
+        }
+        if self.mitigations.signed_suggestions:
+            assert self._local.private_key is not None
+            entry["signer"] = self.user_id
+            entry["signature"] = self.backend.sign(
+                self._local.private_key, suggestion_payload(room_id, self.user_id, wrapped)
+            )
+        self.server.e2e_provide_users_suggested_group_keys(self.user_id, {room_id: [entry]}, now=now)
+        self._handle_suggestion(room_id, now, source=source)
+
+    # ------------------------------------------------------------------ dehydrated device (policy dehydrated)
+
+    def dehydrate(self, secret: str, *, now: float) -> str:
+        """Policy ``dehydrated``: make a new dehydrated device, its private key sealed under
+        ``secret`` (the person's recovery key or passphrase), replacing the old one; returns
+        its id.  Only room keys shared from now on reach it."""
+        self._require_functional()
+        if not isinstance(secret, str) or not secret:
+            raise ValidationError(message="secret must be a non-empty string")
+        pair = self.backend.generate_key_pair(self.entropy)
+        sealed = self.backend.encrypt_private_key(
+            pair.private_key, user_id=self.user_id, password=secret, entropy=self.entropy
+        )
+        return self.server.e2e_dehydrated_put(self.user_id, pair.public_key, sealed, now=now)
+
+    def rehydrate(self, secret: str, *, now: float) -> list[str]:
+        """Policy ``dehydrated``: open the person's dehydrated device with ``secret``, take the
+        room keys sent to it (rooms whose current key is among them come back, the others as
+        history), then make a new device (``DehydratedDeviceManager.startDehydration``: rehydrate,
+        then dehydrate anew).  Returns the rooms whose current key came back; a wrong secret
+        restores nothing and leaves the device as it is."""
+        self._require_functional()
+        device = self.server.e2e_dehydrated_fetch(self.user_id)
+        try:
+            private_key = self.backend.decrypt_private_key(
+                device["sealed"], user_id=self.user_id, password=secret
+            )
+        except CryptoError:
+            return []
+        received: dict[str, dict[str, RoomKey]] = {}
+        for item in device["keys"]:
+            try:
+                key = self.backend.unwrap_room_key(item["key"], private_key)
+            except CryptoError:
+                continue
+            received.setdefault(item["rid"], {})[item["kid"]] = key
+        restored = []
+        for room_id in self.server.rooms_of(self.user_id):
+            room = self.server.room(room_id)
+            sub = room.subscriptions[self.user_id]
+            keys = received.get(room_id, {})
+            if not room.encrypted or sub.e2e_key or room.e2e_key_id is None or room.e2e_key_id not in keys:
+                continue
+            current = keys.pop(room.e2e_key_id)
+            self._restore_to_self(room_id, current, keys, "dehydrated", now)
+            restored.append(room_id)
+        self.dehydrate(secret, now=now)
+        return restored
+
+    def _share_with_dehydrated(self, room_id: str, key: RoomKey, now: float) -> None:
+        """Policy ``dehydrated``: wrap ``key`` for the members' dehydrated devices that lack it
+        (a Matrix sender shares its session with every device of the room's members)."""
+        if not self.server.mechanisms.dehydrated:
+            return
+        lacking = self.server.e2e_dehydrated_lacking(self.user_id, room_id, key.kid)
+        if lacking:
+            keys = {uid: self.backend.wrap_room_key(key, pk, self.entropy) for uid, pk in lacking.items()}
+            self._post(now, "e2e_dehydrated_send", self.user_id, room_id, key.kid, keys)

@@ -173,7 +173,7 @@ def reset_users_recover_properly(
     for uid, client in clients.items():
         if not client.resets:
             continue
-        allowed = {"suggestion", "backup", "created", "rejoined"}
+        allowed = {"suggestion", "backup", "dehydrated", "created", "rejoined"}
         if client.server.mechanisms.rejoin:
             allowed.add("E2EKey")
         since = client.resets[-1]

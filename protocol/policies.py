@@ -34,6 +34,8 @@ class Mechanisms:
     rejoin: bool = False
     #: recovery contacts who can hand a person its E2E password back (beyond RC)
     contacts: bool = False
+    #: a Matrix-style dehydrated device per person that receives room keys (beyond RC)
+    dehydrated: bool = False
 
 
 #: every policy, by name, and the mechanisms it runs
@@ -49,4 +51,5 @@ POLICIES: Mapping[str, Mechanisms] = {
     "escrow": Mechanisms(queue=True, live=True, live_web=False, escrow=True),
     "rejoin": Mechanisms(queue=True, live=True, live_web=False, rejoin=True),
     "contacts": Mechanisms(queue=True, live=True, live_web=False, contacts=True),
+    "dehydrated": Mechanisms(queue=True, live=True, live_web=False, dehydrated=True),
 }

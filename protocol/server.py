@@ -27,6 +27,7 @@ from .accounts import (
     verify_password,
 )
 from .contacts_server import ContactsServerMixin, RecoveryRecord
+from .dehydrated_server import DehydratedDevice, DehydratedServerMixin
 from .e2e_server import POLICIES, E2EServerMixin, Notification
 from .entropy import Entropy, default_entropy
 from .errors import NotFoundError, PermissionDenied, ProtocolError, TwoFactorError, ValidationError
@@ -45,7 +46,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
-class Server(E2EServerMixin, ContactsServerMixin):
+class Server(E2EServerMixin, ContactsServerMixin, DehydratedServerMixin):
     """One Rocket.Chat server.
 
     ``policy`` chooses how a member who lacks a room key gets it: ``queue`` (current Rocket.Chat),
@@ -83,6 +84,7 @@ class Server(E2EServerMixin, ContactsServerMixin):
         self._messages: dict[str, list[Message]] = {}
         self._backups: dict[tuple[str, str], dict[str, str]] = {}
         self._contacts: dict[str, RecoveryRecord] = {}
+        self._dehydrated: dict[str, DehydratedDevice] = {}
         self._notifications: list[Notification] = []
         self._user_rooms: dict[str, dict[str, None]] = {}
         self.listeners: list[Callable[[str, str, str], None]] = []
@@ -311,4 +313,5 @@ class Server(E2EServerMixin, ContactsServerMixin):
             "users": [u.to_document() for u in self._users.values()],
             **self._e2e_dump(),
             "e2eRecoveryContacts": self._contacts_dump(),
+            "e2eDehydratedDevices": self._dehydrated_dump(),
         }
