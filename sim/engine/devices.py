@@ -95,6 +95,14 @@ class Devices:
         self._delivery_at: float | None = None
         self.logins = 0
         self.server_restarts = 0
+        #: policy dehydrated: each set-up person's recovery secret, when its current dehydrated
+        #: device was made, and how often a client replaces it (days)
+        self.dehydration_secret: dict[int, str] = {}
+        self.dehydrated_at: dict[int, float] = {}
+        self.dehydration_days = 7.0
+        #: told when ``u``'s dehydrated device is due for replacement (Following)
+        self.on_dehydration_due: Callable[[int], None] | None = None
+        self._rng_secrets = stream(seed, "recovery-secrets")
         #: the phones, by owner, and when their apps are open (None: nobody has one)
         self.phones: dict[int, Device] = {}
         self.phone_presence: PresenceModel | None = None
@@ -221,6 +229,8 @@ class Devices:
                 self.recovery_keys[u] = client.recovery_key
             if u in self.phones and self.on_new_keys is not None:
                 self.on_new_keys(u)
+            if u in self.dehydration_secret and u not in self.dehydrated_at:  # its first keys
+                self.dehydrate(u, client, now)
         elif client.state == E2EEState.ENTER_PASSWORD and unlock and u not in self.forgotten:
             password = self.e2e_password[u]
             if password is None or not client.enter_password(password, now=now):
@@ -232,6 +242,36 @@ class Devices:
             now if fresh or not self.presence.is_online(u, now) else self.presence.session_start(u, now)
         )
         return client
+
+    def set_up_dehydration(self, u: int) -> None:
+        """Policy dehydrated: ``u`` sets up recovery (a new recovery secret)."""
+        self.dehydration_secret[u] = f"recovery-u{u}-{self._rng_secrets.getrandbits(64):016x}"
+
+    def dehydrate(self, u: int, client: Client, now: float) -> None:
+        """``u``'s client makes a new dehydrated device (replacing the old one); the next is
+        due ``dehydration_days`` later."""
+        client.dehydrate(self.dehydration_secret[u], now=now)
+        self.made_dehydrated(u, now)
+
+    def made_dehydrated(self, u: int, now: float) -> None:
+        """``u``'s current dehydrated device was made now (by :meth:`dehydrate`, or by a
+        rehydration, which makes the next one)."""
+        self.dehydrated_at[u] = now
+        due = now + self.dehydration_days * 86400.0
+        if due < self.clock.horizon:
+            self.clock.at(due, self._dehydration_due, u, now)
+
+    def _dehydration_due(self, u: int, made: float) -> None:
+        if self.dehydrated_at.get(u) == made and self.on_dehydration_due is not None:
+            self.on_dehydration_due(u)
+
+    def dehydration_due(self, u: int, client: Client, now: float) -> None:
+        """A client replaces its dehydrated device once it is ``dehydration_days`` old
+        (matrix-js-sdk ``DEHYDRATION_INTERVAL``: on a timer while the client runs; keysim logs
+        the person in at its first online moment after that, and replaces it then)."""
+        made = self.dehydrated_at.get(u)
+        if made is not None and now - made >= self.dehydration_days * 86400.0 - 1e-6 and client.functional:
+            self.dehydrate(u, client, now)
 
     def protect_changed_password(self, u: int, password: str) -> None:
         """``u`` changed its E2E password: under policy escrow it escrows the new one behind a

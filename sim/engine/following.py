@@ -98,6 +98,9 @@ class Following:
         self.devices.pump(now)
         if self.after_login is not None:
             self.after_login(u)
+        client = self.devices[u].client
+        if client is not None and u in self.devices.dehydrated_at:
+            self.devices.dehydration_due(u, client, now)
         self.maybe_tick(u)
 
     def stay_for_session(self, u: int, now: float) -> None:
@@ -176,6 +179,23 @@ class Following:
     def live_answered(self) -> bool:
         """Whether anybody answers a live request: web clients (policy ``live``), or phones."""
         return self.mechanisms.live and (self.mechanisms.live_web or bool(self.devices.phones))
+
+    # -- dehydrated devices (policy dehydrated)
+
+    def dehydration_due(self, u: int) -> None:
+        """``u``'s dehydrated device is a week old: replaced now if ``u`` is logged in, else at
+        its next online start (a login it makes anyway, followed or not)."""
+        client = self.devices[u].client
+        now = self.clock.now
+        if client is not None and client.online:
+            self.devices.dehydration_due(u, client, now)
+            return
+        dev = self.devices[u]
+        start = self.presence.next_online_start(u, now)
+        if start is None or start >= self.clock.horizon or dev.pending_login is not None:
+            return  # a login is scheduled anyway: it replaces the device (session_start)
+        dev.pending_login = start
+        self.clock.at(start, self.session_start, u)
 
     # -- phones
 

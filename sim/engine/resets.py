@@ -72,9 +72,10 @@ class Resets:
         self._admin: str | None = None
         #: resets that found the user's key already new (reset by an admin, or just relogged in)
         self.absorbed = 0
-        #: true while a client restores its key from the server-side backup (read by the
-        #: simulation's key-event listener to tell a backup restore from a holder's)
-        self.restoring_from_backup = False
+        #: while a client restores keys itself: from where ("backup", "dehydrated"; read by the
+        #: simulation's key-event listener to tell such a restore from a holder's)
+        self.restoring: str | None = None
+        self._rng_dehydrated = stream(seed, "rehydration")
         following.relogin = self.relogin
         if mechanisms.contacts:
             following.after_login = self.after_login
@@ -427,6 +428,8 @@ class Resets:
         self.devices.pump(now)
         if self.mechanisms.backup:
             self._restore_from_backup(u, now)
+        if self.mechanisms.dehydrated:
+            self._rehydrate(u, now)
         if self.mechanisms.rejoin:
             for outcome in rows:  # rejoins each room at once, MLS-style: new messages, no history
                 if (u, outcome.room) in is_open:
@@ -439,6 +442,27 @@ class Resets:
                 self.following.wake_holders(outcome.room, uid)
         self.following.maybe_tick(u)
 
+    def _rehydrate(self, u: int, now: float) -> None:
+        """Policy dehydrated: a person with recovery set up still has its recovery secret with
+        ``recovery_key_kept_fraction``, and rehydrates its dehydrated device with it (which
+        makes a new one); one who lost it sets recovery up anew, with a new device."""
+        devices = self.devices
+        if u not in devices.dehydration_secret:
+            return
+        client = devices[u].client
+        assert client is not None
+        if self._rng_dehydrated.random() < float(self.values["recovery_key_kept_fraction"]):
+            self.restoring = "dehydrated"
+            try:
+                client.rehydrate(devices.dehydration_secret[u], now=now)
+            finally:
+                self.restoring = None
+            devices.made_dehydrated(u, now)
+            devices.pump(now)
+        else:
+            devices.set_up_dehydration(u)
+            devices.dehydrate(u, client, now)
+
     def _restore_from_backup(self, u: int, now: float) -> None:
         """Server-side key backup: the person kept its recovery key with the scenario's
         probability, and restores its old key pair with it."""
@@ -448,11 +472,11 @@ class Resets:
         client = self.devices[u].client
         assert client is not None
         if self._rng_recovery.random() < float(self.values["recovery_key_kept_fraction"]):
-            self.restoring_from_backup = True
+            self.restoring = "backup"
             try:
                 client.restore_from_backup(recovery_keys[u], now=now)
             finally:
-                self.restoring_from_backup = False
+                self.restoring = None
             self.devices.pump(now)
         else:
             del recovery_keys[u]

@@ -153,6 +153,8 @@ class Simulation:
             )
         if server.mechanisms.contacts:
             devices.contacts_per_user = int(sc.get("contacts.per_user"))
+        if server.mechanisms.dehydrated:
+            devices.dehydration_days = float(sc.get("dehydrated.rotation_days"))
         if float(sc.get("devices.phone_fraction")) > 0:
             devices.phone_presence = setup.make_phone_presence(sc)
         self.records = records = Records(server, self.backend, keys, self.user_ids)
@@ -206,11 +208,15 @@ class Simulation:
         twofa = float(self.sc.get("resets.twofa_fraction"))
         phones = float(self.sc.get("devices.phone_fraction"))
         rng_2fa, rng_phones = stream(self.seed, "twofa"), stream(self.seed, "phone-owners")
+        dehydrated = float(self.sc.get("dehydrated.setup_fraction"))
+        rng_dehydrated = stream(self.seed, "dehydrated")
         for u in range(self.sc.users):
             uid = server.create_user(f"u{u}", f"pw-u{u}")
             self.user_ids.append(uid)
             self.index[uid] = u
             devices.add(u, twofa=bool(twofa) and rng_2fa.random() < twofa)
+            if self.server.mechanisms.dehydrated and rng_dehydrated.random() < dehydrated:
+                devices.set_up_dehydration(u)
             if phones and rng_phones.random() < phones:
                 devices.add_phone(u)
         # every user creates its keys through the client
@@ -252,6 +258,7 @@ class Simulation:
         for u in sorted(devices.totp_secret):
             devices.enrol_totp(u, 0.0)
         devices.on_new_keys = self.following.follow_phone  # a phone signs in again after a reset
+        devices.on_dehydration_due = self.following.dehydration_due
 
     # ------------------------------------------------------------------ key events
 
@@ -293,8 +300,8 @@ class Simulation:
                 outcome.restored_via = "room_key_reset"
             elif event == "rejoined":
                 outcome.restored_via = "rejoin"
-            elif self.resets.restoring_from_backup:
-                outcome.restored_via = "backup"
+            elif self.resets.restoring is not None:
+                outcome.restored_via = self.resets.restoring
             else:
                 outcome.restored_via = "holder"
             records.close(outcome, now)

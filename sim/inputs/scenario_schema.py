@@ -136,7 +136,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int, float), 24.0, _non_negative, "until an admin resets a locked-out user's TOTP"
         ),
         "recovery_key_kept_fraction": Key(
-            (int, float), 1.0, _fraction, "policy backup: users who still have their recovery key"
+            (int, float),
+            1.0,
+            _fraction,
+            "policies backup, dehydrated: users who still have their recovery key",
         ),
     },
     "membership": {
@@ -163,6 +166,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "per_user": Key(int, 3, _at_least(1), "policy contacts: recovery contacts per person (Apple: <= 5)"),
         "patience_hours": Key(
             (int, float), 24.0, _positive, "how long a person waits for a contact before resetting"
+        ),
+    },
+    "dehydrated": {
+        "setup_fraction": Key(
+            (int, float),
+            0.5,
+            _fraction,
+            "policy dehydrated: people with recovery set up (a dehydrated device)",
+        ),
+        "rotation_days": Key(
+            (int, float),
+            7.0,
+            _positive,
+            "a client replaces its dehydrated device this often (matrix-js-sdk: 7)",
         ),
     },
     "devices": {

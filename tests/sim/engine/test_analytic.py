@@ -190,5 +190,5 @@ def test_queue_serves_within_a_tick_when_a_holder_is_online(sim_run: Run) -> Non
     at_once = (wait == 0).mean()
     # only the holder's loop serves: at once only when its tick falls on the relogin.  Under
     # rocketchat too: its live request reaches the online holder's web client, which no longer
-    # answers it (mobile apps do: tests/sim/engine/test_devices.py)
+    # answers it (mobile apps do: tests/sim/engine/test_phones.py)
     assert at_once < 0.5, at_once

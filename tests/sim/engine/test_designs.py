@@ -1,4 +1,4 @@
-"""The other systems' designs (policies escrow, contacts, rejoin) against their closed forms.
+"""The other systems' designs (policies escrow, contacts, rejoin, dehydrated) against their closed forms.
 
 * ``escrow``: a person who forgot its E2E password gets it back from the PIN vault, at once, with
   probability (1 - loss) * (f + (1 - f) * min(G, c) / c): it recalls the PIN with probability f,
@@ -7,6 +7,9 @@
   independently (exponential churn, a moment chosen independently of their presence), somebody
   answers at once with probability 1 - (1 - p) ** k.
 * ``rejoin``: every room is back at the relogin itself, and none of its history.
+* ``dehydrated``: a person's first reset comes back from its dehydrated device with probability
+  setup * kept, when the device was made before the rooms' keys; a device made later holds only
+  keys shared since (at a member's message, or a new key).
 
 Each population is split into disjoint groups, so each reset yields one row per room of its group
 and rows of different groups are independent; the bands are two-sided 99 % binomial bands.
@@ -137,7 +140,7 @@ def test_rejoin_restores_every_room_at_the_relogin_without_history() -> None:
     assert rows["restored"].all()
     assert (rows["restored_at"] == rows["relogin_at"]).all()
     # with web clients only, nobody answers the live request of the login's handshake (a
-    # holder's phone could: tests/sim/engine/test_devices.py): every room is rejoined
+    # holder's phone could: tests/sim/engine/test_phones.py): every room is rejoined
     assert set(rows["restored_via"]) == {"rejoin"}
     rejoined = rows[rows["restored_via"] == "rejoin"]
     assert len(rejoined) > 0.8 * len(rows)
@@ -160,7 +163,9 @@ def test_password_recovery_changes_nothing_else(policy: str) -> None:
 
 
 @pytest.mark.parametrize("phones", [0.0, 0.5], ids=["web", "phones"])
-@pytest.mark.parametrize("policy", ["rocketchat", "live", "backup", "escrow", "contacts", "rejoin"])
+@pytest.mark.parametrize(
+    "policy", ["rocketchat", "live", "backup", "escrow", "contacts", "rejoin", "dehydrated"]
+)
 def test_the_invariants_hold_under_every_design(policy: str, phones: float) -> None:
     data = {
         "simulation": {"horizon_days": 3.0, "seed": 4, "policy": policy},
@@ -175,3 +180,53 @@ def test_the_invariants_hold_under_every_design(policy: str, phones: float) -> N
     assert result.invariants_checked
     assert result.outcomes and result.violations == []
     assert ("phone" in {o["restored_via"] for o in result.outcomes}) is bool(phones)
+
+
+def _dehydrated_rows(rotation_days: float, messages: float, rate: float = 0.1) -> pd.DataFrame:
+    result = _run(
+        "dehydrated",
+        3,
+        1500,
+        {"forgot_password_rate_per_user_day": rate, "recovery_key_kept_fraction": 0.8},
+        dehydrated={"setup_fraction": 0.5, "rotation_days": rotation_days},
+        traffic={"messages_per_room_day": messages},
+    )
+    assert not result.violations
+    return pd.DataFrame(result.outcomes)
+
+
+def test_a_dehydrated_device_restores_what_it_was_sent() -> None:
+    """Devices made before the rooms got every first room key: a person's first reset comes
+    back from its device with probability setup * kept = 0.4, at once and with the history.  The
+    device made at that rehydration is sent nothing (no messages, no new keys): a second reset
+    never comes back from it."""
+    rows = _dehydrated_rows(7.0, 0.0, rate=0.3)
+    resets = rows.drop_duplicates("reset_id").sort_values("reset_at")
+    first = resets.drop_duplicates("user")
+    later = resets[~resets["reset_id"].isin(first["reset_id"])]
+    by_device = first["restored_via"] == "dehydrated"
+    ok, why = _within_band(int(by_device.sum()), len(first), 0.5 * 0.8)
+    assert ok, why
+    restored = rows[rows["restored_via"] == "dehydrated"]
+    assert (restored["restored_at"] == restored["reset_at"]).all()
+    assert (restored["history_unreadable"] == 0).all()
+    assert len(later) >= 50 and not (later["restored_via"] == "dehydrated").any()
+
+
+def test_a_replaced_dehydrated_device_has_only_what_was_sent_since() -> None:
+    """Replaced every 6 hours (at the person's first login after that): without messages, a
+    reset on the second day finds the device empty; with messages, members share the current
+    key with it at their next message, and it restores again."""
+    quiet = _dehydrated_rows(0.25, 0.0, rate=0.3)
+    busy = _dehydrated_rows(0.25, 48.0, rate=0.3)
+
+    def share(rows: pd.DataFrame, lo: float, hi: float) -> float:
+        resets = rows.drop_duplicates("reset_id")
+        resets = resets[(resets["reset_at"] >= lo) & (resets["reset_at"] < hi)]
+        assert len(resets) >= 60
+        return float((resets["restored_via"] == "dehydrated").mean())
+
+    day = 86400.0
+    assert share(quiet, 0.0, 0.25 * day) > 0.25  # the first device, with the first keys
+    assert share(quiet, day, 2 * day) < 0.02
+    assert share(busy, day, 2 * day) > 0.2
