@@ -26,6 +26,7 @@ is an upper bound of Matrix's.  The server keeps only sealed and wrapped materia
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,8 +52,9 @@ class DehydratedDevice:
     #: the private key, sealed under the user's dehydration key (never readable by the server)
     sealed: str
     created_at: float
-    #: (room id, kid) -> the room key wrapped for the device's public key
-    inbox: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (room id, kid) -> sender -> the room key wrapped for the device's public key (to-device
+    #: messages are kept per sender: one member's message never stands for another's)
+    inbox: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
 
 class DehydratedServerMixin:
@@ -79,6 +81,8 @@ class DehydratedServerMixin:
         for name, value in (("public_key", public_key), ("sealed", sealed)):
             if not isinstance(value, str) or not value:
                 raise ValidationError(message=f"{name} must be a non-empty string")
+        if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+            raise ValidationError(message="now must be a finite number")
         device = DehydratedDevice(new_id(self.entropy), public_key, sealed, float(now))
         self._dehydrated[user_id] = device
         return device.device_id
@@ -92,35 +96,45 @@ class DehydratedServerMixin:
             "deviceId": device.device_id,
             "sealed": device.sealed,
             "createdAt": device.created_at,
-            "keys": [{"rid": rid, "kid": kid, "key": key} for (rid, kid), key in device.inbox.items()],
+            "keys": [
+                {"rid": rid, "kid": kid, "sender": sender, "key": key}
+                for (rid, kid), by_sender in device.inbox.items()
+                for sender, key in by_sender.items()
+            ],
         }
 
     def e2e_dehydrated_lacking(self, user_id: str, room_id: str, key_id: str) -> dict[str, str]:
-        """The members of ``room_id`` whose dehydrated device has not been sent ``key_id``:
-        member id -> the device's public key (what a sender's device list says)."""
+        """The members of ``room_id`` whose dehydrated device ``user_id`` has not sent
+        ``key_id`` yet: member id -> the device's public key (what a sender's device list and
+        its record of whom it shared with say)."""
         self._require_dehydrated()
         room, _ = self._member(room_id, user_id)
+        _check_kid(key_id)
         out = {}
         for uid in room.subscriptions:
             device = self._dehydrated.get(uid)
-            if device is not None and (room_id, key_id) not in device.inbox:
+            if device is not None and user_id not in device.inbox.get((room_id, key_id), {}):
                 out[uid] = device.public_key
         return out
 
     def e2e_dehydrated_send(self, user_id: str, room_id: str, key_id: str, keys: Mapping[str, str]) -> None:
-        """Room key ``key_id`` wrapped for members' dehydrated devices (to-device messages); a
-        member whose device is gone is skipped.  The sender must be a member."""
+        """The room's current key ``key_id`` wrapped for members' dehydrated devices (to-device
+        messages from ``user_id``, kept per sender); a member whose device is gone, or who is
+        no member, is skipped.  Everything is checked before anything is stored."""
         self._require_dehydrated()
-        self._member(room_id, user_id)
+        room, _ = self._member(room_id, user_id)
+        _check_kid(key_id)
+        if key_id != room.e2e_key_id:
+            raise ValidationError(message=f"{key_id!r} is not the current key of {room_id!r}")
         if not isinstance(keys, Mapping):
             raise ValidationError(message="keys must map member ids to wrapped keys")
-        room = self.room(room_id)
         for uid, wrapped in keys.items():
-            if not isinstance(wrapped, str) or not wrapped:
-                raise ValidationError(message="a wrapped key must be a non-empty string")
+            if not isinstance(uid, str) or not isinstance(wrapped, str) or not wrapped:
+                raise ValidationError(message="keys must map member ids to non-empty wrapped keys")
+        for uid, wrapped in keys.items():
             device = self._dehydrated.get(uid)
             if device is not None and uid in room.subscriptions:
-                device.inbox.setdefault((room_id, key_id), wrapped)
+                device.inbox.setdefault((room_id, key_id), {}).setdefault(user_id, wrapped)
 
     def _device(self, user_id: str) -> DehydratedDevice:
         self.user(user_id)
@@ -143,7 +157,16 @@ class DehydratedServerMixin:
                 "publicKey": d.public_key,
                 "sealed": d.sealed,
                 "createdAt": d.created_at,
-                "inbox": [{"rid": rid, "kid": kid, "key": key} for (rid, kid), key in d.inbox.items()],
+                "inbox": [
+                    {"rid": rid, "kid": kid, "sender": sender, "key": key}
+                    for (rid, kid), by_sender in d.inbox.items()
+                    for sender, key in by_sender.items()
+                ],
             }
             for uid, d in self._dehydrated.items()
         ]
+
+
+def _check_kid(key_id: object) -> None:
+    if not isinstance(key_id, str) or not key_id:
+        raise ValidationError(message="key_id must be a non-empty string")

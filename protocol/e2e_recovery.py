@@ -285,12 +285,15 @@ class RecoveryMixin:
         except CryptoError:
             return []
         received: dict[str, dict[str, RoomKey]] = {}
-        for item in device["keys"]:
+        for item in device["keys"]:  # one entry per sender: the first that opens, for each kid
+            if item["kid"] in received.get(item["rid"], {}):
+                continue
             try:
                 key = self.backend.unwrap_room_key(item["key"], private_key)
             except CryptoError:
                 continue
-            received.setdefault(item["rid"], {})[item["kid"]] = key
+            if key.kid == item["kid"]:
+                received.setdefault(item["rid"], {})[item["kid"]] = key
         restored = []
         for room_id in self.server.rooms_of(self.user_id):
             room = self.server.room(room_id)

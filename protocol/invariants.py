@@ -173,23 +173,24 @@ def reset_users_recover_properly(
     for uid, client in clients.items():
         if not client.resets:
             continue
-        allowed = {"suggestion", "backup", "dehydrated", "created", "rejoined"}
+        allowed = {"suggestion", "backup", "created", "rejoined"}
+        if client.server.mechanisms.dehydrated:
+            allowed.add("dehydrated")
         if client.server.mechanisms.rejoin:
             allowed.add("E2EKey")
         since = client.resets[-1]
-        vouched = {
-            (a.room_id, a.kid)
-            for other in (other_devices or {}).get(uid, ())
-            for a in other.acquired
-            if a.source in allowed and a.at >= since
-        }
+        vouched: dict[tuple[str, str], float] = {}  # (room, kid) -> when another device took it
+        for other in (other_devices or {}).get(uid, ()):
+            for a in other.acquired:
+                if a.source in allowed and a.at >= since:
+                    vouched.setdefault((a.room_id, a.kid), a.at)
         first: dict[str, KeyAcquired] = {}
         for acq in client.acquired[client.reset_marks[-1] :]:
             if acq.room_id not in first:
                 first[acq.room_id] = acq
         for room_id, acq in first.items():
             source = acq.source
-            if source == "E2EKey" and (room_id, acq.kid) in vouched:
+            if source == "E2EKey" and vouched.get((room_id, acq.kid), float("inf")) <= acq.at:
                 continue
             if source not in allowed:
                 out.append(

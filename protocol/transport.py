@@ -40,6 +40,7 @@ FIRE_AND_FORGET = frozenset(
         "e2e_reject_suggested_group_key",
         "e2e_update_group_key",
         "e2e_backup_upload",
+        "e2e_dehydrated_send",
     }
 )
 

@@ -41,21 +41,26 @@ def served_left_queue(w: World, before: set[tuple[str, str]]) -> list[Violation]
 
 def live_before(w: World, uid: str, rid: str) -> tuple[bool, bool]:
     """Before ``uid`` handshakes in ``rid``: is another member online holding the current key
-    (a live request reaches it and it answers, ``_provide_key_to_user``), and has ``uid`` another
-    way to the key (an ``E2EKey`` or a pending suggestion, or there is no key to get yet)?"""
+    whose app answers a live request (``_provide_key_to_user``: a mobile app, or a web client
+    under a policy with ``live_web``), and has ``uid`` another way to the key (an ``E2EKey`` or a
+    pending suggestion, or there is no key to get yet)?"""
     room = w.d.server.room(rid)
     kid = room.e2e_key_id
+    web = w.d.server.mechanisms.live_web
     online = False
     for other in room.subscriptions:
-        session = w.d.clients[other].session(rid)
-        if other != uid and w.d.clients[other].functional and session is not None:
+        client = w.d.clients[other]
+        session = client.session(rid)
+        answers = web or client.app == "mobile"
+        if other != uid and answers and client.functional and session is not None:
             online = online or (session.key_id == kid and session.key is not None)
     sub = room.subscriptions.get(uid)
     return online, kid is None or (sub is not None and bool(sub.e2e_key or sub.e2e_suggested_key))
 
 
 def live_after(w: World, i: int, before: dict[int, tuple[bool, bool]]) -> list[Violation]:
-    """``live``: a handshake yields the room key iff another member online then held it."""
+    """``live``: a handshake yields the room key iff another member online then held it (and
+    answers live requests)."""
     client = w.client(i)
     if not w.d.server.mechanisms.live or not client.functional:
         return []

@@ -172,8 +172,8 @@ class Following:
                     except Wait:
                         continue  # still waiting for a code: misses this request
                     self.stay_for_session(m, now)
-                if m in phones and not phones[m].connected:
-                    self.phone_start(m)  # open now (per its presence): it hears the request
+                if m in phones:
+                    self.open_phone(m)  # open now (per its presence): it hears the request
 
     @property
     def live_answered(self) -> bool:
@@ -210,19 +210,29 @@ class Following:
         if start is None or start >= self.clock.horizon:
             return
         if start <= now:
-            self.phone_start(u)
+            self.open_phone(u)
         else:
             dev.pending_login = start
             self.clock.at(start, self.phone_start, u)
 
     def phone_start(self, u: int) -> None:
-        """``u``'s phone app opens: it resyncs (or signs in again after a reset), takes what
-        waits for it, and runs its distribution loop while open."""
+        """The scheduled opening of ``u``'s phone app (a stale one, whose app has closed again
+        meanwhile, follows the phone on to its next opening)."""
         dev, presence = self.devices.phones[u], self.devices.phone_presence
         assert presence is not None
         dev.pending_login = None
+        if not dev.connected and not presence.is_online(u, self.clock.now):
+            self.follow_phone(u)
+            return
+        self.open_phone(u)
+
+    def open_phone(self, u: int) -> None:
+        """``u``'s phone app is open now (by its presence): it resyncs (or signs in again after a
+        reset), takes what waits for it, and runs its distribution loop while open."""
+        dev, presence = self.devices.phones[u], self.devices.phone_presence
+        assert presence is not None
         now = self.clock.now
-        if dev.connected or not presence.is_online(u, now):
+        if dev.connected or dev.pending_login is not None or not presence.is_online(u, now):
             return
         was_online = dev.client is not None and dev.client.online
         try:

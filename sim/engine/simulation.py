@@ -67,7 +67,7 @@ from .devices import Devices
 from .following import Following
 from .keys import KeyView
 from .owners import Owners
-from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Records, RunResult
+from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, Records, RunResult, Wait
 from .resets import Resets
 from .traffic import Membership, Traffic
 
@@ -243,9 +243,6 @@ class Simulation:
             room = server.room(room_id)
             if room.encrypted and room.users_waiting:
                 raise RuntimeError(f"establishment left {room_id} with a queue")
-        for u in devices.phones:  # phones sign in with the person's password and stay signed in
-            devices.login_phone(u, 0.0)
-        devices.pump(0.0)
         if devices.contacts_per_user:  # once everybody has keys, people name recovery contacts
             for u in range(len(devices)):
                 password = devices.e2e_password[u]
@@ -257,6 +254,14 @@ class Simulation:
             dev.client = None
         for u in sorted(devices.totp_secret):
             devices.enrol_totp(u, 0.0)
+        # phones sign in with the person's password (and code) and stay signed in; after the
+        # TOTP set-up, which ends every other session (2fa:validateTempToken)
+        for u in devices.phones:
+            try:
+                devices.login_phone(u, 0.0)
+            except Wait as wait:  # hardened: the set-up used this step's code
+                self.clock.at(wait.until, self.following.follow_phone, u)
+        devices.pump(0.0)
         devices.on_new_keys = self.following.follow_phone  # a phone signs in again after a reset
         devices.on_dehydration_due = self.following.dehydration_due
 

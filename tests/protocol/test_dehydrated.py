@@ -115,3 +115,42 @@ def test_refusals() -> None:
     assert missing.value.code == "error-dehydrated-device-not-found"
     with pytest.raises(ValidationError):
         d.client(uid).dehydrate("", now=T0 + 1)
+
+
+def test_shares_are_checked_before_anything_is_stored(w: World) -> None:
+    d = w.d
+    server, kid = d.server, d.server.room(w.rid).e2e_key_id
+    assert kid is not None
+    before = server.e2e_dehydrated_fetch(w.bob)
+    for key_id, keys in [
+        ("not-the-kid", {w.bob: "x"}),
+        (None, {w.bob: "x"}),
+        (kid, {w.bob: "x", w.alice: ""}),
+        (kid, {7: "x"}),
+        (kid, ["x"]),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            server.e2e_dehydrated_send(w.carol, w.rid, key_id, keys)  # type: ignore[arg-type]
+        assert err.value.code == "error-invalid-params"
+    assert server.e2e_dehydrated_fetch(w.bob) == before
+    with pytest.raises(ValidationError):
+        server.e2e_dehydrated_put(w.bob, "pk", "sealed", now=float("nan"))
+
+
+def test_one_members_garbage_does_not_stand_for_anothers_share(w: World) -> None:
+    """Carol sends Bob's new device garbage under the current kid first; Alice's real share at
+    her next message still reaches it (to-device messages are kept per sender), and Bob's
+    rehydration takes the entry that opens."""
+    d = w.d
+    bob = bob_resets(w, T0 + 100)
+    bob.rehydrate(SECRET, now=T0 + 103)  # a new, empty device
+    d.logout(w.bob, now=T0 + 104)
+    kid = d.server.room(w.rid).e2e_key_id
+    assert kid is not None
+    d.server.e2e_dehydrated_send(w.carol, w.rid, kid, {w.bob: "garbage"})
+    assert w.bob in d.server.e2e_dehydrated_lacking(w.alice, w.rid, kid)
+    d.login(w.alice, now=T0 + 200)
+    d.client(w.alice).send(w.rid, "alice again", now=T0 + 201)
+    d.logout(w.alice, now=T0 + 202)
+    bob = bob_resets(w, T0 + 300)
+    assert bob.rehydrate(SECRET, now=T0 + 303) == [w.rid]

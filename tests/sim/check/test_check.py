@@ -20,7 +20,7 @@ def world_after(ops: list[Op], *, seed: int = 0, users: int = 3, rooms: int = 2)
 # ------------------------------------------------------------------------------- the real protocol
 
 
-@pytest.mark.parametrize("policy", ["queue", "live", "backup"])
+@pytest.mark.parametrize("policy", ["queue", "live", "backup", "rocketchat", "dehydrated"])
 def test_no_violation_at_small_scope(policy: str) -> None:
     result = explore(3, 2, 5, policy)
     assert result.ok, result.report()

@@ -230,3 +230,19 @@ def test_a_replaced_dehydrated_device_has_only_what_was_sent_since() -> None:
     assert share(quiet, 0.0, 0.25 * day) > 0.25  # the first device, with the first keys
     assert share(quiet, day, 2 * day) < 0.02
     assert share(busy, day, 2 * day) > 0.2
+
+
+def test_dehydrated_devices_on_a_faulty_network() -> None:
+    """Shares with dehydrated devices are fire-and-forget requests like any other: some are lost,
+    the run goes on, and the invariants hold."""
+    result = _run(
+        "dehydrated",
+        3,
+        600,
+        {"forgot_password_rate_per_user_day": 0.3},
+        traffic={"messages_per_room_day": 24.0},
+        faults={"request_loss": 0.2, "request_delay": 0.1},
+    )
+    assert not result.violations
+    rows = pd.DataFrame(result.outcomes)
+    assert (rows["restored_via"] == "dehydrated").sum() > 50
