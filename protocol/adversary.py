@@ -18,6 +18,13 @@ attacks the end-to-end encryption it hosts.  It holds a key pair of its own and 
   against the decrypted private key) and wraps the room key for *itself* with it in
   ``createGroupKey`` (``e2e.updateGroupKey``) and ``resetRoomKey``; the server opens that wrap,
   keeps the key, and stores it re-wrapped for the user's real key, so nobody notices.
+* ``swap_recovery_request_key`` (policy ``contacts``): store its own public key as the one-time
+  key of a person's request to its recovery contacts.  The answering contact wraps the secret
+  for the server, which opens it, then the sealed E2E password, then the person's private key
+  (whose blob it stores), and so every room key the person holds; it passes the secret on
+  re-wrapped for the person's real one-time key, so the recovery succeeds and nobody notices.
+  Apple has the contact confirm a request in person; the mitigation ``fingerprints`` stands for
+  that: the contact answers only a one-time key whose fingerprint the person gave it out of band.
 
 :class:`Attacker` records what the server obtained.  The opt-in client mitigations of
 :mod:`protocol.trust` stop substitution (fingerprints) and planting (signed suggestions).
@@ -44,6 +51,7 @@ ATTACKS = (
     "withhold_queue",
     "replay_suggestions",
     "substitute_own_public_key",
+    "swap_recovery_request_key",
 )
 
 
@@ -54,6 +62,7 @@ class Attacks:
     withhold_queue: bool = False
     replay_suggestions: bool = False
     substitute_own_public_key: bool = False
+    swap_recovery_request_key: bool = False
 
     @property
     def any(self) -> bool:
@@ -73,6 +82,8 @@ class Attacker:
     planted: dict[tuple[str, str], tuple[str, RoomKey]] = field(default_factory=dict)
     #: (room id, user id, old wrapped key) already replayed
     replayed: set[tuple[str, str, str]] = field(default_factory=set)
+    #: user id -> the E2E password the attacker learnt (a swapped recovery request)
+    passwords: dict[str, str] = field(default_factory=dict)
 
     def rooms_obtained(self) -> set[str]:
         """Rooms for which the attacker holds a room key: stolen, or planted and accepted."""
@@ -99,6 +110,52 @@ class AdversarialServer(Server):
         #: (room id, member) whose public key the server replaced in an answer
         self._substituted: set[tuple[str, str]] = set()
         self._planted_for: set[tuple[str, str, str]] = set()
+        #: user id -> the real one-time key of its recovery request (swapped for the server's)
+        self._real_request_key: dict[str, str] = {}
+
+    # -- recovery contacts: the one-time key of a request
+
+    def e2e_contacts_request(self, user_id: str, public_key: str) -> None:
+        if self.attacks.swap_recovery_request_key and isinstance(public_key, str) and public_key:
+            self._real_request_key[user_id] = public_key
+            public_key = self.attacker.public_key
+        super().e2e_contacts_request(user_id, public_key)
+
+    def e2e_contacts_answer(self, contact_id: str, user_id: str, wrapped: str) -> None:
+        real = self._real_request_key.get(user_id) if isinstance(user_id, str) else None
+        if real is not None and isinstance(wrapped, str):
+            wrapped = self._open_recovery_answer(user_id, real, wrapped)
+        super().e2e_contacts_answer(contact_id, user_id, wrapped)
+
+    def _open_recovery_answer(self, user_id: str, real_key: str, wrapped: str) -> str:
+        """A contact's answer wrapped for the server: open the secret, the sealed password, the
+        private key and the person's room keys; pass the secret on for the real one-time key."""
+        backend = self.attacker.backend
+        record = self._contacts.get(user_id)
+        user = self._users.get(user_id)
+        try:
+            secret = backend.unwrap_room_key(wrapped, self.attacker.private_key)
+        except (CryptoError, ProtocolError):
+            return wrapped
+        if record is not None and user is not None and user.e2e_private_key is not None:
+            try:
+                password = backend.decrypt_message(record.sealed, secret)["msg"]
+                private_key = backend.decrypt_private_key(
+                    user.e2e_private_key, user_id=user_id, password=password
+                )
+            except (CryptoError, ProtocolError, KeyError, TypeError):
+                password = private_key = None
+            if isinstance(password, str) and private_key is not None:
+                self.attacker.passwords[user_id] = password
+                for room_id in self.rooms_of(user_id):
+                    mine = self.room(room_id).subscriptions[user_id].e2e_key
+                    if mine:
+                        try:
+                            key = backend.unwrap_room_key(mine, private_key)
+                        except (CryptoError, ProtocolError):
+                            continue
+                        self.attacker.stolen[(room_id, key.kid)] = key
+        return backend.wrap_room_key(secret, real_key, self.entropy)
 
     # -- the user's own public key
 

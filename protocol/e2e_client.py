@@ -47,7 +47,7 @@ from .ledger import KeyLedger
 from .rooms import Message
 from .server import Server
 from .transport import Transport
-from .trust import KeyDirectory, Mitigations
+from .trust import KeyDirectory, Mitigations, recovery_request_id
 
 R = E2ERoomState
 
@@ -300,6 +300,10 @@ class Client(RoomsMixin, RecoveryMixin):
         if self.state != E2EEState.ENTER_PASSWORD or not self.online:
             raise E2EError("error-invalid-state", f"no password is expected in state {self.state.value}")
         pair = self.backend.generate_key_pair(self.entropy)
+        if self.directory is not None:  # the person reads the key's fingerprint to its contacts
+            self.directory.publish(
+                recovery_request_id(self.user_id), self.backend.fingerprint(pair.public_key)
+            )
         self.server.e2e_contacts_request(self.user_id, pair.public_key)
         self.contact_request_key = pair.private_key
 
@@ -310,6 +314,13 @@ class Client(RoomsMixin, RecoveryMixin):
         assert self._local.private_key is not None
         answered = []
         for request in self.server.e2e_contacts_pending(self.user_id):
+            if self.mitigations.verify_fingerprints and (
+                self.directory is None
+                or not self.directory.vouches(
+                    recovery_request_id(request["userId"]), self.backend.fingerprint(request["publicKey"])
+                )
+            ):
+                continue  # mitigation: a one-time key the person did not confirm out of band
             try:
                 secret = self.backend.unwrap_room_key(request["share"], self._local.private_key)
             except CryptoError:

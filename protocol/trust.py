@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["KeyDirectory", "Mitigations", "suggestion_payload"]
+__all__ = ["KeyDirectory", "Mitigations", "recovery_request_id", "suggestion_payload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +62,9 @@ class KeyDirectory:
 def suggestion_payload(room_id: str, receiver_id: str, wrapped: str) -> bytes:
     """What a signed suggestion's signature covers."""
     return f"keysim-suggestion\x00{room_id}\x00{receiver_id}\x00{wrapped}".encode()
+
+
+def recovery_request_id(user_id: str) -> str:
+    """The directory entry for the one-time key of ``user_id``'s request to its recovery contacts
+    (policy ``contacts``): the fingerprint the person confirms with a contact out of band."""
+    return f"{user_id}/recovery-request"

@@ -6,6 +6,7 @@ import math
 from typing import Any, Protocol
 
 from protocol import Server
+from protocol.adversary import ATTACKS
 from protocol.ledger import KeyLedger
 
 from ..inputs.churn import PresenceModel
@@ -151,19 +152,11 @@ def _adversary(sim: FinishedRun) -> dict[str, Any] | None:
         return None
     planted = server.planted_accepted()
     return {
-        "attacks": [
-            name
-            for name in (
-                "substitute_public_keys",
-                "plant_suggestions",
-                "withhold_queue",
-                "replay_suggestions",
-            )
-            if getattr(server.attacks, name)
-        ],
+        "attacks": [name for name in ATTACKS if getattr(server.attacks, name)],
         "mitigation": sim.sc.get("adversary.mitigation"),
         "rooms_with_stolen_keys": len(server.attacker.rooms_obtained()),
         "room_keys_stolen": len(server.attacker.stolen),
+        "e2e_passwords_stolen": len(server.attacker.passwords),
         "planted_keys_accepted": len(planted),
         "rooms_with_planted_keys": len({room for room, _ in planted}),
         "messages_readable_by_server": server.readable_messages(),

@@ -211,6 +211,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "substitute_own_public_key": Key(
             bool, False, None, "fetchMyKeys answers the server's public key: own wraps leak"
         ),
+        "swap_recovery_request_key": Key(
+            bool, False, None, "policy contacts: the server swaps a recovery request's one-time key"
+        ),
         "mitigation": Key(str, "none", _one_of("none", "fingerprints", "signed", "both"), "client defences"),
     },
 }

@@ -203,6 +203,7 @@ def terminal_table(summary: dict[str, Any]) -> str:
         lines.append(
             f"  malicious server ({', '.join(adversary['attacks'])}; mitigation {adversary['mitigation']}): "
             f"keys of {adversary['rooms_with_stolen_keys']} rooms stolen, "
+            f"{adversary.get('e2e_passwords_stolen', 0)} E2E passwords stolen, "
             f"{adversary['planted_keys_accepted']} planted keys accepted, "
             f"{adversary['messages_readable_by_server']} messages readable"
         )

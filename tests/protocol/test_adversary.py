@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import Deployment, check_all
+from protocol import Client, Deployment, E2EEState, E2ERoomState, check_all
 from protocol.adversary import AdversarialServer, Attacks
 
 T0 = 1_000.0
@@ -183,3 +183,59 @@ def test_deriving_the_own_public_key_stops_the_leak(mitigations: str) -> None:
 def test_signed_suggestions_do_not_stop_the_own_key_leak() -> None:
     _, server, rid, kid, _ = _own_key_world("signed")
     assert (rid, kid) in server.attacker.stolen
+
+
+# ---------------------------------------------------------------------------- a swapped recovery request
+
+
+def _contacts_world(mitigation: str, *, attack: bool) -> tuple[Deployment, str, str, str, Client]:
+    """Alice enrolled Bob as her recovery contact, shares a group with him, forgot her E2E
+    password and asks from a new device; Bob is online."""
+    d = Deployment(
+        policy="contacts",
+        seed=3,
+        attacks=Attacks(swap_recovery_request_key=True) if attack else None,
+        mitigations=mitigation,
+    )
+    alice, bob = d.add_user("alice"), d.add_user("bob")
+    d.login(alice, now=T0)
+    d.login(bob, now=T0 + 1)
+    password = d.people[alice].e2e_password
+    assert password is not None
+    assert d.client(alice).enrol_recovery_contacts([bob], password) == [bob]
+    rid = d.server.create_private_group(alice, "g", [bob], now=T0 + 2)
+    d.pump(T0 + 2)
+    d.client(bob).sync(now=T0 + 2)
+    d.pump(T0 + 2)
+    d.logout(alice, now=T0 + 3)
+    device = Client(
+        d.server, alice, d.backend, ledger=d.ledger, mitigations=d.mitigations, directory=d.directory
+    )
+    device.login(d.people[alice].account_password, now=T0 + 10)
+    assert device.state == E2EEState.ENTER_PASSWORD
+    device.request_contact_recovery()
+    return d, alice, bob, rid, device
+
+
+def test_a_swapped_recovery_request_hands_the_server_the_password_unnoticed() -> None:
+    d, alice, bob, rid, device = _contacts_world("none", attack=True)
+    assert d.client(bob).answer_recovery_requests(now=T0 + 11) == [alice]
+    assert device.unlock_from_contacts(now=T0 + 12) is not None  # Alice notices nothing
+    assert device.room_state(rid) == E2ERoomState.READY
+    attacker = d.server.attacker  # type: ignore[attr-defined]
+    assert attacker.passwords == {alice: d.people[alice].e2e_password}
+    assert (rid, d.server.room(rid).e2e_key_id) in attacker.stolen
+
+
+@pytest.mark.parametrize("attack", [True, False], ids=["attacked", "honest"])
+def test_a_contact_answers_only_the_one_time_key_it_confirmed(attack: bool) -> None:
+    """Under ``fingerprints`` Bob checks the request's key against the fingerprint Alice gave
+    him out of band: a swapped key gets no answer (nothing stolen, no recovery either); an
+    honest request is answered as before."""
+    d, alice, bob, rid, device = _contacts_world("fingerprints", attack=attack)
+    answered = d.client(bob).answer_recovery_requests(now=T0 + 11)
+    assert answered == ([] if attack else [alice])
+    assert (device.unlock_from_contacts(now=T0 + 12) is None) is attack
+    if attack:
+        attacker = d.server.attacker  # type: ignore[attr-defined]
+        assert attacker.passwords == {} and attacker.stolen == {}
