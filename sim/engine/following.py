@@ -49,9 +49,9 @@ class Following:
         self.tick_s = tick_s
         #: the relogin of a user reset while offline (:meth:`sim.engine.resets.Resets.relogin`)
         self.relogin: Callable[[int, list[Outcome]], None] = _no_relogin
-        #: what a followed user does once logged in at a session start (policy contacts:
-        #: :meth:`sim.engine.resets.Resets.after_login`)
-        self.after_login: Callable[[int], None] | None = None
+        #: what a followed user does once logged in at a session start, on its web client or
+        #: (given) its phone (policy contacts: :meth:`sim.engine.resets.Resets.after_login`)
+        self.after_login: Callable[[int, Client | None], None] | None = None
         self.ticks = 0
 
     # -- following a user's presence
@@ -97,7 +97,7 @@ class Following:
         self.stay_for_session(u, now)
         self.devices.pump(now)
         if self.after_login is not None:
-            self.after_login(u)
+            self.after_login(u, None)
         client = self.devices[u].client
         if client is not None and u in self.devices.dehydrated_at:
             self.devices.dehydration_due(u, client, now)
@@ -250,6 +250,8 @@ class Following:
             client.sync(now=now)
         self.clock.at(dev.online_until, self.phone_end, u)
         self.devices.pump(now)
+        if self.after_login is not None:
+            self.after_login(u, client)
         self._maybe_tick(u, dev)
 
     def phone_end(self, u: int) -> None:

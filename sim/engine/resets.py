@@ -268,19 +268,26 @@ class Resets:
                 self.after_login(m)
             if u not in self._contact_waits:
                 return True  # answered, and unlocked
-        for m in contacts:  # the first of them back answers
+            if m in self.devices.phones:
+                self.following.open_phone(m)  # a contact whose phone app is open answers there
+            if u not in self._contact_waits:
+                return True
+        for m in contacts:  # the first of them back answers, on either device
             self.following.follow(m)
+            self.following.follow_phone(m)
         patience = float(self.contacts["patience_hours"]) * 3600.0
         self.clock.at(now + patience, self._give_up, u, self.records.resets)
         return True
 
-    def after_login(self, m: int) -> None:
-        """Policy contacts: a device just logged in answers the requests it holds shares for,
-        and a person waiting for an answer tries it."""
-        client = self.devices[m].client
+    def after_login(self, m: int, client: Client | None = None) -> None:
+        """Policy contacts: a device just logged in (``m``'s web client, or ``client``: its
+        phone, whose app just opened) answers the requests it holds shares for, and a person
+        waiting for an answer tries it (on its web client)."""
+        phone = client is not None
+        client = self.devices[m].client if client is None else client
         if client is None or not client.online:
             return
-        if m in self._contact_waits:
+        if m in self._contact_waits and not phone:
             self._try_unlock(m)
         if client.functional:
             for person in client.answer_recovery_requests(now=self.clock.now):

@@ -8,6 +8,8 @@
   app is open at that moment is served at the relogin itself; one with no holder reachable is
   not.  Under ``queue`` the open phone's loop serves within a tick.
 * A reset logs the phone out; it signs in again at its first opening after the new keys.
+* A recovery contact's open phone answers a request (policy contacts): answered at once with
+  probability p_web + (1 - p_web) * phone_fraction * p_phone.
 * ``phone_fraction = 0`` is the run without phones (the golden tables pin it), and then
   ``rocketchat`` is ``queue``, row for row: nobody answers the live request.
 """
@@ -155,3 +157,34 @@ def test_with_web_clients_only_rocketchat_is_the_queue() -> None:
         return out.drop(columns=["policy"])
 
     pd.testing.assert_frame_equal(rows("rocketchat"), rows("queue"))
+
+
+def test_a_recovery_contacts_open_phone_answers() -> None:
+    """Policy contacts, one contact each (groups of 2), half of the people on a phone.  A person
+    without a phone who forgot its password is answered at once when its contact is online on
+    the web (p = 0.25) or, failing that, has a phone whose app is open (0.5 * 0.25):
+    P = 0.25 + 0.75 * 0.5 * 0.25 = 0.34375."""
+    users = 6000
+    rooms = [{"type": "p", "members": [f"u{i}", f"u{i + 1}"]} for i in range(0, users, 2)]
+    sc = parse_scenario(
+        {
+            "simulation": {"horizon_days": 2.0, "seed": 20_261_207, "policy": "contacts"},
+            "population": {"users": users},
+            "churn": {"model": "exponential", "mean_online_minutes": 20.0, "mean_offline_minutes": 60.0},
+            "rooms": {"explicit": rooms},
+            "resets": {"forgot_password_rate_per_user_day": 0.15},
+            "contacts": {"per_user": 1},
+            "devices": {"phone_fraction": 0.5, "phone_session_minutes": 20.0, "phone_gap_minutes": 60.0},
+        }
+    )
+    sim = Simulation(sc)
+    result = sim.run()
+    assert not result.violations
+    rows = pd.DataFrame(result.outcomes)
+    without = rows[~rows["user"].isin({f"u{u}" for u in sim.devices.phones})]
+    at_once = (without["restored_via"] == "contacts") & (without["restored_at"] == without["reset_at"])
+    p = 0.25 + 0.75 * 0.5 * 0.25
+    n = len(without)
+    assert n >= 100
+    half = Z99 * math.sqrt(p * (1 - p) / n)
+    assert abs(at_once.mean() - p) < half, (at_once.mean(), p, n)
