@@ -21,7 +21,8 @@ attacks the end-to-end encryption it hosts.  It holds a key pair of its own and 
 * ``swap_recovery_request_key`` (policy ``contacts``): store its own public key as the one-time
   key of a person's request to its recovery contacts.  The answering contact wraps the secret
   for the server, which opens it, then the sealed E2E password, then the person's private key
-  (whose blob it stores), and so every room key the person holds; it passes the secret on
+  (whose blob it stores), and so the room keys stored for the person then (current and old; it
+  keeps the private key, so later ones too, which are not counted); it passes the secret on
   re-wrapped for the person's real one-time key, so the recovery succeeds and nobody notices.
   Apple has the contact confirm a request in person; the mitigation ``fingerprints`` stands for
   that: the contact answers only a one-time key whose fingerprint the person gave it out of band.
@@ -82,8 +83,10 @@ class Attacker:
     planted: dict[tuple[str, str], tuple[str, RoomKey]] = field(default_factory=dict)
     #: (room id, user id, old wrapped key) already replayed
     replayed: set[tuple[str, str, str]] = field(default_factory=set)
-    #: user id -> the E2E password the attacker learnt (a swapped recovery request)
+    #: user id -> the E2E password the attacker learnt (a swapped recovery request), and the
+    #: private key it opened with it (it opens whatever is wrapped for that key later, too)
     passwords: dict[str, str] = field(default_factory=dict)
+    private_keys: dict[str, object] = field(default_factory=dict)
 
     def rooms_obtained(self) -> set[str]:
         """Rooms for which the attacker holds a room key: stolen, or planted and accepted."""
@@ -116,10 +119,10 @@ class AdversarialServer(Server):
     # -- recovery contacts: the one-time key of a request
 
     def e2e_contacts_request(self, user_id: str, public_key: str) -> None:
-        if self.attacks.swap_recovery_request_key and isinstance(public_key, str) and public_key:
+        super().e2e_contacts_request(user_id, public_key)  # every check first
+        if self.attacks.swap_recovery_request_key:
             self._real_request_key[user_id] = public_key
-            public_key = self.attacker.public_key
-        super().e2e_contacts_request(user_id, public_key)
+            self._contacts[user_id].request_key = self.attacker.public_key
 
     def e2e_contacts_answer(self, contact_id: str, user_id: str, wrapped: str) -> None:
         real = self._real_request_key.get(user_id) if isinstance(user_id, str) else None
@@ -147,11 +150,15 @@ class AdversarialServer(Server):
                 password = private_key = None
             if isinstance(password, str) and private_key is not None:
                 self.attacker.passwords[user_id] = password
+                self.attacker.private_keys[user_id] = private_key
                 for room_id in self.rooms_of(user_id):
-                    mine = self.room(room_id).subscriptions[user_id].e2e_key
-                    if mine:
+                    sub = self.room(room_id).subscriptions[user_id]
+                    wrapped_keys = [sub.e2e_key, *(old.e2e_key for old in sub.old_room_keys or ())]
+                    for wrapped_key in wrapped_keys:
+                        if not wrapped_key:
+                            continue
                         try:
-                            key = backend.unwrap_room_key(mine, private_key)
+                            key = backend.unwrap_room_key(wrapped_key, private_key)
                         except (CryptoError, ProtocolError):
                             continue
                         self.attacker.stolen[(room_id, key.kid)] = key

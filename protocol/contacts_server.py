@@ -18,7 +18,8 @@ needs, and nobody else (Apple included) can.  keysim gives the design Rocket.Cha
 The server relays the one-time key, so a malicious server can swap it for its own and learn the
 password (:mod:`protocol.adversary`, ``swap_recovery_request_key``); Apple has the contact confirm
 the request person to person, which the mitigation ``fingerprints`` stands for: the person gives
-the one-time key's fingerprint to its contacts out of band (:func:`protocol.trust.recovery_request_id`).  A reset of the person's key drops its record (the password it sealed opens nothing any
+the one-time key's fingerprint to its contacts out of band
+(:func:`protocol.trust.recovery_request_id`).  A reset of the person's key drops its record (the password it sealed opens nothing any
 more); a contact that reset its own key can no longer open its share.
 """
 

@@ -24,6 +24,7 @@ work (RC PR #32197).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .crypto import CryptoBackend, PrivateKey, RoomKey, generate_passphrase
@@ -314,12 +315,7 @@ class Client(RoomsMixin, RecoveryMixin):
         assert self._local.private_key is not None
         answered = []
         for request in self.server.e2e_contacts_pending(self.user_id):
-            if self.mitigations.verify_fingerprints and (
-                self.directory is None
-                or not self.directory.vouches(
-                    recovery_request_id(request["userId"]), self.backend.fingerprint(request["publicKey"])
-                )
-            ):
+            if self.mitigations.verify_fingerprints and not self._confirmed_request(request):
                 continue  # mitigation: a one-time key the person did not confirm out of band
             try:
                 secret = self.backend.unwrap_room_key(request["share"], self._local.private_key)
@@ -329,6 +325,17 @@ class Client(RoomsMixin, RecoveryMixin):
             self._post(now, "e2e_contacts_answer", self.user_id, request["userId"], wrapped)
             answered.append(request["userId"])
         return answered
+
+    def _confirmed_request(self, request: Mapping[str, str]) -> bool:
+        """Whether the person gave this contact the request's one-time key fingerprint out of
+        band (the mitigation ``fingerprints``)."""
+        if self.directory is None:
+            return False
+        try:
+            fingerprint = self.backend.fingerprint(request["publicKey"])
+        except CryptoError:
+            return False
+        return self.directory.vouches(recovery_request_id(request["userId"]), fingerprint)
 
     def unlock_from_contacts(self, *, now: float) -> str | None:
         """Policy ``contacts``: open a contact's answer with the one-time key, then the sealed

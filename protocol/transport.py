@@ -41,6 +41,7 @@ FIRE_AND_FORGET = frozenset(
         "e2e_update_group_key",
         "e2e_backup_upload",
         "e2e_dehydrated_send",
+        "e2e_contacts_answer",
     }
 )
 

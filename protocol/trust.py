@@ -10,6 +10,8 @@ keys are unauthenticated, so whoever can write a suggestion that decrypts can pl
   band (compared in person, or scanned as a QR code).  A substituted key is refused, so the room
   key never reaches the server's key.  Its own public key the client derives from its private
   key instead of taking ``e2e.fetchMyKeys``' answer, so its wraps for itself are its own too.
+  And a recovery contact (policy ``contacts``) answers a request only if its one-time key's
+  fingerprint is the one the person gave it out of band (:func:`recovery_request_id`).
 * ``signed_suggestions``: a suggestion carries the sender's signature over (room, receiver, key);
   the receiver accepts it only if the signature verifies under the sender's public key, which
   must itself be in the directory when there is one.  A planted key has no valid signature.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import Client, Deployment, E2EEState, E2ERoomState, check_all
+from protocol import Client, Deployment, E2EEState, E2ERoomState, ProtocolError, check_all
 from protocol.adversary import AdversarialServer, Attacks
 
 T0 = 1_000.0
@@ -239,3 +239,10 @@ def test_a_contact_answers_only_the_one_time_key_it_confirmed(attack: bool) -> N
     if attack:
         attacker = d.server.attacker  # type: ignore[attr-defined]
         assert attacker.passwords == {} and attacker.stolen == {}
+
+
+def test_a_swapping_server_checks_a_request_first() -> None:
+    d = Deployment(policy="contacts", seed=3, attacks=Attacks(swap_recovery_request_key=True))
+    for odd in (["alice"], None, "nobody"):
+        with pytest.raises(ProtocolError):
+            d.server.e2e_contacts_request(odd, "pk")  # type: ignore[arg-type]

@@ -232,11 +232,12 @@ def test_a_replaced_dehydrated_device_has_only_what_was_sent_since() -> None:
     assert share(busy, day, 2 * day) > 0.2
 
 
-def test_dehydrated_devices_on_a_faulty_network() -> None:
-    """Shares with dehydrated devices are fire-and-forget requests like any other: some are lost,
-    the run goes on, and the invariants hold."""
+@pytest.mark.parametrize("policy", ["dehydrated", "contacts"])
+def test_the_designs_on_a_faulty_network(policy: str) -> None:
+    """Shares with dehydrated devices and contacts' answers are fire-and-forget requests like
+    any other: some are lost, the run goes on, and the invariants hold."""
     result = _run(
-        "dehydrated",
+        policy,
         3,
         600,
         {"forgot_password_rate_per_user_day": 0.3},
@@ -245,4 +246,4 @@ def test_dehydrated_devices_on_a_faulty_network() -> None:
     )
     assert not result.violations
     rows = pd.DataFrame(result.outcomes)
-    assert (rows["restored_via"] == "dehydrated").sum() > 50
+    assert (rows["restored_via"] == policy).sum() > 50
