@@ -56,6 +56,14 @@ class DehydratedDevice:
     #: messages are kept per sender: one member's message never stands for another's)
     inbox: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
+    def messages(self) -> list[dict[str, str]]:
+        """The inbox as documents: one per room, kid and sender."""
+        return [
+            {"rid": rid, "kid": kid, "sender": sender, "key": key}
+            for (rid, kid), by_sender in self.inbox.items()
+            for sender, key in by_sender.items()
+        ]
+
 
 class DehydratedServerMixin:
     # Supplied by protocol.Server.
@@ -96,11 +104,7 @@ class DehydratedServerMixin:
             "deviceId": device.device_id,
             "sealed": device.sealed,
             "createdAt": device.created_at,
-            "keys": [
-                {"rid": rid, "kid": kid, "sender": sender, "key": key}
-                for (rid, kid), by_sender in device.inbox.items()
-                for sender, key in by_sender.items()
-            ],
+            "keys": device.messages(),
         }
 
     def e2e_dehydrated_lacking(self, user_id: str, room_id: str, key_id: str) -> dict[str, str]:
@@ -157,11 +161,7 @@ class DehydratedServerMixin:
                 "publicKey": d.public_key,
                 "sealed": d.sealed,
                 "createdAt": d.created_at,
-                "inbox": [
-                    {"rid": rid, "kid": kid, "sender": sender, "key": key}
-                    for (rid, kid), by_sender in d.inbox.items()
-                    for sender, key in by_sender.items()
-                ],
+                "inbox": d.messages(),
             }
             for uid, d in self._dehydrated.items()
         ]

@@ -92,20 +92,16 @@ class Deployment:
         password = f"pw-{username}"
         user_id = self.server.create_user(username, password, roles=roles)
         self.people[user_id] = Person(username, password)
-        self.clients[user_id] = Client(
-            self.server,
-            user_id,
-            self.backend,
-            entropy=random.Random(self.rng.getrandbits(64)),
-            ledger=self.ledger,
-            mitigations=self.mitigations,
-            directory=self.directory,
-        )
-        self.clients[user_id].transport = self.transport
+        self.clients[user_id] = self._new_client(user_id, "web")
         return user_id
 
     def add_device(self, user_id: str, *, app: str = "mobile") -> Client:
         """Another device of the person (logged out; log it in with ``login(..., device=)``)."""
+        client = self._new_client(user_id, app)
+        self.other_devices.setdefault(user_id, []).append(client)
+        return client
+
+    def _new_client(self, user_id: str, app: str) -> Client:
         client = Client(
             self.server,
             user_id,
@@ -117,7 +113,6 @@ class Deployment:
             app=app,
         )
         client.transport = self.transport
-        self.other_devices.setdefault(user_id, []).append(client)
         return client
 
     def client(self, user_id: str) -> Client:

@@ -431,8 +431,9 @@ class Client(RoomsMixin, RecoveryMixin):
         session = self._local.rooms.get(room_id)
         if session is None or session.state != R.READY or session.key is None:
             raise E2EError("error-invalid-state", f"room {room_id!r} has no usable key on this device")
-        self._share_with_dehydrated(room_id, self._current(session), now)
-        content = self.backend.encrypt_message(self._current(session), {"msg": text}, self.entropy)
+        key = self._current(session)
+        self._share_with_dehydrated(room_id, key, now)
+        content = self.backend.encrypt_message(key, {"msg": text}, self.entropy)
         message_id = self.server.send_message(self.user_id, room_id, content=content, now=now)
         self.sent.append((room_id, message_id, text))
         return message_id

@@ -32,6 +32,7 @@ from .rooms import MAX_OLD_ROOM_KEYS, MAX_WAITING_USERS, OldRoomKey, Room, Subsc
 from .twofactor import EmailMessage
 
 if TYPE_CHECKING:
+    from .accounts import User
     from .twofactor import TwoFactor
 
 __all__ = ["POLICIES", "E2EServerMixin", "KeyRequest", "Mechanisms", "Notification", "SubscriptionChanged"]
@@ -373,17 +374,17 @@ class E2EServerMixin(RoomServerMixin):
         if actor_id != user_id:
             if not self.has_permission(actor_id, "edit-other-user-e2ee"):
                 raise PermissionDenied("error-not-allowed", "edit-other-user-e2ee is required")
-            if target.verified_emails:
-                self.outbox.append(
-                    EmailMessage(
-                        to=tuple(target.verified_emails),
-                        subject="E2E_key_reset_email",
-                        code="",
-                        sent_at=now,
-                        expires_at=now,
-                    )
-                )
+            self._mail_notice(target, "E2E_key_reset_email", now)
         self._reset_user_e2e_key(user_id, now)
+
+    def _mail_notice(self, target: User, subject: str, now: float) -> None:
+        """A notice (no code) to ``target``'s verified addresses, if it has any."""
+        if target.verified_emails:
+            self.outbox.append(
+                EmailMessage(
+                    to=tuple(target.verified_emails), subject=subject, code="", sent_at=now, expires_at=now
+                )
+            )
 
     def _reset_user_e2e_key(self, user_id: str, now: float) -> None:
         """``resetUserE2EEncriptionKey`` (``apps/meteor/server/lib/resetUserE2EKey.ts``): forget

@@ -286,16 +286,8 @@ class Server(E2EServerMixin, ContactsServerMixin, DehydratedServerMixin):
                 raise PermissionDenied("error-not-allowed", "edit-other-user-totp is required")
             if not self.settings.two_factor_enabled:
                 raise PermissionDenied("error-two-factor-not-enabled", "two-factor authentication is off")
-        if notify and target.verified_emails:
-            self.outbox.append(
-                EmailMessage(
-                    to=tuple(target.verified_emails),
-                    subject="Your TOTP has been reset",
-                    code="",
-                    sent_at=now,
-                    expires_at=now,
-                )
-            )
+        if notify:
+            self._mail_notice(target, "Your TOTP has been reset", now)
         return self.twofactor.reset_totp(target)
 
     # ------------------------------------------------------------------ state

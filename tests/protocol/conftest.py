@@ -26,16 +26,9 @@ def profile_name(request: pytest.FixtureRequest) -> str:
 
 
 def e2e_deployment(policy: str, *, crypto: str = "symbolic", seed: int = 0) -> Deployment:
-    """A deployment with E2EE on and every new room encrypted; no e-mail 2FA, so a user without
-    TOTP passes the 2FA gate with its password."""
-    settings = Settings(
-        e2e_enabled=True,
-        e2e_default_direct_rooms=True,
-        e2e_default_private_rooms=True,
-        email_auto_opt_in=False,
-        enforce_password_fallback=False,
-    )
-    return Deployment(policy=policy, crypto=crypto, seed=seed, settings=settings)
+    """A deployment with its default settings: E2EE on and every new room encrypted; no e-mail
+    2FA, so a user without TOTP passes the 2FA gate with its password."""
+    return Deployment(policy=policy, crypto=crypto, seed=seed)
 
 
 def read(d: Deployment, client: Client, rid: str) -> list[str | None]:
