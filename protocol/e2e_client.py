@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .crypto import CryptoBackend, PrivateKey, RoomKey, generate_passphrase
+from .e2e_history import HistoryMixin
 from .e2e_recovery import RecoveryMixin
 from .e2e_rooms import RoomsMixin
 from .e2e_states import (
@@ -69,7 +70,7 @@ __all__ = [
 APPS = ("web", "mobile")
 
 
-class Client(RoomsMixin, RecoveryMixin):
+class Client(RoomsMixin, RecoveryMixin, HistoryMixin):
     def __init__(
         self,
         server: Server,
@@ -431,6 +432,8 @@ class Client(RoomsMixin, RecoveryMixin):
         session = self._local.rooms.get(room_id)
         if session is None or session.state != R.READY or session.key is None:
             raise E2EError("error-invalid-state", f"room {room_id!r} has no usable key on this device")
+        if self.server.mechanisms.ratchet and self.server.e2e_session_due(self.user_id, room_id):
+            self.start_session(room_id, now=now)  # a member joined: the next index is a new key
         key = self._current(session)
         self._share_with_dehydrated(room_id, key, now)
         content = self.backend.encrypt_message(key, {"msg": text}, self.entropy)

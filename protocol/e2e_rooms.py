@@ -17,6 +17,7 @@ machines (``apps/meteor/client/lib/e2ee/rocketchat.e2e.room.ts``) and the room h
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .crypto import CryptoBackend, RoomKey
@@ -57,6 +58,8 @@ class RoomsMixin:
 
         def _acquired(self, room_id: str, key: RoomKey, source: str, now: float) -> None: ...
 
+        def import_bundles(self, *, now: float, room_ids: Iterable[str] | None = None) -> list[str]: ...
+
     # ------------------------------------------------------------------ rooms
 
     def _on_ready(self, now: float) -> None:
@@ -67,6 +70,7 @@ class RoomsMixin:
             sub = self.server.room(room_id).subscriptions[self.user_id]
             if sub.e2e_suggested_key and not sub.e2e_key:
                 self._handle_suggestion(room_id, now)
+        self.import_bundles(now=now)  # policy bundle: the invites accepted at this login
 
     def _instance(self, room_id: str, now: float) -> RoomSession | None:
         """``getInstanceByRoomId``: only encrypted ``p``/``d`` rooms; a changed kid means the room
@@ -320,6 +324,8 @@ class RoomsMixin:
             self._handle_suggestion(room_id, now)
         if sub.e2e_key and session.state == R.WAITING_KEYS:
             self._key_received(session, now)
+        if self.server.mechanisms.bundle:
+            self.import_bundles(now=now, room_ids=[room_id])
 
     def sync(self, *, now: float) -> None:
         """Process every room as a fresh subscription observer would (for drivers that do not

@@ -52,6 +52,12 @@ class E2EServerMixin(RoomServerMixin):
 
         def _drop_contacts(self, user_id: str) -> None: ...
 
+        def _key_made(self, room: Room, kid: str, now: float) -> None: ...
+
+        def _new_epoch(
+            self, room: Room, user_id: str, e2e_key_id: object, keys: object, now: float, event: str
+        ) -> None: ...
+
     # ------------------------------------------------------------------ user keys
 
     def e2e_fetch_my_keys(self, user_id: str) -> dict[str, str]:
@@ -96,6 +102,8 @@ class E2EServerMixin(RoomServerMixin):
         if room.e2e_key_id is not None:
             raise E2EError("error-room-e2e-key-already-exists", "the room already has a key id")
         room.e2e_key_id = key_id
+        # made for the members there now (the call has no time; they joined at or before it)
+        self._key_made(room, key_id, max(sub.joined_at for sub in room.subscriptions.values()))
 
     def e2e_update_group_key(self, user_id: str, room_id: str, target_id: str, key: str) -> None:
         """``e2e.updateGroupKey``: own key directly; another member's as a suggestion.
@@ -114,6 +122,8 @@ class E2EServerMixin(RoomServerMixin):
             self._dequeue(room, [user_id])
             self._emit("stored", room_id, [user_id])
         elif (target := room.subscriptions.get(target_id)) is not None:
+            if not self._entitled(room, target, room.e2e_key_id):
+                return  # policy ratchet: a joiner is handed a new session, not this key
             target.e2e_suggested_key = key
             target.suggestion_signer = target.suggestion_signature = None
             self._notify(room_id, [target_id])
@@ -125,7 +135,7 @@ class E2EServerMixin(RoomServerMixin):
         out = []
         for uid, sub in room.subscriptions.items():
             public_key = self._users[uid].e2e_public_key
-            if sub.e2e_key is None and public_key:
+            if sub.e2e_key is None and public_key and self._entitled(room, sub, room.e2e_key_id):
                 out.append({"_id": uid, "public_key": public_key})
         return out
 
@@ -154,7 +164,13 @@ class E2EServerMixin(RoomServerMixin):
             users = []
             for uid, sub in room.subscriptions.items():
                 public_key = self._users[uid].e2e_public_key
-                if uid != user_id and sub.e2e_key is None and sub.e2e_suggested_key is None and public_key:
+                if (
+                    uid != user_id
+                    and sub.e2e_key is None
+                    and sub.e2e_suggested_key is None
+                    and public_key
+                    and self._entitled(room, sub, room.e2e_key_id)
+                ):
                     users.append({"_id": uid, "public_key": public_key})
                     if len(users) == MAX_WAITING_USERS:
                         break
@@ -198,7 +214,9 @@ class E2EServerMixin(RoomServerMixin):
                 signature = entry.get("signature")
                 if signature is not None and not isinstance(signature, str):
                     raise ValidationError("error-invalid-params", "signature must be a string")
-                if sub is not None:
+                if sub is not None and room is not None and self._entitled(room, sub, room.e2e_key_id):
+                    if old is not None and self.mechanisms.ratchet:  # only keys made since it joined
+                        old = [k for k in old if self._entitled(room, sub, k.e2e_key_id)]
                     writes.append((sub, key, old, signature))
             room = self._rooms.get(rid) if isinstance(rid, str) else None
             if room is not None and user_id in room.subscriptions:  # canAccessRoom, else skip
@@ -285,14 +303,12 @@ class E2EServerMixin(RoomServerMixin):
         assert old_kid is not None
         queue: list[WaitingUser] = []
         for uid, sub in room.subscriptions.items():
-            if sub.e2e_key is not None:
-                older = sorted(sub.old_room_keys or [], key=lambda k: k.ts, reverse=True)
-                sub.old_room_keys = [OldRoomKey(old_kid, now, sub.e2e_key), *older][:MAX_OLD_ROOM_KEYS]
-            sub.e2e_key = sub.e2e_suggested_key = sub.suggested_old_room_keys = None
-            sub.suggestion_signer = sub.suggestion_signature = None
+            retire_key(sub, old_kid, now)
+            sub.e2e_key = None
             if uid != user_id and len(queue) < MAX_WAITING_USERS:
                 queue.append(WaitingUser(uid, now))
         room.e2e_key_id = e2e_key_id
+        self._key_made(room, e2e_key_id, now)
         room.users_waiting = queue if self._queue_enabled else None
         room.subscriptions[user_id].e2e_key = e2e_key
         self._notify(room_id, list(room.subscriptions))
@@ -320,29 +336,7 @@ class E2EServerMixin(RoomServerMixin):
         caller = self.user(user_id)
         if caller.e2e_public_key is None or room.e2e_key_id is None:
             raise E2EError("error-e2e-key-reset-failed", "error-user-has-no-keys or not encrypted")
-        _check_id(e2e_key_id, "e2e_key_id")
-        if not isinstance(keys, Mapping) or user_id not in keys:
-            raise ValidationError(message="keys must map user ids to wrapped keys, the caller's included")
-        for uid, wrapped in keys.items():
-            if uid not in room.subscriptions:
-                raise PermissionDenied("error-not-allowed", f"{uid!r} is not a member of {room_id!r}")
-            _check_wrapped(wrapped)
-        old_kid = room.e2e_key_id
-        queue: list[WaitingUser] = []
-        for uid, sub in room.subscriptions.items():
-            if sub.e2e_key is not None:
-                older = sorted(sub.old_room_keys or [], key=lambda k: k.ts, reverse=True)
-                sub.old_room_keys = [OldRoomKey(old_kid, now, sub.e2e_key), *older][:MAX_OLD_ROOM_KEYS]
-            sub.e2e_key = keys.get(uid)
-            sub.e2e_suggested_key = sub.suggested_old_room_keys = None
-            sub.suggestion_signer = sub.suggestion_signature = None
-            if sub.e2e_key is None and len(queue) < MAX_WAITING_USERS:
-                queue.append(WaitingUser(uid, now))
-        room.e2e_key_id = e2e_key_id
-        room.users_waiting = queue if self._queue_enabled else None
-        self._notify(room_id, list(room.subscriptions))
-        self._emit("rejoined", room_id, list(keys))
-        self._emit("queued", room_id, [w.user_id for w in queue])
+        self._new_epoch(room, user_id, e2e_key_id, keys, now, "rejoined")
 
     # ------------------------------------------------------------------ resetting a user's key
 
@@ -419,6 +413,8 @@ class E2EServerMixin(RoomServerMixin):
         room, sub = self._member(room_id, user_id)
         if not room.encrypted or room.e2e_key_id is None or sub.e2e_key is not None:
             return []
+        if not self._entitled(room, sub, room.e2e_key_id):
+            return []  # policy ratchet: nobody re-shares a session it never shared with a joiner
         deliveries = [
             KeyRequest(uid, room_id, user_id, room.e2e_key_id, now)
             for uid in room.subscriptions
@@ -464,6 +460,16 @@ class E2EServerMixin(RoomServerMixin):
                 {"userId": uid, "rid": rid, "keys": dict(keys)} for (uid, rid), keys in self._backups.items()
             ],
         }
+
+
+def retire_key(sub: Subscription, old_kid: str, now: float) -> None:
+    """The room moved past ``old_kid``: ``sub``'s ``E2EKey`` joins its ``oldRoomKeys`` (newest
+    first, 10 kept) and any pending suggestion is dropped."""
+    if sub.e2e_key is not None:
+        older = sorted(sub.old_room_keys or [], key=lambda k: k.ts, reverse=True)
+        sub.old_room_keys = [OldRoomKey(old_kid, now, sub.e2e_key), *older][:MAX_OLD_ROOM_KEYS]
+    sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+    sub.suggestion_signer = sub.suggestion_signature = None
 
 
 def _check_wrapped(key: object) -> None:

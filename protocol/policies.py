@@ -36,6 +36,11 @@ class Mechanisms:
     contacts: bool = False
     #: a Matrix-style dehydrated device per person that receives room keys (beyond RC)
     dehydrated: bool = False
+    #: Matrix's megolm semantics for joiners: a joiner reads only what is sent after it joined
+    #: (:mod:`protocol.history_server`; beyond RC, whose joiners get every old key)
+    ratchet: bool = False
+    #: MSC4268 room key bundles: an inviter shares the room's shareable history with the invitee
+    bundle: bool = False
 
 
 #: every policy, by name, and the mechanisms it runs
@@ -52,4 +57,7 @@ POLICIES: Mapping[str, Mechanisms] = {
     "rejoin": Mechanisms(queue=True, live=True, live_web=False, rejoin=True),
     "contacts": Mechanisms(queue=True, live=True, live_web=False, contacts=True),
     "dehydrated": Mechanisms(queue=True, live=True, live_web=False, dehydrated=True),
+    # what a joiner reads of the past: Matrix without history sharing, and with MSC4268 bundles
+    "ratchet": Mechanisms(queue=True, live=True, live_web=False, ratchet=True),
+    "bundle": Mechanisms(queue=True, live=True, live_web=False, ratchet=True, bundle=True),
 }

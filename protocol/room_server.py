@@ -74,6 +74,8 @@ class RoomServerMixin:
 
         def has_permission(self, user_id: str, permission: str, room_id: str | None = None) -> bool: ...
 
+        def _entitled(self, room: Room, sub: Subscription, kid: str | None) -> bool: ...
+
     # ------------------------------------------------------------------ lookups
 
     def room(self, room_id: str) -> Room:
@@ -122,6 +124,8 @@ class RoomServerMixin:
             room = self._rooms[rid]
             if not room.encrypted or room.is_waiting(user_id):
                 continue
+            if not self._entitled(room, room.subscriptions[user_id], room.e2e_key_id):
+                continue  # policy ratchet: a joiner waits for a new session, not in the queue
             waiting = room.users_waiting if room.users_waiting is not None else []
             waiting.append(WaitingUser(user_id, now))
             room.users_waiting = waiting[-MAX_WAITING_USERS:]  # $slice: -50 keeps the newest
@@ -191,15 +195,15 @@ class RoomServerMixin:
             self.user(uid)
         room = Room(id=new_id(self.entropy), t=t, name=name, encrypted=encrypted)
         self._rooms[room.id] = room
-        self._subscribe(room, owner_id, ("owner",) if t == "p" else ())
+        self._subscribe(room, owner_id, ("owner",) if t == "p" else (), now)
         for uid in members:
             if uid not in room.subscriptions:
-                self._subscribe(room, uid, ())
+                self._subscribe(room, uid, (), now)
         self._notify(room.id, list(room.subscriptions))
         return room.id
 
-    def _subscribe(self, room: Room, user_id: str, roles: tuple[str, ...]) -> None:
-        room.subscriptions[user_id] = Subscription(room.id, user_id, roles=roles)
+    def _subscribe(self, room: Room, user_id: str, roles: tuple[str, ...], now: float) -> None:
+        room.subscriptions[user_id] = Subscription(room.id, user_id, roles=roles, joined_at=float(now))
         self._user_rooms.setdefault(user_id, {})[room.id] = None
 
     def set_room_encrypted(self, user_id: str, room_id: str, encrypted: bool = True) -> None:
@@ -218,7 +222,7 @@ class RoomServerMixin:
         user = self.user(user_id)
         if user_id in room.subscriptions:
             return
-        self._subscribe(room, user_id, ())
+        self._subscribe(room, user_id, (), now)
         if room.encrypted and self.settings.e2e_enabled and user.e2e_public_key:
             self._enqueue([room_id], user_id, now)
         self._notify(room_id, [user_id])

@@ -66,6 +66,8 @@ class Subscription:
     #: keysim extension (mitigation ``signed_suggestions``): who signed the suggestion, and how
     suggestion_signer: str | None = None
     suggestion_signature: str | None = None
+    #: when the user became a member (RC's subscription ``ts``; policy ``ratchet`` reads it)
+    joined_at: float = 0.0
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"rid": self.room_id, "u": {"_id": self.user_id}}
@@ -99,6 +101,10 @@ class Room:
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     #: ``e2e.resetRoomKey`` holds a per-room lock for 10 s
     reset_locked_until: float = float("-inf")
+    #: keysim bookkeeping: kid -> when it became the room's key (policy ``ratchet`` reads it)
+    key_since: dict[str, float] = field(default_factory=dict)
+    #: Matrix's ``m.room.history_visibility`` (policy ``bundle`` reads it; RC has no such setting)
+    history_visibility: str = "shared"
 
     def is_waiting(self, user_id: str) -> bool:
         return self.users_waiting is not None and any(w.user_id == user_id for w in self.users_waiting)

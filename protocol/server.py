@@ -31,6 +31,7 @@ from .dehydrated_server import DehydratedDevice, DehydratedServerMixin
 from .e2e_server import POLICIES, E2EServerMixin, Notification
 from .entropy import Entropy, default_entropy
 from .errors import NotFoundError, PermissionDenied, ProtocolError, TwoFactorError, ValidationError
+from .history_server import HistoryServerMixin, KeyBundle
 from .profiles import Profile, get_profile
 from .rooms import Message, Room
 from .settings import Settings
@@ -46,7 +47,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
-class Server(E2EServerMixin, ContactsServerMixin, DehydratedServerMixin):
+class Server(E2EServerMixin, ContactsServerMixin, DehydratedServerMixin, HistoryServerMixin):
     """One Rocket.Chat server.
 
     ``policy`` chooses how a member who lacks a room key gets it: ``queue`` (current Rocket.Chat),
@@ -85,6 +86,7 @@ class Server(E2EServerMixin, ContactsServerMixin, DehydratedServerMixin):
         self._backups: dict[tuple[str, str], dict[str, str]] = {}
         self._contacts: dict[str, RecoveryRecord] = {}
         self._dehydrated: dict[str, DehydratedDevice] = {}
+        self._bundles: dict[tuple[str, str], KeyBundle] = {}
         self._notifications: list[Notification] = []
         self._user_rooms: dict[str, dict[str, None]] = {}
         self.listeners: list[Callable[[str, str, str], None]] = []
@@ -306,4 +308,5 @@ class Server(E2EServerMixin, ContactsServerMixin, DehydratedServerMixin):
             **self._e2e_dump(),
             "e2eRecoveryContacts": self._contacts_dump(),
             "e2eDehydratedDevices": self._dehydrated_dump(),
+            "e2eKeyBundles": self._bundles_dump(),
         }
