@@ -21,13 +21,14 @@ import pandas as pd
 
 from .engine import RunResult, run_scenario
 from .inputs import Scenario, ScenarioError, load_scenario
-from .results import Results, load_results, outcomes_frame, rooms_frame
+from .results import Results, joins_frame, load_results, outcomes_frame, rooms_frame
 
 __all__ = [
     "Results",
     "RunResult",
     "Scenario",
     "ScenarioError",
+    "joins",
     "load",
     "outcomes",
     "rooms",
@@ -70,6 +71,11 @@ def run(
 def outcomes(result: RunResult) -> pd.DataFrame:
     """A run's outcome rows (columns: :data:`sim.engine.OUTCOME_COLUMNS`)."""
     return outcomes_frame(result)
+
+
+def joins(result: RunResult) -> pd.DataFrame:
+    """A run's join rows, one per member added to a room (columns: :data:`sim.engine.JOIN_COLUMNS`)."""
+    return joins_frame(result)
 
 
 def rooms(result: RunResult) -> pd.DataFrame:

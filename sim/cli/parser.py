@@ -59,7 +59,7 @@ def _add_run(commands: _Commands) -> None:
         help="simulate a scenario: which encrypted rooms come back after key resets",
         description=(
             "Run one scenario (a TOML file, see scenarios/README.md) through the protocol and "
-            "write outcomes.parquet, rooms.parquet, summary.json and plots/*.png under --out."
+            "write outcomes.parquet, rooms.parquet, joins.parquet, summary.json and plots/*.png under --out."
         ),
     )
     run.add_argument("scenario", type=Path, help="scenario file (TOML)")

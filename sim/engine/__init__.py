@@ -9,10 +9,11 @@ relogins (:mod:`.resets`), owners' room-key resets (:mod:`.owners`), messages an
 May import :mod:`protocol` and :mod:`sim.inputs`; it writes no files.
 """
 
-from .records import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
+from .records import JOIN_COLUMNS, OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
 from .simulation import SIM_BACKUP_SCRYPT_N, Simulation, run_scenario
 
 __all__ = [
+    "JOIN_COLUMNS",
     "OUTCOME_COLUMNS",
     "ROOM_COLUMNS",
     "SIM_BACKUP_SCRYPT_N",

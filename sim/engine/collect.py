@@ -1,4 +1,5 @@
-"""Reading a finished run: outcome rows, room rows, waiting times without an online holder."""
+"""Reading a finished run: outcome rows, join rows, room rows, waiting times without an online
+holder."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def collect(sim: FinishedRun) -> RunResult:
     """The run's tidy rows, read off the server and the bookkeeping at the horizon."""
     base = {"run_id": sim.run_id, "seed": sim.seed, "policy": sim.policy}
     outcomes = _outcome_rows(sim, base)
+    joins = _join_rows(sim, base)
     rooms = _room_rows(sim, base)
     _waiting_times(sim, rooms, sim.horizon)
     return RunResult(
@@ -55,6 +57,7 @@ def collect(sim: FinishedRun) -> RunResult:
         stationary_online=sim.stationary_online,
         adversary=_adversary(sim),
         faults=_faults(sim),
+        joins=joins,
     )
 
 
@@ -89,6 +92,37 @@ def _outcome_rows(sim: FinishedRun, base: dict[str, Any]) -> list[dict[str, Any]
                 "old_keys_recovered": o.old_keys_recovered,
                 "history_messages": o.history_messages,
                 "history_unreadable": o.history_unreadable,
+            }
+        )
+    return rows
+
+
+def _join_rows(sim: FinishedRun, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per join (``JOIN_COLUMNS``)."""
+    rows = []
+    for j in sim.records.joins:
+        if not j.snapshot:
+            sim.records.snapshot_join(j)  # still a member at the horizon
+        rows.append(
+            {
+                **base,
+                "join_id": j.join_id,
+                "user": f"u{j.user}",
+                "room": j.room,
+                "room_size": j.room_size,
+                "kind": j.kind,
+                "history_visibility": j.history_visibility,
+                "joined_at": j.joined_at,
+                "bundle_keys": j.bundle_keys,
+                "served_at": j.served_at,
+                "keyed_at": j.keyed_at,
+                "keyed": not math.isnan(j.keyed_at),
+                "left_at": j.left_at,
+                "closed_at": j.closed_at,
+                "history_messages": j.history_messages,
+                "history_unreadable": j.history_unreadable,
+                "later_messages": j.later_messages,
+                "later_unreadable": j.later_unreadable,
             }
         )
     return rows

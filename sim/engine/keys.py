@@ -28,6 +28,10 @@ class KeyView:
         except ProtocolError:
             return False
 
+    def holders_ids(self, room_id: str) -> list[str]:
+        """The members (ids) holding the room's current key, in subscription order."""
+        return [uid for uid in self.server.room(room_id).subscriptions if self.holds(room_id, uid)]
+
     def holders(self, room_id: str, exclude: str | None = None) -> list[int]:
         """The members (numbers) holding the room's current key, in subscription order."""
         room = self.server.room(room_id)

@@ -1,10 +1,14 @@
-"""What a simulation run records: the outcome and room rows (:class:`Records`), and per-device
-bookkeeping.
+"""What a simulation run records: the outcome, join and room rows (:class:`Records`), and
+per-device bookkeeping.
 
 Each reset opens one outcome row per encrypted room of the user.  A row closes when the user is
 restored, when the same user resets again (``superseded_at``), when it leaves the room
 (``left_at``) or when it accepts a key a malicious server planted; the history it records is read
 then (:meth:`Records.snapshot`).
+
+Each join opens a join row: when the joiner first held the room's current key, and how much of
+the room's past it reads (:meth:`Records.snapshot_join`, when it leaves, at its next reset, or at
+the horizon).  Join rows are a table of their own, so outcome and room rows stay as they were.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ if TYPE_CHECKING:
     from .keys import KeyView
 
 __all__ = [
+    "JOIN_COLUMNS",
     "OUTCOME_COLUMNS",
     "ROOM_COLUMNS",
     "Device",
+    "Join",
     "Outcome",
     "Records",
     "RoomStats",
@@ -58,6 +64,28 @@ OUTCOME_COLUMNS = (
     "old_keys_recovered",
     "history_messages",
     "history_unreadable",
+)
+JOIN_COLUMNS = (
+    "run_id",
+    "seed",
+    "policy",
+    "join_id",
+    "user",
+    "room",
+    "room_size",
+    "kind",
+    "history_visibility",
+    "joined_at",
+    "bundle_keys",
+    "served_at",
+    "keyed_at",
+    "keyed",
+    "left_at",
+    "closed_at",
+    "history_messages",
+    "history_unreadable",
+    "later_messages",
+    "later_unreadable",
 )
 ROOM_COLUMNS = (
     "run_id",
@@ -114,6 +142,36 @@ class Outcome:
     old_keys_recovered: int = 0
     history_messages: int = 0
     history_unreadable: int = 0
+    snapshot: bool = False
+
+
+@dataclass(slots=True)
+class Join:
+    """One member added to a room: how it got the room's key, and what it reads of the past."""
+
+    join_id: int
+    user: int
+    room: str
+    room_size: int
+    #: ``invite`` (a member adds it) or ``auto`` (a team's auto-join rooms, a Matrix space)
+    kind: str
+    history_visibility: str
+    joined_at: float
+    #: policy bundle: the keys the inviter's bundle carried (0: none)
+    bundle_keys: int = 0
+    #: a key was handed to it (a suggestion, or a key stored for it)
+    served_at: float = _NAN
+    #: it first held the room's current key
+    keyed_at: float = _NAN
+    left_at: float = _NAN
+    #: when the row closed: it left, or reset its own key (NaN: open at the horizon)
+    closed_at: float = _NAN
+    #: messages sent before it joined, and those it cannot read (at the close, or the horizon)
+    history_messages: int = 0
+    history_unreadable: int = 0
+    #: messages sent after it joined (until the close), and those it cannot read
+    later_messages: int = 0
+    later_unreadable: int = 0
     snapshot: bool = False
 
 
@@ -176,6 +234,8 @@ class RunResult:
     adversary: dict[str, Any] | None = None
     #: what a faulty network did, when the scenario has one
     faults: dict[str, Any] | None = None
+    #: one row per join (``JOIN_COLUMNS``)
+    joins: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Records:
@@ -188,6 +248,9 @@ class Records:
         #: the roster (read only here)
         self.user_ids = user_ids
         self.outcomes: list[Outcome] = []
+        self.joins: list[Join] = []
+        #: the join rows still open, by (user, room)
+        self.open_joins: dict[tuple[int, str], Join] = {}
         #: the rows still waiting, by (user, room)
         self.open: dict[tuple[int, str], Outcome] = {}
         self.room_stats: dict[str, RoomStats] = {}
@@ -214,6 +277,8 @@ class Records:
         """A reset of ``u`` now: one open row per encrypted room of ``u``.  Rows an earlier reset
         left open are superseded (censored now)."""
         self.resets += 1
+        for key in [k for k in self.open_joins if k[0] == u]:  # what the join gave ends here
+            self.close_join(self.open_joins[key], now)
         for key in [k for k in self.open if k[0] == u]:
             earlier = self.open[key]
             earlier.superseded_at = now
@@ -259,6 +324,40 @@ class Records:
         o.history_messages = len(before)
         o.history_unreadable = sum(1 for c in before if self._kid(c) not in held)
         o.snapshot = True
+
+    def new_join(self, u: int, room_id: str, kind: str, now: float) -> Join:
+        """``u`` was added to ``room_id`` now: an open join row."""
+        room = self.server.room(room_id)
+        join = Join(
+            len(self.joins) + 1, u, room_id, len(room.subscriptions), kind, room.history_visibility, now
+        )
+        self.joins.append(join)
+        self.open_joins[(u, room_id)] = join
+        return join
+
+    def close_join(self, join: Join, now: float) -> None:
+        join.closed_at = now
+        self.snapshot_join(join)
+        self.open_joins.pop((join.user, join.room), None)
+
+    def snapshot_join(self, j: Join) -> None:
+        """Record what ``j``'s joiner reads of the room now: of the messages sent before it
+        joined, and of those sent since (until now), how many it holds no key for."""
+        held = self._kids_held(j.room, self.user_ids[j.user])
+        before, later = 0, 0
+        before_unread, later_unread = 0, 0
+        for m in self.server.messages(j.room):
+            content = m.e2e_content()
+            if content is None:
+                continue
+            unread = self._kid(content) not in held
+            if m.ts < j.joined_at:
+                before, before_unread = before + 1, before_unread + unread
+            else:
+                later, later_unread = later + 1, later_unread + unread
+        j.history_messages, j.history_unreadable = before, before_unread
+        j.later_messages, j.later_unreadable = later, later_unread
+        j.snapshot = True
 
     def _kid(self, content: dict[str, Any]) -> str | None:
         """The kid a message was sent under; None for a ciphertext too malformed to name one

@@ -198,7 +198,17 @@ class Simulation:
         if sc.get("recovery.owner_resets_lost_rooms"):
             records.on_lost = self.owners.recover
         self.traffic = Traffic(clock, server, presence, devices, keys, records, following, seed=seed)
-        self.membership = Membership(clock, server, devices, keys, records, following, seed=seed)
+        self.membership = Membership(
+            clock,
+            server,
+            presence,
+            devices,
+            keys,
+            records,
+            following,
+            seed=seed,
+            invite_fraction=float(sc.get("membership.invite_fraction")),
+        )
 
     # ------------------------------------------------------------------ set-up
 
@@ -210,6 +220,8 @@ class Simulation:
         rng_2fa, rng_phones = stream(self.seed, "twofa"), stream(self.seed, "phone-owners")
         dehydrated = float(self.sc.get("dehydrated.setup_fraction"))
         rng_dehydrated = stream(self.seed, "dehydrated")
+        shared = float(self.sc.get("rooms.shared_history_fraction"))
+        rng_visibility = stream(self.seed, "history-visibility")
         for u in range(self.sc.users):
             uid = server.create_user(f"u{u}", f"pw-u{u}")
             self.user_ids.append(uid)
@@ -231,6 +243,10 @@ class Simulation:
                 rid = server.create_private_group(
                     owner, f"group-{len(self.room_ids)}", others, encrypted=spec.encrypted, now=0.0
                 )
+            # Matrix's private_chat preset makes a room's history "shared"; the others "joined"
+            # (only policy bundle reads it; drawn under every policy, from its own stream)
+            if rng_visibility.random() >= shared:
+                server.set_room_history_visibility(owner, rid, "joined")
             self.room_ids.append(rid)
             self.records.add_room(rid)
             devices.pump(0.0)
@@ -285,9 +301,15 @@ class Simulation:
             # it accepts at its next login (a joiner, or after a room-key reset), on either device
             self.following.follow(u)
             self.following.follow_phone(u)
-        holds = event in ("accepted", "stored", "rejoined") and self.keys.holds(room_id, user_id)
+        holds = event in ("accepted", "stored", "rejoined", "session") and self.keys.holds(room_id, user_id)
         if holds and room_id in records.lost_rooms:
             records.note_regained(room_id, now)
+        join = records.open_joins.get((u, room_id))
+        if join is not None and math.isnan(join.keyed_at):
+            if math.isnan(join.served_at) and (event == "suggested" or holds):
+                join.served_at = now
+            if holds:
+                join.keyed_at = now
         if outcome is None:
             return
         if event == "suggested" and math.isnan(outcome.served_at):
@@ -305,6 +327,8 @@ class Simulation:
                 outcome.restored_via = "room_key_reset"
             elif event == "rejoined":
                 outcome.restored_via = "rejoin"
+            elif event == "session":  # a sender's new session after a join (policy ratchet)
+                outcome.restored_via = "session"
             elif self.resets.restoring is not None:
                 outcome.restored_via = self.resets.restoring
             else:

@@ -5,6 +5,13 @@ room at uniform times.  A message is sent by a member who holds the room's key a
 (the room's history a restored user may or may not read); a join is ``addUsersToRoom`` by the
 room's first member (the joiner with a key pair is queued, spec section 3.8); a leave is
 ``leaveRoom``, which does not re-key the room.
+
+A join is an explicit invite (``membership.invite_fraction``) or a join without an inviter (a
+team's auto-join rooms in Rocket.Chat, a room joined through a space in Matrix).  It makes no
+difference to Rocket.Chat; under policy ``bundle`` an invite is made by a member online that holds
+the room's key, whose client leaves the invitee a room key bundle (MSC4268), and the invitee
+takes it at its next login.  An invite while no such member is online carries no bundle: join
+times are the same under every policy, so that joiners are compared on the same joins.
 """
 
 from __future__ import annotations
@@ -90,20 +97,25 @@ class Membership:
         self,
         clock: Clock,
         server: Server,
+        presence: PresenceModel,
         devices: Devices,
         keys: KeyView,
         records: Records,
         following: Following,
         *,
         seed: int,
+        invite_fraction: float = 1.0,
     ) -> None:
         self.clock = clock
         self.server = server
+        self.presence = presence
         self.devices = devices
         self.keys = keys
         self.records = records
         self.following = following
+        self.invite_fraction = invite_fraction
         self._rng = stream(seed, "membership")
+        self._kinds = stream(seed, "join-kind")
 
     def schedule(self, join_rate: float, leave_rate: float, room_ids: list[str]) -> None:
         """``join_rate``, ``leave_rate``: per private group and day."""
@@ -127,21 +139,57 @@ class Membership:
             candidate = user_ids[int(pick * len(user_ids)) % len(user_ids)]
             if candidate in room.subscriptions or not members:
                 return
-            self.server.add_user_to_room(members[0], room_id, candidate, now=now)
+            invite = self._kinds.random() < self.invite_fraction
+            bundled = self._invite(room_id, candidate, now) if invite else None
+            if bundled is None:
+                self.server.add_user_to_room(members[0], room_id, candidate, now=now)
+            join = self.records.new_join(
+                self.keys.index[candidate], room_id, "invite" if invite else "auto", now
+            )
+            join.bundle_keys = bundled or 0
             self.devices.pump(now)
+            if bundled:  # it takes the bundle at its next login
+                self.following.follow(join.user)
             if room.is_waiting(candidate):
                 self.following.wake_holders(room_id, candidate)
             return
         if len(members) <= 2:
             return
         leaver = members[1 + int(pick * (len(members) - 1)) % (len(members) - 1)]
-        waiting = self.records.open.get((self.keys.index[leaver], room_id))
+        u_leaver = self.keys.index[leaver]
+        joined = self.records.open_joins.get((u_leaver, room_id))
+        if joined is not None:
+            joined.left_at = now
+            self.records.close_join(joined, now)
+        waiting = self.records.open.get((u_leaver, room_id))
         if waiting is not None:  # it stops waiting for this room's key
             waiting.left_at = now
             self.records.close(waiting, now)
         self.server.leave_room(leaver, room_id)
         self.devices.pump(now)
         self.records.note_loss(room_id, now)
+
+    def _invite(self, room_id: str, invitee: str, now: float) -> int | None:
+        """Policy ``bundle``: the first member online now that holds the room's key invites
+        ``invitee`` through its client; returns the keys its bundle carried, or None when no
+        such member can act now (the join then happens without one)."""
+        if not self.server.mechanisms.bundle:
+            return None
+        for uid in self.keys.holders_ids(room_id):
+            u = self.keys.index[uid]
+            if not self.presence.is_online(u, now) or now < self.devices[u].locked_until:
+                continue
+            was_online = self.devices.online(u)
+            try:
+                client = self.devices.login(u, now)
+            except Wait:
+                continue
+            if not client.functional or not client.holds_current_key(room_id):
+                continue
+            if not was_online:
+                self.following.stay_for_session(u, now)
+            return client.invite(room_id, invitee, now=now)
+        return None
 
 
 def _draw(

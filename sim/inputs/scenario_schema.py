@@ -115,6 +115,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "group_size_dist": Key(str, "fixed", _one_of("fixed", "poisson", "geometric", "uniform"), ""),
         "group_size_max": Key(int, 50, _at_least(2), ""),
         "unencrypted_fraction": Key((int, float), 0.0, _fraction, ""),
+        "shared_history_fraction": Key(
+            (int, float), 1.0, _fraction, "rooms whose history visibility is 'shared' (policy bundle)"
+        ),
         "communities": Key(int, 10, _at_least(1), ""),
         "p_in": Key((int, float), 0.1, _fraction, ""),
         "p_out": Key((int, float), 0.001, _fraction, ""),
@@ -145,6 +148,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "membership": {
         "join_rate_per_room_day": Key((int, float), 0.0, _non_negative, ""),
         "leave_rate_per_room_day": Key((int, float), 0.0, _non_negative, ""),
+        "invite_fraction": Key(
+            (int, float),
+            1.0,
+            _fraction,
+            "joins that are explicit invites (the rest: team auto-join, a Matrix space); policy bundle",
+        ),
     },
     "recovery": {
         "owner_resets_lost_rooms": Key(

@@ -11,6 +11,7 @@ names (:class:`~sim.engine.RunResult` and its columns); it never runs a simulati
 from .load import Results, load_results
 from .rundir import check_out_dir, is_run_dir, write_run
 from .tables import (
+    joins_frame,
     kaplan_meier,
     outcomes_frame,
     proportion,
@@ -24,6 +25,7 @@ __all__ = [
     "Results",
     "check_out_dir",
     "is_run_dir",
+    "joins_frame",
     "kaplan_meier",
     "load_results",
     "outcomes_frame",

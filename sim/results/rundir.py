@@ -1,4 +1,5 @@
-"""One run on disk: ``outcomes.parquet``, ``rooms.parquet``, ``summary.json`` and ``plots/*.png``.
+"""One run on disk: ``outcomes.parquet``, ``rooms.parquet``, ``joins.parquet``, ``summary.json``
+and ``plots/*.png``.
 
 :func:`write_run` writes them into a fresh directory that replaces ``out`` only once complete, so
 an interrupted run never leaves a half-written output directory; :func:`check_out_dir` refuses,
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..engine import RunResult
 from .files import replace_dir
-from .tables import outcomes_frame, rooms_frame, summarize
+from .tables import joins_frame, outcomes_frame, rooms_frame, summarize
 
 __all__ = ["check_out_dir", "is_run_dir", "write_run"]
 
@@ -89,6 +90,7 @@ def write_run(result: RunResult, out: Path, *, plots: bool = True) -> dict[str, 
     try:
         outcomes_frame(result).to_parquet(tmp / "outcomes.parquet", index=False)
         rooms_frame(result).to_parquet(tmp / "rooms.parquet", index=False)
+        joins_frame(result).to_parquet(tmp / "joins.parquet", index=False)
         (tmp / "summary.json").write_text(
             json.dumps(_clean(summary), indent=2, sort_keys=True, default=_json_default) + "\n"
         )

@@ -21,9 +21,11 @@ from typing import Any
 import pandas as pd
 
 from .. import __version__
-from ..engine import OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
+from ..engine import JOIN_COLUMNS, OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
 
 __all__ = [
+    "joins_frame",
+    "joins_summary",
     "kaplan_meier",
     "outcomes_frame",
     "restore_ends",
@@ -35,6 +37,10 @@ __all__ = [
 
 def outcomes_frame(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(result.outcomes, columns=list(OUTCOME_COLUMNS))
+
+
+def joins_frame(result: RunResult) -> pd.DataFrame:
+    return pd.DataFrame(result.joins, columns=list(JOIN_COLUMNS))
 
 
 def rooms_frame(result: RunResult) -> pd.DataFrame:
@@ -113,6 +119,40 @@ def kaplan_meier(outcomes: pd.DataFrame, horizon_s: float) -> dict[str, Any]:
     }
 
 
+def joins_summary(joins: pd.DataFrame, horizon_s: float) -> dict[str, Any]:
+    """What joiners got: the share that held the room's key, the share of those who joined a room
+    with a past that read all of it, the share of that past readable (a ratio of sums), and the
+    Kaplan-Meier median from the join to holding the key (censored where the row closed, or at
+    the horizon)."""
+    n = len(joins)
+    keyed = joins["keyed"].astype(bool)
+    past = joins[joins["history_messages"] > 0]
+    out: dict[str, Any] = {
+        "n": n,
+        "invites": int((joins["kind"] == "invite").sum()),
+        "bundles": int((joins["bundle_keys"] > 0).sum()),
+        "fraction_keyed": proportion(int(keyed.sum()), n),
+        "fraction_with_history": proportion(int((past["history_unreadable"] == 0).sum()), len(past)),
+        "history_readable": ratio(
+            past["history_messages"] - past["history_unreadable"], past["history_messages"]
+        ),
+    }
+    if n == 0:
+        out["time_to_key_km"] = {"n": 0, "events": 0, "median_s": math.nan}
+        return out
+    from lifelines import KaplanMeierFitter
+
+    ends = joins["keyed_at"].fillna(joins["closed_at"].fillna(horizon_s))
+    kmf = KaplanMeierFitter().fit((ends - joins["joined_at"]).clip(lower=0.0), event_observed=keyed)
+    median = float(kmf.median_survival_time_)
+    out["time_to_key_km"] = {
+        "n": n,
+        "events": int(keyed.sum()),
+        "median_s": median if math.isfinite(median) else math.inf,
+    }
+    return out
+
+
 def summarize(result: RunResult) -> dict[str, Any]:
     sc = result.scenario
     outcomes = outcomes_frame(result)
@@ -152,6 +192,7 @@ def summarize(result: RunResult) -> dict[str, Any]:
         ),
         "rooms_lost": proportion(lost, len(encrypted)),
         "time_to_restore_km": kaplan_meier(outcomes, sc.horizon_s),
+        "joins": joins_summary(joins_frame(result), sc.horizon_s),
         "stationary_online": result.stationary_online,
         "adversary": result.adversary,
         "faults": result.faults,
@@ -184,6 +225,15 @@ def terminal_table(summary: dict[str, Any]) -> str:
         f"  rooms lost          {pct(summary['rooms_lost'])}",
         f"  median time to restore (Kaplan-Meier): {median_text}",
     ]
+    joins = summary.get("joins")
+    if joins and joins["n"]:
+        key_median = joins["time_to_key_km"]["median_s"]
+        lines += [
+            f"  joiners {joins['n']} ({joins['invites']} invited, {joins['bundles']} with a key bundle)",
+            f"    held the room key {pct(joins['fraction_keyed'])}; median "
+            + ("not reached" if not math.isfinite(key_median) else _duration(key_median)),
+            f"    read the whole past {pct(joins['fraction_with_history'])}",
+        ]
     stopped = [
         f"{summary[key]} {what}"
         for key, what in (
