@@ -98,6 +98,13 @@ class HistoryServerMixin:
         """``kid`` became ``room``'s key at ``now``."""
         room.key_since[kid] = float(now)
 
+    def waits_for_session(self, room_id: str, user_id: str) -> bool:
+        """Policy ``ratchet``: whether member ``user_id`` joined after the room's current key
+        was made, so that it waits for the next sender's new session (not for this key)."""
+        room = self.room(room_id)
+        sub = room.subscriptions.get(user_id)
+        return sub is not None and not self._entitled(room, sub, room.e2e_key_id)
+
     def e2e_session_due(self, user_id: str, room_id: str) -> bool:
         """Policy ``ratchet``: whether a member joined since the room's current key was made, so
         that a sender starts a new session before its next message."""

@@ -18,7 +18,9 @@ the invariant holds.  Tests, the simulator and ``keysim check`` call :func:`chec
   key from one of those after the reset (a user with a phone and a web client).
 * :func:`nobody_silently_lost` (policies ``queue`` and ``backup``): a member with a key pair who
   lacks a room's current key has a suggestion waiting, waits in the room's queue, or the room is
-  lost (nobody holds its key): nobody is left waiting where no holder will ever look.
+  lost (nobody holds its key): nobody is left waiting where no holder will ever look.  Under
+  ``ratchet`` a member who joined after the current key was made waits for the next sender's
+  new session instead.
 """
 
 from __future__ import annotations
@@ -165,8 +167,9 @@ def reset_users_recover_properly(
     clients: Mapping[str, Client], other_devices: Mapping[str, Sequence[Client]] | None = None
 ) -> list[Violation]:
     """After a user's latest reset, its first key per room came from a holder, the backup or
-    its own creation (room-key reset, new room, rejoin); under policy ``rejoin`` also from the
-    ``E2EKey`` another member's rejoin handed it.  An ``E2EKey`` is also fine when one of the
+    its own creation (room-key reset, new room, rejoin); under policy ``rejoin`` (``ratchet``)
+    also from the ``E2EKey`` another member's rejoin (new session) handed it, and under
+    ``bundle`` from an inviter's key bundle.  An ``E2EKey`` is also fine when one of the
     user's ``other_devices`` took that key (room and kid) from a legitimate source after the
     reset: that device accepted it, and the server stored it for the user."""
     out = []
@@ -176,8 +179,10 @@ def reset_users_recover_properly(
         allowed = {"suggestion", "backup", "created", "rejoined"}
         if client.server.mechanisms.dehydrated:
             allowed.add("dehydrated")
-        if client.server.mechanisms.rejoin:
-            allowed.add("E2EKey")
+        if client.server.mechanisms.rejoin or client.server.mechanisms.ratchet:
+            allowed.add("E2EKey")  # another member's rejoin, or its new session, stored it
+        if client.server.mechanisms.bundle:
+            allowed.add("bundle")
         since = client.resets[-1]
         vouched: dict[tuple[str, str], float] = {}  # (room, kid) -> when another device took it
         for other in (other_devices or {}).get(uid, ()):
@@ -219,6 +224,8 @@ def nobody_silently_lost(server: Server) -> list[Violation]:
                 continue
             if server.user(uid).e2e_public_key is None:
                 continue  # no key pair yet: it is queued when it uploads one
+            if server.waits_for_session(room_id, uid):
+                continue  # policy ratchet: a joiner is handed the next sender's new session
             out.append(
                 Violation("nobody_silently_lost", f"{uid} lacks the key of {room_id} and waits nowhere")
             )

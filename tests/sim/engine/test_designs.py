@@ -164,7 +164,8 @@ def test_password_recovery_changes_nothing_else(policy: str) -> None:
 
 @pytest.mark.parametrize("phones", [0.0, 0.5], ids=["web", "phones"])
 @pytest.mark.parametrize(
-    "policy", ["rocketchat", "live", "backup", "escrow", "contacts", "rejoin", "dehydrated"]
+    "policy",
+    ["rocketchat", "live", "backup", "escrow", "contacts", "rejoin", "dehydrated", "ratchet", "bundle"],
 )
 def test_the_invariants_hold_under_every_design(policy: str, phones: float) -> None:
     data = {
