@@ -12,15 +12,15 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .. import __version__
-from ..engine import RunResult
-from .tables import kaplan_meier, outcomes_frame, proportion, restore_ends, rooms_frame
+from ..engine import JOIN_COLUMNS, RunResult
+from .tables import joins_frame, kaplan_meier, outcomes_frame, proportion, restore_ends, rooms_frame
 
 __all__ = [
     "METRICS",
@@ -67,6 +67,9 @@ class Results:
     runs: pd.DataFrame  # one row per run: run_key, replicate, horizon_s, ..., the axis values
     axes: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    #: one row per join (``JOIN_COLUMNS``), tagged like the outcome rows; empty for runs written
+    #: before keysim kept joins
+    joins: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(JOIN_COLUMNS)))
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -85,19 +88,24 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _assemble(
-    kind: str, source: str, parts: list[tuple[dict[str, Any], Any, Any]], swept: list[str], notes: list[str]
+    kind: str,
+    source: str,
+    parts: list[tuple[dict[str, Any], Any, Any, Any]],
+    swept: list[str],
+    notes: list[str],
 ) -> Results:
-    """``parts``: (run identity and axis values, outcomes frame, rooms frame) per run."""
-    outcomes = _concat([_tag(o, run) for run, o, _ in parts])
-    rooms = _concat([_tag(r, run) for run, _, r in parts])
-    runs = pd.DataFrame([run for run, _, _ in parts])
+    """``parts``: (run identity and axis values, outcomes, rooms and joins frames) per run."""
+    outcomes = _concat([_tag(o, run) for run, o, _, _ in parts])
+    rooms = _concat([_tag(r, run) for run, _, r, _ in parts])
+    joins = _concat([_tag(j, run) for run, _, _, j in parts])
+    runs = pd.DataFrame([run for run, _, _, _ in parts])
     if POLICY not in runs:
-        first = [(o if not o.empty else r)["policy"] for _, o, r in parts]
+        first = [(o if not o.empty else r)["policy"] for _, o, r, _ in parts]
         runs[POLICY] = [str(p.iloc[0]) if len(p) else "" for p in first]
     axes = list(swept)
     if POLICY not in axes and runs[POLICY].nunique() > 1:
         axes.append(POLICY)
-    return Results(kind, source, outcomes, rooms, runs, tuple(axes), tuple(notes))
+    return Results(kind, source, outcomes, rooms, runs, tuple(axes), tuple(notes), joins)
 
 
 def _run_identity(run_key: str, replicate: int, summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,20 +121,25 @@ def _run_identity(run_key: str, replicate: int, summary: Mapping[str, Any]) -> d
     }
 
 
-def _read(folder: Path, outcomes: Path, rooms: Path, summary: Path) -> tuple[Any, Any, dict[str, Any]]:
+def _read(
+    folder: Path, outcomes: Path, rooms: Path, summary: Path, joins: Path
+) -> tuple[Any, Any, dict[str, Any], Any]:
+    """The files of one run; ``joins`` may be absent (a run written before keysim kept joins)."""
     for f in (outcomes, rooms, summary):
         if not f.is_file():
             raise ReportError(folder, f"{f.relative_to(folder)} is missing")
     try:
-        return pd.read_parquet(outcomes), pd.read_parquet(rooms), json.loads(summary.read_text())
+        joined = pd.read_parquet(joins) if joins.is_file() else pd.DataFrame(columns=list(JOIN_COLUMNS))
+        return pd.read_parquet(outcomes), pd.read_parquet(rooms), json.loads(summary.read_text()), joined
     except (OSError, ValueError) as exc:  # pyarrow's errors are ValueError or OSError
         raise ReportError(folder, f"cannot read a result file: {exc}") from None
 
 
 def _load_run(path: Path) -> Results:
-    outcomes, rooms, summary = _read(path, *(path / name for name in RUN_FILES))
+    o, r, s = (path / name for name in RUN_FILES)
+    outcomes, rooms, summary, joins = _read(path, o, r, s, path / "joins.parquet")
     run = _run_identity(str(summary.get("run_id") or path.name), 0, summary)
-    return _assemble("run", str(path), [(run, outcomes, rooms)], [], [])
+    return _assemble("run", str(path), [(run, outcomes, rooms, joins)], [], [])
 
 
 def _load_sweep(path: Path) -> Results:
@@ -148,17 +161,18 @@ def _load_sweep(path: Path) -> Results:
     for run_key, point_json, replicate in rows:
         point = json.loads(point_json or "{}")
         swept.update(dict.fromkeys(point))
-        outcomes, rooms, summary = _read(
+        outcomes, rooms, summary, joins = _read(
             path,
             path / "outcomes" / f"{run_key}.parquet",
             path / "rooms" / f"{run_key}.parquet",
             path / "summaries" / f"{run_key}.json",
+            path / "joins" / f"{run_key}.parquet",
         )
         run = _run_identity(str(run_key), int(replicate), summary)
         scalars = {
             k: v if isinstance(v, str | int | float | bool) else json.dumps(v) for k, v in point.items()
         }
-        parts.append(({**run, **scalars}, outcomes, rooms))
+        parts.append(({**run, **scalars}, outcomes, rooms, joins))
     notes = (
         [f"{unfinished} run(s) not finished (status other than 'done') are left out."] if unfinished else []
     )
@@ -199,7 +213,7 @@ def collect(runs: Mapping[Any, RunResult], axis: str = "variant") -> Results:
         }
         if axis != POLICY:
             run[POLICY] = sc.get("simulation.policy")
-        parts.append((run, outcomes_frame(result), rooms_frame(result)))
+        parts.append((run, outcomes_frame(result), rooms_frame(result), joins_frame(result)))
     return _assemble("collected", "in memory", parts, [axis], [])
 
 

@@ -9,14 +9,15 @@ Layout (``keysim report`` reads it; keep it stable)::
     OUT/outcomes/<run_key>.parquet  the run's outcome rows + one column per axis + "replicate"
     OUT/rooms/<run_key>.parquet     the run's room rows + the same columns
     OUT/summaries/<run_key>.json    sim.results.summarize() + point, replicate, run_key
+    OUT/joins/<run_key>.parquet     the run's join rows + the same columns as outcomes
 
-Crash safety rests on one ordering.  A worker writes its run's three files, each under a temporary
+Crash safety rests on one ordering.  A worker writes its run's four files, each under a temporary
 name in the destination directory, fsynced, renamed over the final name (``os.replace``, atomic)
 and the directory fsynced; only after the worker has returned does the parent mark the run
 ``done``, in one SQLite transaction (``synchronous=FULL``).  So a ``done`` row always has complete
 files, and a file without a ``done`` row belongs to a run killed after writing: it is run again
 and its files replaced by identical ones (a run is a function of its scenario and seed).  A run is
-skipped on resume only if its row is ``done`` *and* its three files exist.  Names are the run_key,
+skipped on resume only if its row is ``done`` *and* its four files exist.  Names are the run_key,
 and run_key is the table's primary key, so nothing can be duplicated.
 
 A run's name is its content: ``config_hash`` is the SHA-256 of the canonical JSON of everything
@@ -90,8 +91,8 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 
-#: The three per-run directories and their file suffixes, in the order they are written.
-_KINDS = (("outcomes", ".parquet"), ("rooms", ".parquet"), ("summaries", ".json"))
+#: The four per-run directories and their file suffixes, in the order they are written.
+_KINDS = (("outcomes", ".parquet"), ("rooms", ".parquet"), ("summaries", ".json"), ("joins", ".parquet"))
 
 
 def config_hash(scenario: Scenario) -> str:
@@ -112,10 +113,10 @@ def config_hash(scenario: Scenario) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def run_files(out: Path, run_key: str) -> tuple[Path, Path, Path]:
-    """The outcomes, rooms and summary files of one run."""
-    o, r, s = (Path(out) / kind / f"{run_key}{suffix}" for kind, suffix in _KINDS)
-    return o, r, s
+def run_files(out: Path, run_key: str) -> tuple[Path, Path, Path, Path]:
+    """The outcomes, rooms, summary and joins files of one run."""
+    o, r, s, j = (Path(out) / kind / f"{run_key}{suffix}" for kind, suffix in _KINDS)
+    return o, r, s, j
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +180,17 @@ def write_durably(path: Path, data: pd.DataFrame | bytes) -> None:
 
 
 def write_run_files(
-    out: Path, run_key: str, outcomes: pd.DataFrame, rooms: pd.DataFrame, summary: Mapping[str, Any]
+    out: Path,
+    run_key: str,
+    outcomes: pd.DataFrame,
+    rooms: pd.DataFrame,
+    summary: Mapping[str, Any],
+    joins: pd.DataFrame,
 ) -> None:
     """Write one run's files, each atomically and durably (called in the worker)."""
     text = json.dumps(_json_safe(summary), indent=2, sort_keys=True, allow_nan=False) + "\n"
     paths = run_files(out, run_key)
-    for path, data in zip(paths, (outcomes, rooms, text.encode("utf-8")), strict=True):
+    for path, data in zip(paths, (outcomes, rooms, text.encode("utf-8"), joins), strict=True):
         write_durably(path, data)
 
 
@@ -239,7 +245,7 @@ class RunStore:
         return {row[0]: dict(zip(RUN_COLUMNS, row, strict=True)) for row in cursor}
 
     def finished(self) -> set[str]:
-        """Runs that need not run again: status 'done' and all three files present."""
+        """Runs that need not run again: status 'done' and all four files present."""
         keys = self._db.execute("SELECT run_key FROM runs WHERE status = 'done'")
         return {k for (k,) in keys if all(p.is_file() for p in run_files(self.out, k))}
 

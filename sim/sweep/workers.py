@@ -56,14 +56,14 @@ def execute_run(base: str, spec: RunSpec, out: str) -> RunReport:
         raise RuntimeError(f"{base}: the scenario differs from the one planned for run {spec.run_key}")
     result = run_scenario(scenario)
     frames = []
-    for frame in (outputs.outcomes_frame(result), outputs.rooms_frame(result)):
+    for frame in (outputs.outcomes_frame(result), outputs.rooms_frame(result), outputs.joins_frame(result)):
         for axis, value in spec.point.items():
             frame[axis] = value
         frame["replicate"] = spec.record.replicate
         frames.append(frame)
     summary = {**outputs.summarize(result), "run_key": spec.run_key, "point": dict(spec.point)}
     summary["replicate"] = spec.record.replicate
-    write_run_files(Path(out), spec.run_key, frames[0], frames[1], summary)
+    write_run_files(Path(out), spec.run_key, frames[0], frames[1], summary, frames[2])
     return RunReport(spec.run_key, started_at, time.perf_counter() - clock)
 
 

@@ -17,12 +17,13 @@ with the closed form (its g = 3 members hold the key); the bands are two-sided 9
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from scipy import stats
 
-from sim.engine import RunResult, run_scenario
+from sim.engine import JOIN_COLUMNS, RunResult, run_scenario
 from sim.inputs.scenario import parse_scenario
 
 GROUP = 3
@@ -118,3 +119,30 @@ def test_bundle_closed_form(joins: dict[str, pd.DataFrame]) -> None:
 def test_the_invariants_hold_for_joiners(policy: str) -> None:
     result = _run(policy, check=True)
     assert result.invariants_checked and result.violations == []
+
+
+def test_join_rows_are_written_and_read_back(tmp_path: Path) -> None:
+    from sim import api
+    from sim.results import write_run
+
+    result = run_scenario(
+        parse_scenario(
+            {
+                "simulation": {"horizon_days": 0.5, "seed": 3, "policy": "bundle"},
+                "population": {"users": 60},
+                "rooms": {"groups": 12, "group_size": 4},
+                "traffic": {"messages_per_room_day": 24.0},
+                "membership": {"join_rate_per_room_day": 4.0},
+            }
+        )
+    )
+    assert len(result.joins) > 5
+    summary = write_run(result, tmp_path / "run", plots=False)
+    assert summary["joins"]["n"] == len(result.joins)
+    back = api.load(tmp_path / "run")
+    pd.testing.assert_frame_equal(
+        back.joins[list(JOIN_COLUMNS)].reset_index(drop=True), api.joins(result), check_dtype=False
+    )
+    # a run written before keysim kept joins reads back with none
+    (tmp_path / "run" / "joins.parquet").unlink()
+    assert api.load(tmp_path / "run").joins.empty

@@ -32,11 +32,14 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return outcomes, rooms
 
 
+JOINS = pd.DataFrame({"room": ["r2"], "joined_at": [40.0], "keyed": [True]})
+
+
 def test_layout_schema_and_wal(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     with RunStore(out):
         pass
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["outcomes", "rooms", "summaries"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["joins", "outcomes", "rooms", "summaries"]
     db = sqlite3.connect(out / "runs.sqlite")
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -59,7 +62,7 @@ def test_transitions_keep_one_row_per_run(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="files are missing"):
             store.finish("0123456789abcdef", started_at=101.5, wall_s=2.0, now=104.0)
         assert store.rows()["0123456789abcdef"]["status"] == "running"
-        write_run_files(tmp_path, "0123456789abcdef", *frames(), {"replicate": 0})
+        write_run_files(tmp_path, "0123456789abcdef", *frames(), {"replicate": 0}, JOINS)
         store.finish("0123456789abcdef", started_at=101.5, wall_s=2.0, now=104.0)
         row = store.rows()["0123456789abcdef"]
         assert (row["status"], row["started_at"], row["finished_at"], row["wall_s"]) == (
@@ -96,15 +99,17 @@ def test_run_files_round_trip_readable_by_all(tmp_path: Path) -> None:
     outcomes, rooms = frames()
     summary = {"fraction": math.nan, "point": {"rooms.group_size": 4.0}, "replicate": 1, "inf": math.inf}
     with RunStore(tmp_path):
-        write_run_files(tmp_path, "k1", outcomes, rooms, summary)
+        write_run_files(tmp_path, "k1", outcomes, rooms, summary, JOINS)
     paths = run_files(tmp_path, "k1")
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
         "outcomes/k1.parquet",
         "rooms/k1.parquet",
         "summaries/k1.json",
+        "joins/k1.parquet",
     ]
     pd.testing.assert_frame_equal(pd.read_parquet(paths[0]), outcomes)
     pd.testing.assert_frame_equal(pd.read_parquet(paths[1]), rooms)
+    pd.testing.assert_frame_equal(pd.read_parquet(paths[3]), JOINS)
     assert json.loads(paths[2].read_text()) == {
         "fraction": None,
         "inf": None,
@@ -129,13 +134,13 @@ def test_failed_write_leaves_neither_file_nor_temporary(
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", explode)
     with pytest.raises(OSError, match="disk full"):
-        write_run_files(tmp_path, "k2", outcomes, rooms, {})
+        write_run_files(tmp_path, "k2", outcomes, rooms, {}, JOINS)
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "runs.sqlite"]
 
 
 def test_stray_temporaries_are_cleaned(tmp_path: Path) -> None:
     with RunStore(tmp_path) as store:
-        write_run_files(tmp_path, "k3", *frames(), {})
+        write_run_files(tmp_path, "k3", *frames(), {}, JOINS)
         strays = [
             tmp_path / "outcomes" / ".k4.parquet.ab12cd.tmp",
             tmp_path / "summaries" / ".k4.json.ef34gh.tmp",

@@ -105,8 +105,8 @@ def test_local_sweep_writes_every_run_once(local_sweep: tuple[Path, Path]) -> No
         assert row["command"].startswith(f"keysim run {SMOKE} --seed {row['seed']} --set population.users=40")
         point = json.loads(row["point_json"])
         assert list(point) == AXES and isinstance(point["churn.mean_offline_minutes"], float)
-        outcomes, rooms, summary = run_files(out, row["run_key"])
-        for frame in (pd.read_parquet(outcomes), pd.read_parquet(rooms)):
+        outcomes, rooms, summary, joins = run_files(out, row["run_key"])
+        for frame in (pd.read_parquet(outcomes), pd.read_parquet(rooms), pd.read_parquet(joins)):
             assert (frame["replicate"] == row["replicate"]).all()
             for axis in AXES:
                 assert (frame[axis] == point[axis]).all()
