@@ -119,9 +119,10 @@ def _add_report(commands: _Commands) -> None:
         help="figures and one page from a run or a sweep directory",
         description=(
             "Read a run directory (keysim run) or a sweep directory (keysim sweep; finished runs "
-            "only) and write PNG figures, headline.csv and report.md or report.html under --out: "
-            "restoration against each swept axis with Wilson 95 % bands, policies side by side, "
-            "Kaplan-Meier curves of the time to restore, rooms lost, a table of headline figures."
+            "only) and write PNG figures, headline.csv (joiners.csv when members joined) and "
+            "report.md or report.html under --out: restoration against each swept axis with Wilson "
+            "95 % bands, policies side by side, Kaplan-Meier curves of the time to restore, rooms "
+            "lost, a table of headline figures, and what joiners read of the past."
         ),
     )
     report.add_argument("dir", type=Path, metavar="DIR", help="a run directory or a sweep directory")

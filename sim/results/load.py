@@ -29,6 +29,7 @@ __all__ = [
     "Results",
     "collect",
     "headline",
+    "joiners",
     "load_results",
     "online_vs_size",
     "proportions",
@@ -287,6 +288,44 @@ def headline(results: Results, by: Sequence[str] | None = None) -> pd.DataFrame:
         # restored_at is already filled with each run's horizon, so the horizon argument is unused
         km = kaplan_meier(censored.get(i, _censored(empty)), math.nan)
         row.update(km_median_s=km["median_s"], km_ci_low_s=km["ci_low_s"], km_ci_high_s=km["ci_high_s"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def joiners(results: Results, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """What joiners got, per group of run-level columns ``by`` (default: the grid points), the
+    replicates pooled: joins, invites, bundles, the share that held the room's key and the share
+    of joins into a room with a past that read all of it (each ``_k``, ``_n``, ``_value``,
+    ``_ci_low``, ``_ci_high``), and the Kaplan-Meier median from join to key (``key_median_s``,
+    censored where a row closed or at its run's horizon).  Empty when no run has joins."""
+    by = list(results.axes if by is None else by)
+    joins = results.joins
+    if joins.empty:
+        return pd.DataFrame()
+    from lifelines import KaplanMeierFitter
+
+    horizon = joins["run_key"].map(dict(zip(results.runs["run_key"], results.runs["horizon_s"], strict=True)))
+    joins = joins.assign(_end=joins["keyed_at"].fillna(joins["closed_at"].fillna(horizon)))
+    rows = []
+    for key, runs in _groups(results.runs, by):
+        mine = joins[joins["run_key"].isin(runs["run_key"])]
+        keyed = mine["keyed"].astype(bool)
+        past = mine[mine["history_messages"] > 0]
+        row: dict[str, Any] = {**dict(zip(by, key, strict=True)), "runs": len(runs), "joins": len(mine)}
+        row["invites"] = int((mine["kind"] == "invite").sum())
+        row["bundles"] = int((mine["bundle_keys"] > 0).sum())
+        for name, (k, n) in (
+            ("keyed", (int(keyed.sum()), len(mine))),
+            ("whole_past", (int((past["history_unreadable"] == 0).sum()), len(past))),
+        ):
+            row.update({f"{name}_{c}": v for c, v in proportion(k, n).items()})
+        median = math.nan
+        if len(mine):
+            kmf = KaplanMeierFitter().fit(
+                (mine["_end"] - mine["joined_at"]).clip(lower=0.0), event_observed=keyed
+            )
+            median = float(kmf.median_survival_time_)
+        row["key_median_s"] = median
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -58,6 +58,7 @@ from .load import (
     _hits,
     collect,
     headline,
+    joiners,
     load_results,
     online_vs_size,
     proportions,
@@ -100,7 +101,14 @@ def _subset(results: Results, column: str, value: Any) -> Results:
 
     axes = tuple(a for a in results.axes if a != column)
     return Results(
-        results.kind, results.source, keep(results.outcomes), keep(results.rooms), keep(results.runs), axes
+        results.kind,
+        results.source,
+        keep(results.outcomes),
+        keep(results.rooms),
+        keep(results.runs),
+        axes,
+        results.notes,
+        keep(results.joins),
     )
 
 
@@ -221,6 +229,30 @@ def format_headline(table: pd.DataFrame) -> pd.DataFrame:
     return out.astype(str)
 
 
+def format_joiners(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`joiners` as text for people."""
+    groups = list(table.columns[: list(table.columns).index("runs")])
+    out = table[groups].astype(str)
+    for column in ("runs", "joins", "invites", "bundles"):
+        out[column] = table[column]
+    for name, label in (("keyed", "held the room key"), ("whole_past", "read the whole past")):
+        k, n, v, lo, hi = (table[f"{name}_{c}"] for c in ("k", "n", "value", "ci_low", "ci_high"))
+        out[label] = [
+            f"{100 * v_:.1f} % [{100 * lo_:.1f}, {100 * hi_:.1f}] ({k_}/{n_})" if n_ else "n/a"
+            for k_, n_, v_, lo_, hi_ in zip(k, n, v, lo, hi, strict=True)
+        ]
+    out["median time to the key"] = [_time(m) if not math.isnan(m) else "n/a" for m in table["key_median_s"]]
+    return out.astype(str)
+
+
+JOINERS_NOTE = (
+    "Joiners: members added to a room during the run. 'Held the room key' counts those who held its "
+    "current key by the horizon (the median, Kaplan-Meier, runs from the join); 'read the whole past' "
+    "counts, of the joins into a room with earlier messages, those who could read every one of them "
+    "(scenarios/README.md, 'Joiners')."
+)
+
+
 def _intro(results: Results) -> list[str]:
     runs = results.runs
     lines = [
@@ -245,15 +277,18 @@ def _intro(results: Results) -> list[str]:
     return [*lines, *results.notes]
 
 
-def _markdown(results: Results, table: pd.DataFrame, shown: list[_Shown]) -> str:
+def _md_table(table: pd.DataFrame) -> list[str]:
     def cell(value: str) -> str:
         return value.replace("|", "\\|")
 
-    rows = [
+    return [
         "| " + " | ".join(cell(str(c)) for c in table.columns) + " |",
         "|" + "---|" * len(table.columns),
         *("| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)),
     ]
+
+
+def _markdown(results: Results, table: pd.DataFrame, shown: list[_Shown], joined: pd.DataFrame) -> str:
     parts = [
         "# keysim report",
         "",
@@ -261,8 +296,10 @@ def _markdown(results: Results, table: pd.DataFrame, shown: list[_Shown]) -> str
         "",
         "## Headline figures",
         "",
-        *rows,
+        *_md_table(table),
     ]
+    if not joined.empty:
+        parts += ["", "## Joiners", "", JOINERS_NOTE, "", *_md_table(joined)]
     for s in shown:
         parts += ["", f"## {s.title}", "", f"![{s.title}]({s.file})", "", f"*{s.caption}*"]
     return "\n".join(parts) + "\n"
@@ -296,9 +333,17 @@ def _inline_html(text: str) -> str:
     return "".join(out)
 
 
-def _html(results: Results, table: pd.DataFrame, shown: list[_Shown], folder: Path) -> str:
+def _html(
+    results: Results, table: pd.DataFrame, shown: list[_Shown], folder: Path, joined: pd.DataFrame
+) -> str:
     body = ["<h1>keysim report</h1>", *(f"<p>{_inline_html(line)}</p>" for line in _intro(results))]
     body += ["<h2>Headline figures</h2>", table.to_html(index=False, escape=True, border=0)]
+    if not joined.empty:
+        body += [
+            "<h2>Joiners</h2>",
+            f"<p>{_inline_html(JOINERS_NOTE)}</p>",
+            joined.to_html(index=False, escape=True, border=0),
+        ]
     for s in shown:
         data = base64.b64encode((folder / s.file).read_bytes()).decode("ascii")
         body += [
@@ -344,7 +389,15 @@ def make_report(path: Path, out: Path | None = None, fmt: str = "md") -> Path:
         table = headline(results)
         table.to_csv(tmp / "headline.csv", index=False)
         text = format_headline(table)
-        page = _markdown(results, text, shown) if fmt == "md" else _html(results, text, shown, tmp)
+        joined = joiners(results)
+        if not joined.empty:
+            joined.to_csv(tmp / "joiners.csv", index=False)
+            joined = format_joiners(joined)
+        page = (
+            _markdown(results, text, shown, joined)
+            if fmt == "md"
+            else _html(results, text, shown, tmp, joined)
+        )
         (tmp / f"report.{fmt}").write_text(page, encoding="utf-8")
         replace_dir(tmp, out)
     finally:

@@ -133,6 +133,7 @@ def test_join_rows_are_written_and_read_back(tmp_path: Path) -> None:
                 "rooms": {"groups": 12, "group_size": 4},
                 "traffic": {"messages_per_room_day": 24.0},
                 "membership": {"join_rate_per_room_day": 4.0},
+                "resets": {"rate_per_user_day": 1.0},
             }
         )
     )
@@ -143,6 +144,40 @@ def test_join_rows_are_written_and_read_back(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(
         back.joins[list(JOIN_COLUMNS)].reset_index(drop=True), api.joins(result), check_dtype=False
     )
-    # a run written before keysim kept joins reads back with none
+    # the report's joiner table pools what the summary says of the run
+    from sim.results.load import joiners
+    from sim.results.report import make_report
+
+    table = joiners(back)
+    assert len(table) == 1
+    row, joins = table.iloc[0], summary["joins"]
+    assert row["joins"] == joins["n"] and row["bundles"] == joins["bundles"]
+    assert row["keyed_k"] == joins["fraction_keyed"]["k"]
+    assert row["whole_past_k"] == joins["fraction_with_history"]["k"]
+    assert row["key_median_s"] == pytest.approx(joins["time_to_key_km"]["median_s"])
+    page = make_report(tmp_path / "run", tmp_path / "rep").read_text()
+    assert "## Joiners" in page and (tmp_path / "rep" / "joiners.csv").is_file()
+    # a run written before keysim kept joins reads back with none, and its report has no joiners
     (tmp_path / "run" / "joins.parquet").unlink()
     assert api.load(tmp_path / "run").joins.empty
+    assert "## Joiners" not in make_report(tmp_path / "run", tmp_path / "rep").read_text()
+
+
+def test_without_joins_ratchet_and_bundle_are_rocketchat_row_for_row() -> None:
+    """The two policies change only what joiners get: on a population nobody joins, every reset
+    comes back exactly as under Rocket.Chat."""
+
+    def rows(policy: str) -> pd.DataFrame:
+        data = {
+            "simulation": {"horizon_days": 3.0, "seed": 9, "policy": policy},
+            "population": {"users": 300},
+            "rooms": {"dms": 150, "groups": 40, "group_size": 4},
+            "resets": {"rate_per_user_day": 0.05, "forgot_password_rate_per_user_day": 0.05},
+            "traffic": {"messages_per_room_day": 4.0},
+        }
+        return pd.DataFrame(run_scenario(parse_scenario(data)).outcomes).drop(columns=["policy"])
+
+    reference = rows("rocketchat")
+    assert len(reference) > 30
+    for policy in ("ratchet", "bundle"):
+        pd.testing.assert_frame_equal(rows(policy), reference)
