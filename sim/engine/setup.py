@@ -76,8 +76,12 @@ def fault_model(sc: Scenario) -> FaultModel:
 
 
 def churn_params(sc: Scenario) -> list[ChurnParams] | Callable[[int], ChurnParams]:
-    """Each user's churn parameters: one set for everybody, or by population class (users are
-    assigned to classes in contiguous blocks by fraction, deterministically)."""
+    """Each user's churn parameters: one set for everybody, or by population class.  Each class
+    gets ``round(fraction * users)`` places (the last takes the rest); who takes which place is
+    ``population.class_assignment``: ``random`` (a permutation from the "classes" stream),
+    ``degree`` (users by the number of rooms they are in, most first, so the first class listed
+    gets the best-connected; ties by user number) or ``contiguous`` (u0, u1, ... in order: hubs of
+    a generated graph are not spread evenly then, which is why it is not the default)."""
     c = sc.values["churn"]
 
     def params(where: str, model: str, on_min: float, off_min: float, shape: float) -> ChurnParams:
@@ -117,7 +121,23 @@ def churn_params(sc: Scenario) -> list[ChurnParams] | Callable[[int], ChurnParam
         )
         table += [last] * (round(acc * n) - len(table))
     assert last is not None
-    return table + [last] * (n - len(table))
+    table += [last] * (n - len(table))
+    assignment = sc.get("population.class_assignment")
+    if assignment == "contiguous":
+        return table
+    if assignment == "random":
+        order = list(range(n))
+        stream(sc.seed, "classes").shuffle(order)
+    else:  # degree: the places in order, to users by room count, most first
+        rooms = [0] * n
+        for spec in room_specs(sc):
+            for m in spec.members:
+                rooms[m] += 1
+        order = sorted(range(n), key=lambda u: (-rooms[u], u))
+    out = [table[0]] * n
+    for place, user in enumerate(order):
+        out[user] = table[place]
+    return out
 
 
 def make_presence(sc: Scenario) -> PresenceModel:
@@ -175,6 +195,8 @@ def room_specs(sc: Scenario) -> list[RoomSpec]:
         ws_k=r["ws_k"],
         ws_p=r["ws_p"],
         file=str(sc.resolve(r["file"])) if r["file"] else None,
+        graph=r["graph"] or None,
+        mean_degree=r["mean_degree"],
     )
     explicit = [
         RoomSpec(t=e.type, members=e.members, encrypted=e.encrypted, owner=e.members[0])

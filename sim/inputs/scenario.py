@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .graph_file import NETWORKX_GRAPHS
 from .scenario_schema import SCHEMA, TABLES, Key, _seed
 
 __all__ = [
@@ -145,8 +146,17 @@ def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenari
     classes = _user_classes(data, values["churn"])
     if values["churn"]["model"] == "trace":
         _check_named_file(scenario, "churn.trace", "churn.model = 'trace'")
-    if values["rooms"]["generator"] == "file":
-        _check_named_file(scenario, "rooms.file", "rooms.generator = 'file'")
+    if values["rooms"]["generator"] in ("file", "bipartite"):
+        _check_named_file(scenario, "rooms.file", f"rooms.generator = {values['rooms']['generator']!r}")
+    rooms = values["rooms"]
+    if rooms["generator"] == "networkx" and rooms["graph"] not in NETWORKX_GRAPHS:
+        raise ScenarioError(
+            "rooms.graph", f"must be one of {', '.join(NETWORKX_GRAPHS)}, got {rooms['graph']!r}"
+        )
+    if rooms["generator"] != "networkx" and rooms["graph"]:
+        raise ScenarioError(
+            "rooms.graph", f"is read only with rooms.generator = 'networkx', not {rooms['generator']!r}"
+        )
     _check_group_size(values["rooms"], users)
     _check_scripted_times(scripted, values["simulation"]["horizon_days"])
     return replace(scenario, explicit_rooms=explicit, scripted_resets=scripted, classes=classes)

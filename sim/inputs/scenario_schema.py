@@ -88,6 +88,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "population": {
         "users": Key(int, 100, _at_least(2), "number of users, named u0 .. u{N-1}"),
+        "class_assignment": Key(
+            str,
+            "random",
+            _one_of("random", "degree", "contiguous"),
+            "how users get their [[population.classes]]: at random (seeded), by room count, or in blocks",
+        ),
     },
     "churn": {
         "model": Key(str, "exponential", _one_of("exponential", "weibull", "lognormal", "trace"), ""),
@@ -107,7 +113,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "rooms": {
         "generator": Key(
-            str, "random", _one_of("random", "communities", "barabasi_albert", "watts_strogatz", "file"), ""
+            str,
+            "random",
+            _one_of(
+                "random", "communities", "barabasi_albert", "watts_strogatz", "file", "networkx", "bipartite"
+            ),
+            "",
+        ),
+        "mean_degree": Key((int, float), 8.0, _non_negative, "generator random: expected contacts per user"),
+        "graph": Key(
+            str,
+            "",
+            None,
+            "generator networkx: karate_club, les_miserables, florentine_families, davis_southern_women",
         ),
         "dms": Key(int, 0, _non_negative, ""),
         "groups": Key(int, 0, _non_negative, ""),
@@ -124,7 +142,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ba_m": Key(int, 2, _at_least(1), ""),
         "ws_k": Key(int, 4, _at_least(2), ""),
         "ws_p": Key((int, float), 0.1, _fraction, ""),
-        "file": Key(str, "", None, "edge list or GraphML (generator = file)"),
+        "file": Key(str, "", None, "edge list, CSV, GraphML or GML (generator = file or bipartite)"),
     },
     "resets": {
         "rate_per_user_day": Key((int, float), 0.0, _non_negative, "own-key resets while online"),

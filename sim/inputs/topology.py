@@ -22,9 +22,14 @@ sparsely by geometric skipping (Batagelj & Brandes 2005, the algorithm of networ
 cross-team edges, so 100,000 users take seconds; graphs whose expected size exceeds
 ``MAX_EXPECTED_EDGES`` are refused (for large populations use many small teams: e.g. 1,000 teams of
 100 with p_in = 0.1 give a mean degree of 10).  "barabasi_albert" and "watts_strogatz" are
-networkx's generators.  "file" reads an edge list (``.txt``/``.edges``: "u v" per line, users
-written ``u3`` or ``3``, ``#`` comments, further columns ignored) or GraphML (``.graphml``, node
-ids written the same way); self-loops are dropped and every user exists even if isolated.
+networkx's generators.  "file" reads a social graph from a file, "networkx" takes one of the real
+graphs networkx ships (:mod:`sim.inputs.graph_file` has the formats, and how named nodes are
+relabelled onto users).
+
+User-by-room graphs.  "bipartite" (a file), and "networkx" with Davis's Southern Women, give the
+rooms themselves: every room of the graph is a private group of its members, owned by its
+lowest-numbered member (``groups`` = 0), or ``groups`` of them drawn at random; DMs are drawn
+from the pairs of users who share a room, and the group size keys are not read.
 
 Everything random comes from the ``random.Random`` passed in (the scenario's "topology" stream),
 so a run is a function of its seed.  This module knows nothing of keys, presence or the protocol.
@@ -43,7 +48,7 @@ from random import Random
 
 import networkx as nx
 
-from .graph_file import read_graph
+from .graph_file import NETWORKX_GRAPHS, networkx_graph, read_graph, read_memberships
 
 __all__ = [
     "GENERATORS",
@@ -52,10 +57,11 @@ __all__ = [
     "RoomSpec",
     "TopologyParams",
     "generate_rooms",
+    "memberships",
     "social_graph",
 ]
 
-GENERATORS = ("random", "communities", "barabasi_albert", "watts_strogatz", "file")
+GENERATORS = ("random", "communities", "barabasi_albert", "watts_strogatz", "file", "networkx", "bipartite")
 SIZE_DISTRIBUTIONS = ("fixed", "poisson", "geometric", "uniform")
 #: Largest social graph generated (expected edges): about 400 MB of networkx graph and 4 s.
 MAX_EXPECTED_EDGES = 2_000_000
@@ -118,7 +124,9 @@ class TopologyParams:
     ws_p: float = 0.1
     """"watts_strogatz": rewiring probability."""
     file: str | None = None
-    """"file": path of an edge list (.txt, .edges) or GraphML (.graphml)."""
+    """"file", "bipartite": path of an edge list (.txt, .edges, .csv), GraphML or GML."""
+    graph: str | None = None
+    """"networkx": the name of one of networkx's real graphs (``graph_file.NETWORKX_GRAPHS``)."""
     mean_degree: float = 8.0
     """"random": expected number of contacts per user."""
 
@@ -140,10 +148,19 @@ class TopologyParams:
         _check_int("ws_k", self.ws_k, 2)
         if not (isinstance(self.mean_degree, int | float) and 0 <= self.mean_degree < math.inf):
             raise ValueError(f"mean_degree: must be a finite number >= 0 (got {self.mean_degree!r})")
-        if self.generator == "file" and not self.file:
-            raise ValueError("file: is required when generator = 'file'")
-        if self.generator != "file" and self.file:
-            raise ValueError(f"file: is only read when generator = 'file' (generator is {self.generator!r})")
+        reads_file = self.generator in ("file", "bipartite")
+        if reads_file and not self.file:
+            raise ValueError(f"file: is required when generator = {self.generator!r}")
+        if not reads_file and self.file:
+            raise ValueError(
+                f"file: is only read when generator = 'file' or 'bipartite' (generator is {self.generator!r})"
+            )
+        if self.generator == "networkx" and self.graph not in NETWORKX_GRAPHS:
+            raise ValueError(f"graph: must be one of {', '.join(NETWORKX_GRAPHS)} (got {self.graph!r})")
+        if self.generator != "networkx" and self.graph:
+            raise ValueError(
+                f"graph: is only read when generator = 'networkx' (generator is {self.generator!r})"
+            )
 
 
 def _check_int(name: str, value: object, low: int, low_name: str | None = None) -> None:
@@ -188,8 +205,35 @@ def social_graph(params: TopologyParams, n_users: int, rng: Random) -> nx.Graph:
             raise ValueError(f"ws_k: must be < n_users = {n_users} (got {params.ws_k})")
         _check_size(params.ws_k * n_users / 2, "ws_k")
         return nx.watts_strogatz_graph(n_users, params.ws_k, params.ws_p, seed=rng)
+    if gen == "networkx":
+        assert params.graph is not None  # TopologyParams guarantees it
+        got = networkx_graph(params.graph, n_users)
+        return got if isinstance(got, nx.Graph) else _projection(got, n_users)
     assert params.file is not None  # TopologyParams guarantees it
+    if gen == "bipartite":
+        return _projection(read_memberships(Path(params.file), n_users), n_users)
     return read_graph(Path(params.file), n_users)
+
+
+def memberships(params: TopologyParams, n_users: int) -> list[list[int]] | None:
+    """The rooms a user-by-room graph gives (each room's members), or None for a social graph."""
+    if params.generator == "bipartite":
+        assert params.file is not None
+        return read_memberships(Path(params.file), n_users)
+    if params.generator == "networkx":
+        assert params.graph is not None
+        got = networkx_graph(params.graph, n_users)
+        return None if isinstance(got, nx.Graph) else got
+    return None
+
+
+def _projection(rooms: list[list[int]], n_users: int) -> nx.Graph:
+    """Who knows whom in a user-by-room graph: users who share a room."""
+    g = nx.Graph(rooms=rooms)
+    g.add_nodes_from(range(n_users))
+    for members in rooms:
+        g.add_edges_from((u, v) for i, u in enumerate(members) for v in members[i + 1 :])
+    return g
 
 
 def _check_size(expected_edges: float, name: str) -> None:
@@ -335,11 +379,12 @@ def generate_rooms(
         bad = [m for m in spec.members if not (isinstance(m, int) and 0 <= m < n_users)]
         if bad:
             raise ValueError(f"rooms: explicit room #{i + 1} names user {bad[0]!r}, outside 0..{n_users - 1}")
-    if params.groups and params.group_size > n_users:
+    given = memberships(params, n_users)
+    if given is None and params.groups and params.group_size > n_users:
         raise ValueError(f"group_size: mean size {params.group_size} exceeds the {n_users} users")
-    if params.dms == 0 and params.groups == 0:
+    if given is None and params.dms == 0 and params.groups == 0:
         return list(explicit)
-    g = social_graph(params, n_users, rng)
+    g = social_graph(params, n_users, rng) if given is None else _projection(given, n_users)
 
     pairs: list[tuple[int, int]] = []
     if params.dms:
@@ -353,10 +398,17 @@ def generate_rooms(
             pairs.append((v, u) if rng.random() < 0.5 else (u, v))
 
     groups: list[list[int]] = []
+    if given is not None:  # a user-by-room graph: its rooms (groups = 0: all of them)
+        if params.groups > len(given):
+            raise ValueError(
+                f"groups: {params.groups} groups asked for, but the graph has only {len(given)} rooms"
+            )
+        chosen = sorted(rng.sample(range(len(given)), params.groups)) if params.groups else range(len(given))
+        groups = [list(given[i]) for i in chosen]
     cap = min(params.group_size_max, n_users)
     blocks: list[list[int]] | None = g.graph.get("blocks")
     block_of = {u: i for i, team in enumerate(blocks) for u in team} if blocks else {}
-    for _ in range(params.groups):
+    for _ in range(params.groups if given is None else 0):
         size = _group_size(params, cap, rng)
         seed = rng.randrange(n_users)
         if blocks:

@@ -100,7 +100,7 @@ def config_hash(scenario: Scenario) -> str:
     (seed included), its tables, and the contents of the files it reads."""
     files = {}
     for dotted, used in (("churn.trace", "churn.model"), ("rooms.file", "rooms.generator")):
-        if scenario.get(used) in ("trace", "file"):
+        if scenario.get(used) in ("trace", "file", "bipartite"):
             files[dotted] = hashlib.sha256(scenario.resolve(scenario.get(dotted)).read_bytes()).hexdigest()
     doc = {
         "values": scenario.values,

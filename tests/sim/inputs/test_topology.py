@@ -202,10 +202,17 @@ def test_graphml_import(tmp_path: Path) -> None:
     ("name", "text", "message"),
     [
         ("e.txt", "u1 u2\nu3\n", r"e\.txt:2: expected 'u v'"),
-        ("e.txt", "u1 u2\n\nalice u2\n", r"e\.txt:3: 'alice' is not a user name"),
+        ("e.txt", "u1 u2\n\nalice u2\n", r"e\.txt:3: names users both by number \('u1', .*e\.txt:1\)"),
         ("e.edges", "u1 u20\n", r"e\.edges:1: user 'u20' is outside the 10 users"),
         ("e.graphml", "<graphml><oops", "not valid GraphML"),
-        ("e.csv", "u1,u2\n", "unknown format '.csv'"),
+        ("e.gml", "graph [ node [ id", "not valid GML"),
+        ("e.csv", "source,target\nu1,u2\nu3\n", r"e\.csv:3: expected two columns"),
+        ("e.tsv", "u1\tu2\n", "unknown format '.tsv'"),
+        (
+            "e.txt",
+            "".join(f"p{i} p{i + 1}\n" for i in range(10)),
+            r"e\.txt:10: names 11 users, more than the 10",
+        ),
     ],
 )
 def test_bad_files_name_the_place(tmp_path: Path, name: str, text: str, message: str) -> None:
