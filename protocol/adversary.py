@@ -191,6 +191,13 @@ class AdversarialServer(Server):
             keys = {**keys, user_id: self._open_own(room_id, user_id, keys[user_id])}
         super().e2e_rejoin_room(user_id, room_id, e2e_key_id, keys, now=now)
 
+    def e2e_new_session(
+        self, user_id: str, room_id: str, e2e_key_id: str, keys: Mapping[str, str], *, now: float
+    ) -> None:
+        if isinstance(keys, Mapping) and isinstance(keys.get(user_id), str):
+            keys = {**keys, user_id: self._open_own(room_id, user_id, keys[user_id])}
+        super().e2e_new_session(user_id, room_id, e2e_key_id, keys, now=now)
+
     def _open_own(self, room_id: str, user_id: str, wrapped: Any) -> Any:
         """A user's wrap for itself, made with the public key the server handed it: if it opens
         with the server's key, keep the room key and store it re-wrapped for the user's real key."""

@@ -52,7 +52,9 @@ class E2EServerMixin(RoomServerMixin):
 
         def _drop_contacts(self, user_id: str) -> None: ...
 
-        def _key_made(self, room: Room, kid: str, now: float) -> None: ...
+        def _key_made(self, room: Room, kid: str) -> None: ...
+
+        def _entitled_to_wrapped(self, room: Room, sub: Subscription, wrapped: str) -> bool: ...
 
         def _new_epoch(
             self, room: Room, user_id: str, e2e_key_id: object, keys: object, now: float, event: str
@@ -102,8 +104,7 @@ class E2EServerMixin(RoomServerMixin):
         if room.e2e_key_id is not None:
             raise E2EError("error-room-e2e-key-already-exists", "the room already has a key id")
         room.e2e_key_id = key_id
-        # made for the members there now (the call has no time; they joined at or before it)
-        self._key_made(room, key_id, max(sub.joined_at for sub in room.subscriptions.values()))
+        self._key_made(room, key_id)
 
     def e2e_update_group_key(self, user_id: str, room_id: str, target_id: str, key: str) -> None:
         """``e2e.updateGroupKey``: own key directly; another member's as a suggestion.
@@ -122,7 +123,7 @@ class E2EServerMixin(RoomServerMixin):
             self._dequeue(room, [user_id])
             self._emit("stored", room_id, [user_id])
         elif (target := room.subscriptions.get(target_id)) is not None:
-            if not self._entitled(room, target, room.e2e_key_id):
+            if not self._entitled_to_wrapped(room, target, key):
                 return  # policy ratchet: a joiner is handed a new session, not this key
             target.e2e_suggested_key = key
             target.suggestion_signer = target.suggestion_signature = None
@@ -214,7 +215,7 @@ class E2EServerMixin(RoomServerMixin):
                 signature = entry.get("signature")
                 if signature is not None and not isinstance(signature, str):
                     raise ValidationError("error-invalid-params", "signature must be a string")
-                if sub is not None and room is not None and self._entitled(room, sub, room.e2e_key_id):
+                if sub is not None and room is not None and self._entitled_to_wrapped(room, sub, key):
                     if old is not None and self.mechanisms.ratchet:  # only keys made since it joined
                         old = [k for k in old if self._entitled(room, sub, k.e2e_key_id)]
                     writes.append((sub, key, old, signature))
@@ -303,12 +304,12 @@ class E2EServerMixin(RoomServerMixin):
         assert old_kid is not None
         queue: list[WaitingUser] = []
         for uid, sub in room.subscriptions.items():
-            retire_key(sub, old_kid, now)
+            retire_key(sub, old_kid, now, keep=None if self.mechanisms.ratchet else MAX_OLD_ROOM_KEYS)
             sub.e2e_key = None
             if uid != user_id and len(queue) < MAX_WAITING_USERS:
                 queue.append(WaitingUser(uid, now))
         room.e2e_key_id = e2e_key_id
-        self._key_made(room, e2e_key_id, now)
+        self._key_made(room, e2e_key_id)
         room.users_waiting = queue if self._queue_enabled else None
         room.subscriptions[user_id].e2e_key = e2e_key
         self._notify(room_id, list(room.subscriptions))
@@ -401,6 +402,7 @@ class E2EServerMixin(RoomServerMixin):
         self._remove_from_every_queue(user_id)
         user.login_tokens.clear()
         self._drop_contacts(user_id)  # policy contacts: the sealed password opens nothing now
+        self._forget_bundles(user_id)  # policy bundle: wrapped for the key pair just dropped
 
     # ------------------------------------------------------------------ live requests (legacy)
 
@@ -462,12 +464,13 @@ class E2EServerMixin(RoomServerMixin):
         }
 
 
-def retire_key(sub: Subscription, old_kid: str, now: float) -> None:
+def retire_key(sub: Subscription, old_kid: str, now: float, keep: int | None = MAX_OLD_ROOM_KEYS) -> None:
     """The room moved past ``old_kid``: ``sub``'s ``E2EKey`` joins its ``oldRoomKeys`` (newest
-    first, 10 kept) and any pending suggestion is dropped."""
+    first; ``keep`` of them, RC's 10, or all: Matrix keeps every session) and any pending
+    suggestion is dropped."""
     if sub.e2e_key is not None:
         older = sorted(sub.old_room_keys or [], key=lambda k: k.ts, reverse=True)
-        sub.old_room_keys = [OldRoomKey(old_kid, now, sub.e2e_key), *older][:MAX_OLD_ROOM_KEYS]
+        sub.old_room_keys = [OldRoomKey(old_kid, now, sub.e2e_key), *older][:keep]
     sub.e2e_suggested_key = sub.suggested_old_room_keys = None
     sub.suggestion_signer = sub.suggestion_signature = None
 

@@ -35,9 +35,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .crypto import codec
 from .e2e_server import _old_keys, retire_key
-from .errors import E2EError, NotFoundError, PermissionDenied, ValidationError
-from .rooms import MAX_WAITING_USERS, WaitingUser
+from .errors import E2EError, NotFoundError, PermissionDenied, ProtocolError, ValidationError
+from .rooms import MAX_OLD_ROOM_KEYS, MAX_WAITING_USERS, WaitingUser
 
 if TYPE_CHECKING:
     from .accounts import User
@@ -67,6 +68,8 @@ class HistoryServerMixin:
     mechanisms: Mechanisms
     _users: dict[str, User]
     _bundles: dict[tuple[str, str], KeyBundle]
+    #: the server's order of events (joins and new keys), for :meth:`_entitled`
+    _seq: int
 
     if TYPE_CHECKING:
 
@@ -87,16 +90,38 @@ class HistoryServerMixin:
 
     def _entitled(self, room: Room, sub: Subscription, kid: str | None) -> bool:
         """Whether ``sub``'s member may be handed the room key ``kid``: always, except under
-        ``ratchet``, where only keys made since it joined are (an unknown kid is not; a room
-        with no key yet gets its first for every member)."""
+        ``ratchet``, where only keys made after it joined are (an unknown kid is not; a room
+        with no key yet gets its first for every member).  "After" is in the server's order of
+        events, not in time: a key made at the instant of a join, before it, is not."""
         if not self.mechanisms.ratchet or kid is None:
             return True
-        since = room.key_since.get(kid)
-        return since is not None and since >= sub.joined_at
+        made = room.key_since.get(kid)
+        return made is not None and made > sub.joined_seq
 
-    def _key_made(self, room: Room, kid: str, now: float) -> None:
-        """``kid`` became ``room``'s key at ``now``."""
-        room.key_since[kid] = float(now)
+    def _entitled_to_wrapped(self, room: Room, sub: Subscription, wrapped: str) -> bool:
+        """Under ``ratchet``: ``wrapped`` names (its kid prefix) the room's current key, which
+        the member is entitled to; a wrapped key computed before the room moved on is not."""
+        if not self.mechanisms.ratchet:
+            return True
+        try:
+            kid, _ = codec.split_prefixed(wrapped)
+        except ProtocolError:
+            return False
+        return kid == room.e2e_key_id and self._entitled(room, sub, kid)
+
+    def _key_made(self, room: Room, kid: str) -> None:
+        """``kid`` became ``room``'s key now (the next number in the server's order)."""
+        room.key_since[kid] = self._next_seq()
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _forget_bundles(self, user_id: str, room_id: str | None = None) -> None:
+        """A member left ``room_id`` (every room: its key was reset): the bundles left for it
+        there can never be accepted, and a later join must not find them."""
+        for key in [k for k in self._bundles if k[0] == user_id and room_id in (None, k[1])]:
+            del self._bundles[key]
 
     def waits_for_session(self, room_id: str, user_id: str) -> bool:
         """Policy ``ratchet``: whether member ``user_id`` joined after the room's current key
@@ -144,12 +169,12 @@ class HistoryServerMixin:
         assert old_kid is not None
         queue: list[WaitingUser] = []
         for uid, sub in room.subscriptions.items():
-            retire_key(sub, old_kid, now)
+            retire_key(sub, old_kid, now, keep=None if self.mechanisms.ratchet else MAX_OLD_ROOM_KEYS)
             sub.e2e_key = keys.get(uid)
             if sub.e2e_key is None and len(queue) < MAX_WAITING_USERS:
                 queue.append(WaitingUser(uid, now))
         room.e2e_key_id = e2e_key_id
-        self._key_made(room, e2e_key_id, now)
+        self._key_made(room, e2e_key_id)
         room.users_waiting = queue if self._queue_enabled else None
         self._notify(room.id, list(room.subscriptions))
         self._emit(event, room.id, list(keys))

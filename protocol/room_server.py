@@ -76,6 +76,10 @@ class RoomServerMixin:
 
         def _entitled(self, room: Room, sub: Subscription, kid: str | None) -> bool: ...
 
+        def _next_seq(self) -> int: ...
+
+        def _forget_bundles(self, user_id: str, room_id: str | None = None) -> None: ...
+
     # ------------------------------------------------------------------ lookups
 
     def room(self, room_id: str) -> Room:
@@ -203,7 +207,9 @@ class RoomServerMixin:
         return room.id
 
     def _subscribe(self, room: Room, user_id: str, roles: tuple[str, ...], now: float) -> None:
-        room.subscriptions[user_id] = Subscription(room.id, user_id, roles=roles, joined_at=float(now))
+        room.subscriptions[user_id] = Subscription(
+            room.id, user_id, roles=roles, joined_at=float(now), joined_seq=self._next_seq()
+        )
         self._user_rooms.setdefault(user_id, {})[room.id] = None
 
     def set_room_encrypted(self, user_id: str, room_id: str, encrypted: bool = True) -> None:
@@ -233,6 +239,7 @@ class RoomServerMixin:
         del room.subscriptions[user_id]
         del self._user_rooms[user_id][room_id]
         self._dequeue(room, [user_id])
+        self._forget_bundles(user_id, room_id)
         self._notify(room_id, [user_id])
 
     def send_message(

@@ -66,8 +66,11 @@ class Subscription:
     #: keysim extension (mitigation ``signed_suggestions``): who signed the suggestion, and how
     suggestion_signer: str | None = None
     suggestion_signature: str | None = None
-    #: when the user became a member (RC's subscription ``ts``; policy ``ratchet`` reads it)
+    #: when the user became a member (RC's subscription ``ts``)
     joined_at: float = 0.0
+    #: keysim bookkeeping: where the join falls in the server's order of events (policy
+    #: ``ratchet`` compares it with when each room key was made)
+    joined_seq: int = 0
 
     def to_document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"rid": self.room_id, "u": {"_id": self.user_id}}
@@ -101,8 +104,9 @@ class Room:
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     #: ``e2e.resetRoomKey`` holds a per-room lock for 10 s
     reset_locked_until: float = float("-inf")
-    #: keysim bookkeeping: kid -> when it became the room's key (policy ``ratchet`` reads it)
-    key_since: dict[str, float] = field(default_factory=dict)
+    #: keysim bookkeeping: kid -> where its making falls in the server's order of events
+    #: (policy ``ratchet`` reads it)
+    key_since: dict[str, int] = field(default_factory=dict)
     #: Matrix's ``m.room.history_visibility`` (policy ``bundle`` reads it; RC has no such setting)
     history_visibility: str = "shared"
 

@@ -87,6 +87,7 @@ class Server(E2EServerMixin, ContactsServerMixin, DehydratedServerMixin, History
         self._contacts: dict[str, RecoveryRecord] = {}
         self._dehydrated: dict[str, DehydratedDevice] = {}
         self._bundles: dict[tuple[str, str], KeyBundle] = {}
+        self._seq = 0
         self._notifications: list[Notification] = []
         self._user_rooms: dict[str, dict[str, None]] = {}
         self.listeners: list[Callable[[str, str, str], None]] = []

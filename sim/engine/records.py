@@ -277,8 +277,6 @@ class Records:
         """A reset of ``u`` now: one open row per encrypted room of ``u``.  Rows an earlier reset
         left open are superseded (censored now)."""
         self.resets += 1
-        for key in [k for k in self.open_joins if k[0] == u]:  # what the join gave ends here
-            self.close_join(self.open_joins[key], now)
         for key in [k for k in self.open if k[0] == u]:
             earlier = self.open[key]
             earlier.superseded_at = now
@@ -334,6 +332,11 @@ class Records:
         self.joins.append(join)
         self.open_joins[(u, room_id)] = join
         return join
+
+    def close_joins_of(self, u: int, now: float) -> None:
+        """``u``'s key is about to be reset: what its joins gave ends here (read it first)."""
+        for key in [k for k in self.open_joins if k[0] == u]:
+            self.close_join(self.open_joins[key], now)
 
     def close_join(self, join: Join, now: float) -> None:
         join.closed_at = now

@@ -126,6 +126,7 @@ class Resets:
         uid = self.devices.user_ids[u]
         self._stop_waiting(u)
         rows = self.records.new_rows(u, reason, now)
+        self.records.close_joins_of(u, now)
         self.server.admin_reset_e2e_key(self._admin_id(), uid, "admin-pw", now=now)  # password fallback
         self.devices.signed_out(u)
         self._after_key_reset(u, rows, now)
@@ -189,6 +190,7 @@ class Resets:
             return
         if contacts and self._ask_contacts(u, client, rows, now):
             return
+        self.records.close_joins_of(u, now)
         client.reset_own_key(self.devices.code(u, now), now=now)
         self._after_key_reset(u, rows, now)
         # ... and logs in again at once
@@ -335,6 +337,7 @@ class Resets:
         self._stop_waiting(u)
         is_open = self.records.open
         rows = [o for o in wait[1] if is_open.get((u, o.room)) is o]
+        self.records.close_joins_of(u, now)
         client.reset_own_key(self.devices.code(u, now), now=now)
         self._after_key_reset(u, rows, now)
         self.relogin(u, rows)

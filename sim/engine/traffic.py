@@ -184,10 +184,10 @@ class Membership:
                 client = self.devices.login(u, now)
             except Wait:
                 continue
-            if not client.functional or not client.holds_current_key(room_id):
-                continue
             if not was_online:
                 self.following.stay_for_session(u, now)
+            if not client.functional or not client.holds_current_key(room_id):
+                continue
             return client.invite(room_id, invitee, now=now)
         return None
 

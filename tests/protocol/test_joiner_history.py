@@ -213,3 +213,82 @@ def test_only_ratchet_and_bundle_change_what_joiners_get() -> None:
 
     assert [p for p, m in POLICIES.items() if m.ratchet] == ["ratchet", "bundle"]
     assert [p for p, m in POLICIES.items() if m.bundle] == ["bundle"]
+
+
+# ---------------------------------------------------------------------------- found in review
+
+
+def test_a_bundle_left_for_a_member_who_left_is_gone_when_it_joins_again() -> None:
+    w = world("bundle")
+    d, server = w.d, w.d.server
+    d.logout(w.carol, now=T0 + 9)
+    assert d.client(w.alice).invite(w.rid, w.carol, now=T0 + 10) == 1  # never taken
+    server.leave_room(w.carol, w.rid)
+    d.client(w.alice).send(w.rid, "while away", now=T0 + 11)
+    server.add_user_to_room(w.alice, w.rid, w.carol, now=T0 + 12)  # a join without an inviter
+    d.client(w.alice).send(w.rid, "after", now=T0 + 13)
+    d.pump(T0 + 13)
+    carol = d.login(w.carol, now=T0 + 20)
+    assert read(d, carol, w.rid) == [None, None, "after"]
+
+
+def test_ratchet_refuses_a_wrapped_key_computed_before_the_room_moved_on() -> None:
+    w = world("ratchet")
+    d, server = w.d, w.d.server
+    alice = d.client(w.alice)
+    old = alice.held_keys(w.rid)[server.room(w.rid).e2e_key_id]  # type: ignore[index]
+    stale = d.backend.wrap_room_key(old, server.user(w.carol).e2e_public_key, alice.entropy)  # type: ignore[arg-type]
+    server.add_user_to_room(w.alice, w.rid, w.carol, now=T0 + 10)
+    alice.send(w.rid, "after", now=T0 + 11)  # a new session: Carol holds the new key
+    server.e2e_provide_users_suggested_group_keys(
+        w.bob, {w.rid: [{"_id": w.carol, "key": stale}]}, now=T0 + 12
+    )
+    server.e2e_update_group_key(w.bob, w.rid, w.carol, stale)
+    assert server.subscription(w.rid, w.carol).e2e_suggested_key is None
+
+
+def test_ratchet_a_key_made_at_the_instant_of_a_join_but_before_it_is_not_the_joiners() -> None:
+    w = world("ratchet")
+    d, server = w.d, w.d.server
+    d.client(w.alice).reset_room_key(w.rid, now=T0 + 10)
+    server.add_user_to_room(w.alice, w.rid, w.carol, now=T0 + 10)  # the same instant, after it
+    assert server.waits_for_session(w.rid, w.carol) and not server.room(w.rid).is_waiting(w.carol)
+
+
+def test_ratchet_keeps_every_key_a_joiner_was_handed() -> None:
+    """Each join starts a new key; Matrix keeps every session, so the first joiner still reads
+    everything sent after it joined after many more joins (RC would keep 10 old keys)."""
+    w = world("ratchet")
+    d, server = w.d, w.d.server
+    server.add_user_to_room(w.alice, w.rid, w.carol, now=T0 + 10)
+    for i in range(12):
+        extra = d.add_user(f"joiner{i}")
+        d.login(extra, now=T0 + 20 + 2 * i)
+        server.add_user_to_room(w.alice, w.rid, extra, now=T0 + 20 + 2 * i)
+        d.client(w.alice).send(w.rid, f"m{i}", now=T0 + 21 + 2 * i)
+        d.pump(T0 + 21 + 2 * i)
+    assert len(server.subscription(w.rid, w.carol).old_room_keys or []) == 11
+    assert read(d, relogin(d, w.carol, T0 + 100), w.rid) == [None, *(f"m{i}" for i in range(12))]
+
+
+def test_a_new_session_is_open_to_the_substituted_own_public_key() -> None:
+    from protocol.adversary import AdversarialServer, Attacks
+
+    attacks = Attacks(substitute_own_public_key=True)
+    d = Deployment(policy="ratchet", seed=5, attacks=attacks)
+    server = d.server
+    assert isinstance(server, AdversarialServer)
+    server.attacks = Attacks()  # an honest start
+    a, b, c = d.add_user("alice"), d.add_user("bob"), d.add_user("carol")
+    for uid in (a, b, c):
+        d.login(uid, now=T0)
+    rid = server.create_private_group(a, "team", [b], now=T0 + 1)
+    d.pump(T0 + 1)
+    server.attacks = attacks
+    d.logout(a, now=T0 + 5)
+    d.login(a, now=T0 + 6)  # fetchMyKeys: her private-key blob, the server's public key
+    server.add_user_to_room(a, rid, c, now=T0 + 7)
+    d.client(a).send(rid, "after the join", now=T0 + 8)  # a new session, wrapped for herself too
+    kid = server.room(rid).e2e_key_id
+    assert (rid, kid) in server.attacker.stolen
+    assert d.client(a).holds_current_key(rid)  # re-wrapped for her real key: nothing shows
