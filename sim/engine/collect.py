@@ -11,10 +11,12 @@ from protocol.adversary import ATTACKS
 from protocol.ledger import KeyLedger
 
 from ..inputs.churn import PresenceModel
+from ..inputs.collegemsg import fit_report
 from ..inputs.scenario import Scenario
 from .devices import Devices
 from .keys import KeyView
 from .records import Records, RunResult
+from .setup import collegemsg_sessions
 
 __all__ = ["collect"]
 
@@ -58,6 +60,7 @@ def collect(sim: FinishedRun) -> RunResult:
         adversary=_adversary(sim),
         faults=_faults(sim),
         joins=joins,
+        trace_fit=_trace_fit(sim.sc),
     )
 
 
@@ -95,6 +98,12 @@ def _outcome_rows(sim: FinishedRun, base: dict[str, Any]) -> list[dict[str, Any]
             }
         )
     return rows
+
+
+def _trace_fit(sc: Scenario) -> dict[str, Any] | None:
+    if sc.get("churn.model") != "collegemsg":
+        return None
+    return fit_report(collegemsg_sessions(sc))
 
 
 def _join_rows(sim: FinishedRun, base: dict[str, Any]) -> list[dict[str, Any]]:

@@ -236,6 +236,9 @@ class RunResult:
     faults: dict[str, Any] | None = None
     #: one row per join (``JOIN_COLUMNS``)
     joins: list[dict[str, Any]] = field(default_factory=list)
+    #: presence from the CollegeMsg trace: how well keysim's churn laws fit its sessions
+    #: (:func:`sim.inputs.collegemsg.fit_report`); None otherwise
+    trace_fit: dict[str, Any] | None = None
 
 
 class Records:

@@ -16,6 +16,7 @@ from protocol.crypto import CryptoBackend
 from protocol.profiles import get_profile
 from protocol.transport import FaultModel
 
+from ..inputs import collegemsg
 from ..inputs.churn import ChurnParams, Presence, PresenceModel
 from ..inputs.scenario import Scenario, ScenarioError
 from ..inputs.streams import stream, stream_seed
@@ -147,6 +148,8 @@ def make_presence(sc: Scenario) -> PresenceModel:
         if c["model"] == "trace":
             names = {f"u{i}": i for i in range(sc.users)}
             return TracePresence.from_csv(sc.resolve(c["trace"]), names)
+        if c["model"] == "collegemsg":
+            return TracePresence(collegemsg_sessions(sc))
         presence = Presence(sc.seed, churn_params(sc), sc.users)
         presence.params(0)
     except ScenarioError:
@@ -154,6 +157,18 @@ def make_presence(sc: Scenario) -> PresenceModel:
     except ValueError as exc:
         raise ScenarioError("churn.trace" if c["model"] == "trace" else "churn", str(exc)) from None
     return presence
+
+
+def collegemsg_sessions(sc: Scenario) -> dict[int, list[tuple[float, float]]]:
+    """The CollegeMsg sessions under the scenario's rule (:func:`sim.inputs.collegemsg.sessions`)."""
+    c = sc.values["churn"]
+    return collegemsg.sessions(
+        sc.users,
+        lead_min=c["collegemsg_lead_minutes"],
+        linger_min=c["collegemsg_linger_minutes"],
+        gap_min=c["collegemsg_gap_minutes"],
+        horizon_s=sc.horizon_s,
+    )
 
 
 def make_phone_presence(sc: Scenario) -> PresenceModel:

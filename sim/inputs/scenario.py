@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .collegemsg import STUDENTS, TRACE_DAYS
 from .graph_file import NETWORKX_GRAPHS
 from .scenario_schema import SCHEMA, TABLES, Key, _seed
 
@@ -148,6 +149,8 @@ def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenari
         _check_named_file(scenario, "churn.trace", "churn.model = 'trace'")
     if values["rooms"]["generator"] in ("file", "bipartite"):
         _check_named_file(scenario, "rooms.file", f"rooms.generator = {values['rooms']['generator']!r}")
+    if "collegemsg" in (values["churn"]["model"], values["rooms"]["generator"]):
+        _check_collegemsg(values)
     rooms = values["rooms"]
     if rooms["generator"] == "networkx" and rooms["graph"] not in NETWORKX_GRAPHS:
         raise ScenarioError(
@@ -246,6 +249,20 @@ def _check_named_file(scenario: Scenario, dotted: str, when: str) -> None:
         raise ScenarioError(dotted, f"is required when {when}")
     if not scenario.resolve(name).is_file():
         raise ScenarioError(dotted, f"file not found: {scenario.resolve(name)}")
+
+
+def _check_collegemsg(values: Mapping[str, Any]) -> None:
+    key = "churn.model" if values["churn"]["model"] == "collegemsg" else "rooms.generator"
+    if values["population"]["users"] < STUDENTS:
+        raise ScenarioError(
+            "population.users", f"must be >= {STUDENTS} with {key} = 'collegemsg' (its students)"
+        )
+    days = values["simulation"]["horizon_days"]
+    if values["churn"]["model"] == "collegemsg" and days > TRACE_DAYS:
+        raise ScenarioError(
+            "simulation.horizon_days",
+            f"must be <= {TRACE_DAYS} with churn.model = 'collegemsg' (the trace's length)",
+        )
 
 
 def _check_group_size(rooms: Mapping[str, Any], users: int) -> None:

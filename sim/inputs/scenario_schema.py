@@ -15,6 +15,8 @@ from typing import Any
 
 from protocol import POLICIES
 
+from .topology import GENERATORS
+
 __all__ = ["SCHEMA", "SEED_LIMIT", "TABLES", "Check", "Key"]
 
 
@@ -96,7 +98,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
     },
     "churn": {
-        "model": Key(str, "exponential", _one_of("exponential", "weibull", "lognormal", "trace"), ""),
+        "model": Key(
+            str, "exponential", _one_of("exponential", "weibull", "lognormal", "trace", "collegemsg"), ""
+        ),
+        "collegemsg_lead_minutes": Key(
+            (int, float), 5.0, _non_negative, "model collegemsg: online this long before each message sent"
+        ),
+        "collegemsg_linger_minutes": Key(
+            (int, float), 30.0, _positive, "model collegemsg: and this long after it"
+        ),
+        "collegemsg_gap_minutes": Key(
+            (int, float), 0.0, _non_negative, "model collegemsg: windows closer than this are one session"
+        ),
         "mean_online_minutes": Key((int, float), 60.0, _positive, ""),
         "mean_offline_minutes": Key((int, float), 300.0, _positive, ""),
         "shape": Key((int, float), 0.6, _positive, "Weibull shape k"),
@@ -115,9 +128,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "generator": Key(
             str,
             "random",
-            _one_of(
-                "random", "communities", "barabasi_albert", "watts_strogatz", "file", "networkx", "bipartite"
-            ),
+            _one_of(*GENERATORS),
             "",
         ),
         "mean_degree": Key((int, float), 8.0, _non_negative, "generator random: expected contacts per user"),

@@ -24,7 +24,8 @@ cross-team edges, so 100,000 users take seconds; graphs whose expected size exce
 100 with p_in = 0.1 give a mean degree of 10).  "barabasi_albert" and "watts_strogatz" are
 networkx's generators.  "file" reads a social graph from a file, "networkx" takes one of the real
 graphs networkx ships (:mod:`sim.inputs.graph_file` has the formats, and how named nodes are
-relabelled onto users).
+relabelled onto users).  "collegemsg" is who messaged whom in the CollegeMsg trace
+(:mod:`sim.inputs.collegemsg`).
 
 User-by-room graphs.  "bipartite" (a file), and "networkx" with Davis's Southern Women, give the
 rooms themselves: every room of the graph is a private group of its members, owned by its
@@ -33,8 +34,8 @@ from the pairs of users who share a room, and the group size keys are not read.
 
 Everything random comes from the ``random.Random`` passed in (the scenario's "topology" stream),
 so a run is a function of its seed.  This module knows nothing of keys, presence or the protocol.
-Files are read by :mod:`sim.inputs.graph_file`.  May import the standard library, networkx and
-:mod:`sim.inputs.graph_file`, nothing else of :mod:`sim`.
+Files are read by :mod:`sim.inputs.graph_file`.  May import the standard library, networkx,
+:mod:`sim.inputs.graph_file` and :mod:`sim.inputs.collegemsg`, nothing else of :mod:`sim`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,16 @@ __all__ = [
     "social_graph",
 ]
 
-GENERATORS = ("random", "communities", "barabasi_albert", "watts_strogatz", "file", "networkx", "bipartite")
+GENERATORS = (
+    "random",
+    "communities",
+    "barabasi_albert",
+    "watts_strogatz",
+    "file",
+    "networkx",
+    "bipartite",
+    "collegemsg",
+)
 SIZE_DISTRIBUTIONS = ("fixed", "poisson", "geometric", "uniform")
 #: Largest social graph generated (expected edges): about 400 MB of networkx graph and 4 s.
 MAX_EXPECTED_EDGES = 2_000_000
@@ -205,6 +215,17 @@ def social_graph(params: TopologyParams, n_users: int, rng: Random) -> nx.Graph:
             raise ValueError(f"ws_k: must be < n_users = {n_users} (got {params.ws_k})")
         _check_size(params.ws_k * n_users / 2, "ws_k")
         return nx.watts_strogatz_graph(n_users, params.ws_k, params.ws_p, seed=rng)
+    if gen == "collegemsg":  # who messaged whom in the CollegeMsg trace
+        from .collegemsg import STUDENTS, dm_pairs
+
+        if n_users < STUDENTS:
+            raise ValueError(
+                f"generator: the CollegeMsg trace has {STUDENTS} students, more than {n_users} users"
+            )
+        g = nx.Graph()
+        g.add_nodes_from(range(n_users))
+        g.add_edges_from(dm_pairs())
+        return g
     if gen == "networkx":
         assert params.graph is not None  # TopologyParams guarantees it
         got = networkx_graph(params.graph, n_users)

@@ -193,6 +193,7 @@ def summarize(result: RunResult) -> dict[str, Any]:
         "rooms_lost": proportion(lost, len(encrypted)),
         "time_to_restore_km": kaplan_meier(outcomes, sc.horizon_s),
         "joins": joins_summary(joins_frame(result), sc.horizon_s),
+        "trace_fit": result.trace_fit,
         "stationary_online": result.stationary_online,
         "adversary": result.adversary,
         "faults": result.faults,
@@ -214,7 +215,9 @@ def terminal_table(summary: dict[str, Any]) -> str:
         median_text = "n/a (no reset with a relogin)"
     else:
         median_text = "not reached" if not math.isfinite(median) else _duration(median)
-    lines = [
+    fit = summary.get("trace_fit")
+    lines = _fit_lines(fit) if fit else []
+    lines += [
         f"{summary['run_id']}  policy={summary['policy']}  users={summary['users']}  "
         f"encrypted rooms={summary['encrypted_rooms']}  resets={summary['resets']}",
         f"  restored            {pct(summary['fraction_restored'])}",
@@ -267,6 +270,25 @@ def terminal_table(summary: dict[str, Any]) -> str:
     if summary["invariant_violations"]:
         lines.append(f"  INVARIANT VIOLATIONS: {len(summary['invariant_violations'])}")
     return "\n".join(lines)
+
+
+def _fit_lines(fit: dict[str, Any]) -> list[str]:
+    """How well the churn laws fit the CollegeMsg sessions, before any policy result."""
+    lines = [f"CollegeMsg presence: {fit['users_online']} users online at all, {fit['sessions']} sessions"]
+    for name, what in (("online", "session lengths"), ("offline", "gaps between sessions")):
+        laws = fit[name]
+        ks = ", ".join(
+            f"{law} {laws[law]['ks']:.3f}" for law in ("exponential", "weibull", "lognormal") if law in laws
+        )
+        lines.append(f"  {what}: mean {_duration(laws['mean_minutes'] * 60)}; KS distance {ks}")
+    share = fit["hourly_online_share"]
+    peak = max(range(24), key=lambda h: share[h])
+    low = min(range(24), key=lambda h: share[h])
+    lines.append(
+        f"  online time by hour of the trace's clock: most at {peak}:00 ({100 * share[peak]:.1f} %), "
+        f"least at {low}:00 ({100 * share[low]:.1f} %)"
+    )
+    return lines
 
 
 def _duration(seconds: float) -> str:
