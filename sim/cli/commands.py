@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "UsageError",
@@ -83,6 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = api.scenario(args.scenario, _overrides(args.set), seed=args.seed)
     except api.ScenarioError as exc:
         raise UsageError(str(exc)) from None
+    if args.replications != 1:
+        return _run_replications(args, scenario)
     from ..results.rundir import check_out_dir, write_run
     from ..results.tables import terminal_table
 
@@ -119,6 +122,63 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(terminal_table(summary))
         print(f"  outputs in {shown}/")
     return 1 if result.violations else 0
+
+
+def _run_replications(args: argparse.Namespace, scenario: Any) -> int:
+    """``keysim run --replications N``: a sweep with no axes, N replicates, into a sweep store."""
+    import json
+
+    from ..results.load import headline
+    from ..results.report import format_headline, load_results
+    from ..sweep.plan import plan_sweep
+    from ..sweep.runner import SweepError, _default_workers, run_sweep
+    from ..sweep.store import check_out
+    from ..sweep.sweepfile import Sweep
+
+    n = args.replications
+    if n < 1:
+        raise UsageError(f"--replications: must be >= 1, got {n}")
+    if args.check_invariants:
+        raise UsageError("--check-invariants: checks one run; use it without --replications")
+    fixed = _overrides(args.set)
+    base = args.scenario.resolve()
+    lines = ["[sweep]", f"base = {json.dumps(str(base))}", f"replications = {n}", f"seed = {scenario.seed}"]
+    lines += ["", "[sweep.set]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in fixed.items())]
+    sweep = Sweep(
+        path=base,
+        text=("\n".join(lines) + "\n").encode("utf-8"),
+        base=base,
+        name=scenario.name,
+        replications=n,
+        seed=scenario.seed,
+        fixed=fixed,
+        axes=(),
+    )
+    try:
+        plan = plan_sweep(sweep)
+    except SweepError as exc:
+        raise UsageError(str(exc)) from None
+    target: Path = (
+        args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}-x{n}"
+    )
+    problem = check_out(target, {spec.run_key: spec.record.point_json for spec in plan})
+    if problem:
+        raise UsageError(f"--out: {problem}")
+    result = run_sweep(sweep, plan, target, workers=min(n, _default_workers()), progress=not args.quiet)
+    if result.failed or result.not_started:
+        print(
+            f"{scenario.name}: {len(result.failed)} of {n} replications failed, {result.not_started} did not "
+            f"start; run the same command again to finish them (results in {target}/)",
+            file=sys.stderr,
+        )
+        return 1
+    if not args.quiet:
+        table = format_headline(headline(load_results(target)))
+        print(f"{scenario.name}: {n} replications pooled (Wilson 95 % intervals)")
+        for figure, value in zip(table.iloc[:, 0], table.iloc[:, 1], strict=True):
+            print(f"  {figure:<45} {value}")
+        print(f"  results in {target}/ (keysim report {target})")
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

@@ -73,6 +73,17 @@ def _add_run(commands: _Commands) -> None:
     run.add_argument(
         "--out", type=Path, metavar="DIR", help="output directory (default: runs/<scenario>-<seed>/)"
     )
+    run.add_argument(
+        "--replications",
+        type=int,
+        default=1,
+        metavar="N",
+        help=(
+            "run N replications (seeds derived from the scenario's, as keysim sweep derives them) into "
+            "a sweep directory under --out (default: runs/<scenario>-<seed>-x<N>/) and print their "
+            "pooled figures; keysim report reads it"
+        ),
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     run.add_argument(

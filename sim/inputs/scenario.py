@@ -103,6 +103,11 @@ class Scenario:
         values["simulation"]["seed"] = seed
         return replace(self, values=values)
 
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:
+        """The scenario re-read from what it was parsed from, with ``overrides`` (dotted keys)
+        applied; checked as :func:`load_scenario` checks a file."""
+        return parse_scenario(apply_overrides(self.raw, overrides), self.path)
+
     def resolve(self, relative: str) -> Path:
         base = self.path.parent if self.path is not None else Path.cwd()
         return (base / relative).resolve()
@@ -313,9 +318,18 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError("scenario", f"{path} is not valid TOML: {exc}") from None
-    for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
+    return parse_scenario(apply_overrides(data, overrides or {}), path.resolve())
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a scenario document with ``overrides`` (``section.key`` -> value) set."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    for dotted, value in overrides.items():
+        section, _, key = str(dotted).partition(".")
         if not key:
-            raise ScenarioError(dotted, "an override needs section.key")
-        data.setdefault(section, {})[key] = value
-    return parse_scenario(data, path.resolve())
+            raise ScenarioError(str(dotted), "an override needs section.key")
+        table = out.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ScenarioError(section, "must be a table")
+        table[key] = value
+    return out

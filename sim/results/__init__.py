@@ -19,6 +19,7 @@ from .tables import (
     rooms_frame,
     summarize,
     terminal_table,
+    timeline_frame,
 )
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "rooms_frame",
     "summarize",
     "terminal_table",
+    "timeline_frame",
     "write_run",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "rooms_frame",
     "summarize",
     "terminal_table",
+    "timeline_frame",
 ]
 
 
@@ -45,6 +46,37 @@ def joins_frame(result: RunResult) -> pd.DataFrame:
 
 def rooms_frame(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(result.rooms, columns=list(ROOM_COLUMNS))
+
+
+def timeline_frame(result: RunResult, step_s: float = 3600.0) -> pd.DataFrame:
+    """The run at every ``step_s`` from 0 to the horizon (see :func:`sim.api.timeline`)."""
+    import numpy as np
+
+    if not (isinstance(step_s, int | float) and step_s > 0 and math.isfinite(step_s)):
+        raise ValueError(f"step_s: must be a positive number of seconds, got {step_s!r}")
+    horizon = result.scenario.horizon_s
+    t = np.arange(0.0, horizon + step_s / 2, step_s)
+    o = outcomes_frame(result)
+    # a row waits from its reset until it is restored or stops waiting (superseded, left); a
+    # row still open waits at the horizon too
+    ends = restore_ends(o, math.inf).to_numpy(dtype=float)
+    starts = o["reset_at"].to_numpy(dtype=float)
+    waiting = (starts[None, :] <= t[:, None]) & (t[:, None] < ends[None, :])
+    restored_at = o["restored_at"].to_numpy(dtype=float)
+    rooms = pd.factorize(o["room"])[0] if len(o) else np.zeros(0, dtype=int)
+    rooms_waiting = [len(set(rooms[row])) for row in waiting]
+    lost_t, lost_n = zip(*result.lost_timeline, strict=True) if result.lost_timeline else ((0.0,), (0,))
+    at = np.searchsorted(np.asarray(lost_t), t, side="right") - 1
+    return pd.DataFrame(
+        {
+            "t_s": t,
+            "hour": t / 3600.0,
+            "resets_waiting": waiting.sum(axis=1),
+            "rooms_waiting": rooms_waiting,
+            "restored": (restored_at[None, :] <= t[:, None]).sum(axis=1),
+            "rooms_lost": np.asarray(lost_n)[np.clip(at, 0, None)],
+        }
+    )
 
 
 def proportion(k: int, n: int) -> dict[str, float | int]:
