@@ -27,6 +27,8 @@ __all__ = ["main", "run"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    #: the command line, for the results' provenance
+    args.command_line = ["keysim", *(sys.argv[1:] if argv is None else argv)]
     try:
         code: int = args.handler(args)
     except UsageError as exc:

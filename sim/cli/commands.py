@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     try:
-        summary = write_run(result, out, plots=not args.no_plots)
+        summary = write_run(result, out, plots=not args.no_plots, command=args.command_line)
     except OSError as exc:  # the disk filled up, permissions changed during the run, ...
         raise UsageError(f"--out: cannot write {str(out)!r}: {exc.strerror or exc}") from None
     if not args.quiet:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from ..engine import RunResult
+from .provenance import png_metadata
 from .tables import outcomes_frame, restore_ends
 
 __all__ = ["plot_run"]
@@ -24,7 +25,21 @@ def plot_run(result: RunResult, summary: dict[str, Any], folder: Path) -> list[P
         _kaplan_meier(outcomes, result, folder / "time_to_restore_km.png"),
         _rooms_without_holder(result, folder / "rooms_without_holder.png"),
     ]
+    for path in written:  # every figure says what it shows and where it came from
+        _stamp(path, summary)
     return written
+
+
+def _stamp(path: Path, summary: dict[str, Any]) -> None:
+    """Write the provenance into ``path``'s PNG text chunks (Pillow ships with matplotlib)."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in png_metadata(path.stem.replace("_", " "), summary).items():
+        info.add_text(key, value)
+    with Image.open(path) as image:
+        image.load()
+    image.save(path, pnginfo=info)
 
 
 def _restored_vs_holders(outcomes: Any, result: RunResult, path: Path) -> Path:

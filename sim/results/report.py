@@ -63,6 +63,7 @@ from .load import (
     online_vs_size,
     proportions,
 )
+from .provenance import png_metadata
 
 __all__ = [
     "FORMATS",
@@ -113,7 +114,7 @@ def _subset(results: Results, column: str, value: Any) -> Results:
 
 
 def _show(shown: list[_Shown], fig: Figure, folder: Path, name: str, title: str, caption: str) -> None:
-    fig.savefig(folder / name, dpi=110)
+    fig.savefig(folder / name, dpi=110, metadata=png_metadata(title))
     shown.append(_Shown(title, caption, name))
 
 

@@ -13,11 +13,13 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..engine import RunResult
 from .files import replace_dir
+from .provenance import resolved_scenario_toml
 from .tables import joins_frame, outcomes_frame, rooms_frame, summarize
 
 __all__ = ["check_out_dir", "is_run_dir", "write_run"]
@@ -81,16 +83,20 @@ def check_out_dir(out: Path) -> Path:
     return out
 
 
-def write_run(result: RunResult, out: Path, *, plots: bool = True) -> dict[str, Any]:
-    """Write every output of ``result`` under ``out`` (replaced atomically); returns the summary."""
+def write_run(
+    result: RunResult, out: Path, *, plots: bool = True, command: Sequence[str] | str | None = None
+) -> dict[str, Any]:
+    """Write every output of ``result`` under ``out`` (replaced atomically); returns the summary.
+    ``command`` is the command line that made the run (kept in the summary's provenance)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    summary = summarize(result)
+    summary = summarize(result, command)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         outcomes_frame(result).to_parquet(tmp / "outcomes.parquet", index=False)
         rooms_frame(result).to_parquet(tmp / "rooms.parquet", index=False)
         joins_frame(result).to_parquet(tmp / "joins.parquet", index=False)
+        (tmp / "scenario.toml").write_text(resolved_scenario_toml(result.scenario), encoding="utf-8")
         (tmp / "summary.json").write_text(
             json.dumps(_clean(summary), indent=2, sort_keys=True, default=_json_default) + "\n"
         )

@@ -16,12 +16,14 @@ since one row's messages stand or fall together).  Writing them to disk is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from .. import __version__
 from ..engine import JOIN_COLUMNS, OUTCOME_COLUMNS, ROOM_COLUMNS, RunResult
+from .provenance import provenance
 
 __all__ = [
     "joins_frame",
@@ -185,7 +187,9 @@ def joins_summary(joins: pd.DataFrame, horizon_s: float) -> dict[str, Any]:
     return out
 
 
-def summarize(result: RunResult) -> dict[str, Any]:
+def summarize(result: RunResult, command: Sequence[str] | str | None = None) -> dict[str, Any]:
+    """The run's headline figures and where they came from (``provenance``: ``command`` is the
+    command line that made the run, None from Python)."""
     sc = result.scenario
     outcomes = outcomes_frame(result)
     rooms = rooms_frame(result)
@@ -232,6 +236,7 @@ def summarize(result: RunResult) -> dict[str, Any]:
         # null when not checked (--check-invariants), so that "[]" means checked and none found
         "invariant_violations": result.violations if result.invariants_checked else None,
         "performance": result.stats,
+        "provenance": provenance(command, seeds=[sc.seed]),
     }
 
 

@@ -61,7 +61,11 @@ def execute_run(base: str, spec: RunSpec, out: str) -> RunReport:
             frame[axis] = value
         frame["replicate"] = spec.record.replicate
         frames.append(frame)
-    summary = {**outputs.summarize(result), "run_key": spec.run_key, "point": dict(spec.point)}
+    summary = {
+        **outputs.summarize(result, spec.record.command),
+        "run_key": spec.run_key,
+        "point": dict(spec.point),
+    }
     summary["replicate"] = spec.record.replicate
     write_run_files(Path(out), spec.run_key, frames[0], frames[1], summary, frames[2])
     return RunReport(spec.run_key, started_at, time.perf_counter() - clock)
