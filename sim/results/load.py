@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "load_results",
     "online_vs_size",
     "proportions",
+    "sensitivity",
 ]
 
 FORMATS = ("md", "html")
@@ -328,6 +330,54 @@ def joiners(results: Results, by: Sequence[str] | None = None) -> pd.DataFrame:
         row["key_median_s"] = median
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: the metrics sensitivity indices are computed for: per run, restored rows over rows
+SENSITIVITY_METRICS = {"restored": "restored by the horizon", "rooms_lost": "encrypted rooms lost"}
+
+
+def sensitivity(path: Path, results: Results) -> tuple[str, pd.DataFrame] | None:
+    """For a sweep with a ``[sweep.design]``: the design's method and, per metric and
+    parameter, its indices (:func:`sim.inputs.design.indices`), the metric per point pooled over
+    replicates; None for any other run or sweep."""
+    import tomllib
+
+    from ..inputs.design import DesignError, indices, parse_design, sample
+
+    stored = Path(path) / "sweep.toml"
+    if results.kind != "sweep" or not stored.is_file():
+        return None
+    try:
+        sweep = tomllib.loads(stored.read_text(encoding="utf-8")).get("sweep", {})
+        if "design" not in sweep:
+            return None
+        design = parse_design(sweep["design"])
+    except (tomllib.TOMLDecodeError, DesignError) as exc:
+        raise ReportError(stored, f"cannot read the design: {exc}") from None
+    seed = int(sweep.get("seed", 0))
+    points = sample(design, seed)
+    runs = results.runs
+    rows = []
+    for metric, label in SENSITIVITY_METRICS.items():
+        hits = _hits(results, metric)
+        y = []
+        for point in points:
+            mine = runs
+            for key, value in point.items():
+                mine = mine[mine[key] == value]
+            part = hits[hits["run_key"].isin(mine["run_key"])]
+            if mine.empty or part.empty:
+                return design.method, pd.DataFrame()  # a point not run yet, or without rows
+            y.append(float(part["hit"].mean()))
+        if len(set(y)) == 1:
+            continue  # the same at every point: nothing to apportion
+        with warnings.catch_warnings(record=True) as caught:  # SALib's caveats go in the table
+            warnings.simplefilter("always")
+            entries = indices(design, seed, y)
+        caveat = "; ".join(sorted({str(w.message).split(",")[0] for w in caught}))
+        for entry in entries:
+            rows.append({"metric": label, **entry, "caveat": caveat})
+    return design.method, pd.DataFrame(rows)
 
 
 def online_vs_size(results: Results) -> pd.DataFrame:

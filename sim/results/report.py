@@ -62,6 +62,7 @@ from .load import (
     load_results,
     online_vs_size,
     proportions,
+    sensitivity,
 )
 from .provenance import png_metadata
 
@@ -189,7 +190,9 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
     caption = "Right: the analytic curve assumes exponential churn (stationary presence p)."
     _show(shown, fig, folder, "restored_vs_holders_online.png", "Restoration against holders online", caption)
     points = results.runs.groupby(list(results.axes)).ngroups if results.axes else 1
-    if points > 1:
+    # one bar per point, labelled by its values: unreadable with many points or long labels (a
+    # design's sample)
+    if 1 < points <= MAX_BAR_POINTS and len(results.axes) <= 2:
         fig = Figure(figsize=(8, min(30.0, 1.5 + 0.32 * points)), layout="constrained")
         _plot_lost_per_point(fig.subplots(), results)
         fig.suptitle("Rooms lost per grid point")
@@ -246,6 +249,35 @@ def format_joiners(table: pd.DataFrame) -> pd.DataFrame:
     return out.astype(str)
 
 
+def format_sensitivity(table: pd.DataFrame) -> pd.DataFrame:
+    """Sensitivity indices as text: each index with its 95 % confidence half-width."""
+    out = table[["metric", "parameter"]].astype(str)
+    for name in ("S1", "ST", "mu_star"):
+        if name in table:
+            conf = table[f"{name}_conf"]
+            out[name] = [f"{v:.3f} ± {c:.3f}" for v, c in zip(table[name], conf, strict=True)]
+    if "sigma" in table:
+        out["sigma"] = [f"{v:.3f}" for v in table["sigma"]]
+    if "caveat" in table and table["caveat"].astype(bool).any():
+        out["caveat (SALib)"] = table["caveat"].astype(str)
+    return out
+
+
+SENSITIVITY_NOTE = {
+    "sobol": "Sobol indices (SALib, Saltelli's scheme): S1 is the share of a metric's variance a parameter "
+    "explains alone, ST with all its interactions; ± is the 95 % bootstrap half-width. Each point's "
+    "metric pools its replicates.",
+    "morris": "Morris elementary effects (SALib): mu* is a parameter's mean absolute effect on the metric, "
+    "sigma how much that effect depends on the other parameters; ± is the 95 % bootstrap half-width.",
+    "latin": "RBD-FAST first-order indices over the Latin hypercube (SALib): S1 is the share of a metric's "
+    "variance a parameter explains alone; ± is the 95 % bootstrap half-width.",
+}
+CONSTANT_NOTE = " A metric that is the same at every point has no indices and is left out."
+NOT_YET = "Not every point of the design has finished runs with resets yet."
+#: most grid points drawn one bar each ("Rooms lost per grid point")
+MAX_BAR_POINTS = 40
+
+
 JOINERS_NOTE = (
     "Joiners: members added to a room during the run. 'Held the room key' counts those who held its "
     "current key by the horizon (the median, Kaplan-Meier, runs from the join); 'read the whole past' "
@@ -289,7 +321,13 @@ def _md_table(table: pd.DataFrame) -> list[str]:
     ]
 
 
-def _markdown(results: Results, table: pd.DataFrame, shown: list[_Shown], joined: pd.DataFrame) -> str:
+def _markdown(
+    results: Results,
+    table: pd.DataFrame,
+    shown: list[_Shown],
+    joined: pd.DataFrame,
+    sensitive: tuple[str, pd.DataFrame] | None = None,
+) -> str:
     parts = [
         "# keysim report",
         "",
@@ -301,6 +339,10 @@ def _markdown(results: Results, table: pd.DataFrame, shown: list[_Shown], joined
     ]
     if not joined.empty:
         parts += ["", "## Joiners", "", JOINERS_NOTE, "", *_md_table(joined)]
+    if sensitive is not None:
+        method, indices = sensitive
+        parts += ["", "## Sensitivity", "", SENSITIVITY_NOTE[method] + CONSTANT_NOTE, ""]
+        parts += _md_table(indices) if not indices.empty else [NOT_YET]
     for s in shown:
         parts += ["", f"## {s.title}", "", f"![{s.title}]({s.file})", "", f"*{s.caption}*"]
     return "\n".join(parts) + "\n"
@@ -335,7 +377,12 @@ def _inline_html(text: str) -> str:
 
 
 def _html(
-    results: Results, table: pd.DataFrame, shown: list[_Shown], folder: Path, joined: pd.DataFrame
+    results: Results,
+    table: pd.DataFrame,
+    shown: list[_Shown],
+    folder: Path,
+    joined: pd.DataFrame,
+    sensitive: tuple[str, pd.DataFrame] | None = None,
 ) -> str:
     body = ["<h1>keysim report</h1>", *(f"<p>{_inline_html(line)}</p>" for line in _intro(results))]
     body += ["<h2>Headline figures</h2>", table.to_html(index=False, escape=True, border=0)]
@@ -345,6 +392,12 @@ def _html(
             f"<p>{_inline_html(JOINERS_NOTE)}</p>",
             joined.to_html(index=False, escape=True, border=0),
         ]
+    if sensitive is not None:
+        method, indices = sensitive
+        body += ["<h2>Sensitivity</h2>", f"<p>{_inline_html(SENSITIVITY_NOTE[method] + CONSTANT_NOTE)}</p>"]
+        body.append(
+            indices.to_html(index=False, escape=True, border=0) if not indices.empty else f"<p>{NOT_YET}</p>"
+        )
     for s in shown:
         data = base64.b64encode((folder / s.file).read_bytes()).decode("ascii")
         body += [
@@ -394,11 +447,14 @@ def make_report(path: Path, out: Path | None = None, fmt: str = "md") -> Path:
         if not joined.empty:
             joined.to_csv(tmp / "joiners.csv", index=False)
             joined = format_joiners(joined)
-        page = (
-            _markdown(results, text, shown, joined)
-            if fmt == "md"
-            else _html(results, text, shown, tmp, joined)
-        )
+        sensitive = sensitivity(path, results)
+        if sensitive is not None and not sensitive[1].empty:
+            sensitive[1].to_csv(tmp / "sensitivity.csv", index=False)
+            sensitive = (sensitive[0], format_sensitivity(sensitive[1]))
+        if fmt == "md":
+            page = _markdown(results, text, shown, joined, sensitive)
+        else:
+            page = _html(results, text, shown, tmp, joined, sensitive)
         (tmp / f"report.{fmt}").write_text(page, encoding="utf-8")
         replace_dir(tmp, out)
     finally:

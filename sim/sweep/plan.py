@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
+from ..inputs.design import sample
 from ..inputs.scenario import ScenarioError, load_scenario
 from ..inputs.streams import stream_seed
 from .store import RunRecord, config_hash
@@ -98,17 +99,22 @@ def plan_sweep(sweep: Sweep) -> list[RunSpec]:
     except ScenarioError as exc:
         owner = _owner(exc.key, list(sweep.fixed))
         raise SweepError(f"sweep.set.{owner}" if owner else "sweep.base", str(exc)) from None
-    names = [axis for axis, _ in sweep.axes]
+    if sweep.design is not None:  # a sensitivity design: its sample, in SALib's order
+        names = sweep.design.names
+        givens = sample(sweep.design, sweep.seed)
+    else:
+        names = [axis for axis, _ in sweep.axes]
+        givens = [dict(zip(names, c, strict=True)) for c in itertools.product(*(v for _, v in sweep.axes))]
     points = []
-    for combination in itertools.product(*(values for _, values in sweep.axes)):
-        given = dict(zip(names, combination, strict=True))
+    for given in givens:
         try:
             scenario = load_scenario(sweep.base, overrides={**sweep.fixed, **given})
         except ScenarioError as exc:
             owner = _owner(exc.key, names)
+            where = "sweep.design.bounds" if sweep.design is not None else "sweep.axes"
             if owner is not None:
-                raise SweepError(f"sweep.axes.{owner}", f"value {given[owner]!r}: {exc}") from None
-            raise SweepError("sweep.axes", f"point {given}: {exc}") from None
+                raise SweepError(f"{where}.{owner}", f"value {given[owner]!r}: {exc}") from None
+            raise SweepError(where, f"point {given}: {exc}") from None
         point = {a: scenario.values[a.split(".")[0]].get(a.split(".", 1)[1], given[a]) for a in names}
         points.append((given, point, scenario))
     plan: list[RunSpec] = []
@@ -119,6 +125,8 @@ def plan_sweep(sweep: Sweep) -> list[RunSpec]:
             digest = config_hash(scenario.with_seed(seed))
             key = digest[:16]
             if key in seen:
+                if sweep.design is not None:
+                    continue  # a sample may repeat a point (integer keys rounded): one run serves both
                 raise SweepError("sweep.axes", f"points {seen[key]} and {given} give the same scenario")
             seen[key] = given
             overrides = {**sweep.fixed, **given}

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..inputs.design import Design, DesignError, parse_design
 from ..inputs.scenario import SCHEMA, TABLES
 
 __all__ = ["Sweep", "SweepError", "load_sweep"]
 
-_SWEEP_KEYS = ("base", "replications", "seed", "name", "set", "axes")
+_SWEEP_KEYS = ("base", "replications", "seed", "name", "set", "axes", "design")
 _RANGE_KEYS = ("start", "stop", "step")
 _MAX_AXIS_VALUES = 10_000
 
@@ -45,6 +46,8 @@ class Sweep:
     seed: int
     fixed: Mapping[str, Any]
     axes: tuple[tuple[str, tuple[Any, ...]], ...]
+    #: a sensitivity design (``[sweep.design]``) in place of the axes, or None
+    design: Design | None = None
 
 
 def _number(where: str, value: Any) -> int | float:
@@ -148,4 +151,17 @@ def load_sweep(path: str | Path) -> Sweep:
             if v in values[:i]:
                 raise SweepError(where, f"value {v!r} appears twice")
         axes.append((key, values))
-    return Sweep(path, text, base, name, replications, seed, fixed, tuple(axes))
+    design = None
+    if "design" in sweep:
+        try:
+            design = parse_design(_table("sweep.design", sweep["design"]))
+        except DesignError as exc:
+            raise SweepError(exc.key, str(exc).split(": ", 1)[1]) from None
+        if axes:
+            raise SweepError("sweep.design", "replaces the axes: give sweep.axes or sweep.design, not both")
+        for key, *_ in design.bounds:
+            if key in fixed:
+                raise SweepError(
+                    f"sweep.design.bounds.{key}", "is also in sweep.set; a key is fixed or sampled"
+                )
+    return Sweep(path, text, base, name, replications, seed, fixed, tuple(axes), design)
