@@ -35,9 +35,11 @@ _KEYS = ("method", "samples", "levels", "bounds")
 
 
 class DesignError(ValueError):
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        super().__init__(f"{key}: {message}")
+    """A ``[sweep.design]`` problem: ``key`` is its dotted name, ``problem`` what is wrong."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key, self.problem = key, problem
+        super().__init__(f"{key}: {problem}")
 
 
 @dataclass(frozen=True, slots=True)

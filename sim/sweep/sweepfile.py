@@ -156,7 +156,7 @@ def load_sweep(path: str | Path) -> Sweep:
         try:
             design = parse_design(_table("sweep.design", sweep["design"]))
         except DesignError as exc:
-            raise SweepError(exc.key, str(exc).split(": ", 1)[1]) from None
+            raise SweepError(exc.key, exc.problem) from None
         if axes:
             raise SweepError("sweep.design", "replaces the axes: give sweep.axes or sweep.design, not both")
         for key, *_ in design.bounds:
