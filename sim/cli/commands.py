@@ -10,6 +10,7 @@ handler, so that ``keysim --help`` stays quick.  May import every part of :mod:`
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.replications != 1:
         return _run_replications(args, scenario)
-    from ..results.rundir import check_out_dir, write_run
+    from ..results.rundir import check_out_dir, user_entries, write_run
     from ..results.tables import terminal_table
 
-    shown: Path = args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}"
+    shown: Path = args.out if args.out is not None else Path("runs") / scenario.run_id
     try:
         out = check_out_dir(shown)  # before the run, so that no work is lost to a bad --out
     except ValueError as exc:
@@ -114,6 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    kept = user_entries(out)
     try:
         summary = write_run(result, out, plots=not args.no_plots, command=args.command_line)
     except OSError as exc:  # the disk filled up, permissions changed during the run, ...
@@ -121,6 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(terminal_table(summary))
         print(f"  outputs in {shown}/")
+        if kept:
+            names = ", ".join(name + "/" if (out / name).is_dir() else name for name in kept)
+            print(f"  kept from the earlier run: {names} (describing that run, not this one)")
     return 1 if result.violations else 0
 
 
@@ -131,7 +136,7 @@ def _run_replications(args: argparse.Namespace, scenario: Any) -> int:
     from ..results.load import headline
     from ..results.report import format_headline, load_results
     from ..sweep.plan import plan_sweep
-    from ..sweep.runner import SweepError, _default_workers, run_sweep
+    from ..sweep.runner import SweepError, SweepInterrupted, _default_workers, interrupted_message, run_sweep
     from ..sweep.store import check_out
     from ..sweep.sweepfile import Sweep
 
@@ -158,13 +163,16 @@ def _run_replications(args: argparse.Namespace, scenario: Any) -> int:
         plan = plan_sweep(sweep)
     except SweepError as exc:
         raise UsageError(str(exc)) from None
-    target: Path = (
-        args.out if args.out is not None else Path("runs") / f"{scenario.name}-{scenario.seed}-x{n}"
-    )
+    target: Path = args.out if args.out is not None else Path("runs") / f"{scenario.run_id}-x{n}"
     problem = check_out(target, {spec.run_key: spec.record.point_json for spec in plan})
     if problem:
         raise UsageError(f"--out: {problem}")
-    result = run_sweep(sweep, plan, target, workers=min(n, _default_workers()), progress=not args.quiet)
+    try:
+        result = run_sweep(sweep, plan, target, workers=min(n, _default_workers()), progress=not args.quiet)
+    except SweepInterrupted as stop:
+        # the same command resumes: the default --out is derived from the scenario alone
+        print(interrupted_message(scenario.name, stop.result, shlex.join(args.command_line)), file=sys.stderr)
+        return 130
     if result.failed or result.not_started:
         print(
             f"{scenario.name}: {len(result.failed)} of {n} replications failed, {result.not_started} did not "
@@ -201,10 +209,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..results.report import ReportError, make_report
 
     try:
-        page = make_report(args.dir, args.out, fmt=args.format)
+        page = make_report(args.dir, args.out, fmt=args.format, command=args.command_line)
     except ReportError as exc:  # names the path; nothing is left behind
         raise UsageError(str(exc)) from None
     print(f"wrote {page}")
+    others = sorted(p.name for p in page.parent.glob("report.*") if p.name != page.name)
+    if others:
+        print(f"  beside {', '.join(others)}, kept from an earlier report")
     return 0
 
 

@@ -103,7 +103,7 @@ class Simulation:
         self.seed = scenario.seed
         self.policy: str = scenario.get("simulation.policy")
         self.horizon = scenario.horizon_s
-        self.run_id = f"{scenario.name}-{self.seed}"
+        self.run_id = scenario.run_id
         self.progress = progress
         self.check_invariants = check_invariants
         self.backend: CryptoBackend = get_backend(scenario.get("simulation.crypto"))

@@ -9,7 +9,7 @@ of :mod:`sim`.
 """
 
 from .churn import ChurnParams, Presence, PresenceModel
-from .scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from .scenario import Scenario, ScenarioError, ScenarioErrors, load_scenario, parse_scenario
 from .streams import stream, stream_seed
 from .topology import RoomSpec, TopologyParams, generate_rooms
 from .trace import TracePresence
@@ -21,6 +21,7 @@ __all__ = [
     "RoomSpec",
     "Scenario",
     "ScenarioError",
+    "ScenarioErrors",
     "TopologyParams",
     "TracePresence",
     "generate_rooms",

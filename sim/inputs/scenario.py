@@ -10,9 +10,13 @@ May import the standard library and :mod:`sim.inputs.scenario_schema`, nothing e
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import hashlib
+import json
 import math
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ __all__ = [
     "ExplicitRoom",
     "Scenario",
     "ScenarioError",
+    "ScenarioErrors",
     "ScriptedReset",
     "UserClass",
     "load_scenario",
@@ -38,7 +43,72 @@ class ScenarioError(ValueError):
 
     def __init__(self, key: str, message: str) -> None:
         self.key = key
+        self.message = message
         super().__init__(f"{key}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.message))
+
+    @property
+    def problems(self) -> tuple[ScenarioError, ...]:
+        """Every problem found (here one: this)."""
+        return (self,)
+
+
+class ScenarioErrors(ScenarioError):
+    """Several problems in one scenario, all found in one reading and listed one per line;
+    ``key`` and ``message`` are the first one's."""
+
+    def __init__(self, problems: Iterable[ScenarioError]) -> None:
+        self._problems = tuple(problems)
+        first = self._problems[0]
+        lines = "".join(f"\n  {p}" for p in self._problems)
+        ValueError.__init__(self, f"{len(self._problems)} problems:{lines}")
+        self.key, self.message = first.key, first.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._problems,))
+
+    @property
+    def problems(self) -> tuple[ScenarioError, ...]:
+        return self._problems
+
+
+class _Problems:
+    """Collects the problems of a document, so that all are reported at once."""
+
+    def __init__(self) -> None:
+        self.found: list[ScenarioError] = []
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except ScenarioError as exc:
+            self.found.extend(exc.problems)
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise ScenarioErrors(self.found)
+
+
+def _unknown(where: str, name: str, known: Iterable[str], what: str = "key") -> ScenarioError:
+    """An unknown key or section, with the nearest known one when there is a near one."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        hint = f" (did you mean {close[0]!r}?)"
+    elif what == "section":
+        hint = f" (known: {', '.join(known)})"
+    else:
+        hint = ""
+    if what == "key" and not close:  # the right key in the wrong section
+        homes = [s for s, keys in SCHEMA.items() if name in keys and f"{s}.{name}" != where]
+        if homes:
+            hint = f" (it is a key of [{homes[0]}]: {homes[0]}.{name})"
+    return ScenarioError(where, f"unknown {what}{hint}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +144,8 @@ class Scenario:
     scripted_resets: tuple[ScriptedReset, ...] = ()
     classes: tuple[UserClass, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: the overrides (dotted key -> value) applied to the file it was read from, in order
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, dotted: str) -> Any:
         section, key = dotted.split(".", 1)
@@ -82,6 +154,10 @@ class Scenario:
     @property
     def name(self) -> str:
         return str(self.get("simulation.name"))
+
+    @property
+    def run_id(self) -> str:
+        return str(self.get("simulation.run_id"))
 
     @property
     def seed(self) -> int:
@@ -101,12 +177,14 @@ class Scenario:
             raise ScenarioError("--seed", problem)
         values = {s: dict(v) for s, v in self.values.items()}
         values["simulation"]["seed"] = seed
+        _derive_run_id(values, self.raw, self.overrides)
         return replace(self, values=values)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:
         """The scenario re-read from what it was parsed from, with ``overrides`` (dotted keys)
         applied; checked as :func:`load_scenario` checks a file."""
-        return parse_scenario(apply_overrides(self.raw, overrides), self.path)
+        changes = {**self.overrides, **overrides}
+        return parse_scenario(apply_overrides(self.raw, overrides), self.path, overrides=changes)
 
     def resolve(self, relative: str) -> Path:
         base = self.path.parent if self.path is not None else Path.cwd()
@@ -135,59 +213,122 @@ def _type_name(types: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
-def parse_scenario(data: Mapping[str, Any], path: Path | None = None) -> Scenario:
-    """Validate an already-parsed TOML document."""
-    values = _section_values(data)
+def parse_scenario(
+    data: Mapping[str, Any], path: Path | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> Scenario:
+    """Validate an already-parsed TOML document; ``overrides`` are those already applied to it
+    (:func:`apply_overrides`), which the run's id records."""
+    problems = _Problems()
+    values = _section_values(data, problems)
+    for dotted in TABLES:  # their rows' own keys; the rows are read below
+        with problems.collect():
+            _table(data, dotted)
+    problems.raise_any()  # the checks below read several keys: each must be valid first
     if not values["simulation"]["name"]:
         values["simulation"]["name"] = path.stem if path is not None else "scenario"
-    _check_rhythm_peak_hour(values["churn"])
-    scenario = Scenario(path=path, values=values, raw=dict(data))
+    overrides = dict(overrides or {})
+    _derive_run_id(values, data, overrides)
+    with problems.collect():
+        _check_rhythm_peak_hour(values["churn"])
+    scenario = Scenario(path=path, values=values, raw=dict(data), overrides=overrides)
     users = values["population"]["users"]
     user_of = _user_names(users)
-    explicit = _explicit_rooms(data, user_of)
-    scripted = tuple(
-        ScriptedReset(user_of(f"resets.scripted[{i}].user", row["user"]), float(row["at"]))
-        for i, row in enumerate(_table(data, "resets.scripted"))
-    )
-    classes = _user_classes(data, values["churn"])
+    explicit: tuple[ExplicitRoom, ...] = ()
+    scripted: tuple[ScriptedReset, ...] = ()
+    classes: tuple[UserClass, ...] = ()
+    with problems.collect():
+        explicit = _explicit_rooms(data, user_of)
+    with problems.collect():
+        scripted = _scripted_resets(data, user_of)
+    with problems.collect():
+        classes = _user_classes(data, values["churn"])
     if values["churn"]["model"] == "trace":
-        _check_named_file(scenario, "churn.trace", "churn.model = 'trace'")
+        with problems.collect():
+            _check_named_file(scenario, "churn.trace", "churn.model = 'trace'")
     if values["rooms"]["generator"] in ("file", "bipartite"):
-        _check_named_file(scenario, "rooms.file", f"rooms.generator = {values['rooms']['generator']!r}")
+        with problems.collect():
+            _check_named_file(scenario, "rooms.file", f"rooms.generator = {values['rooms']['generator']!r}")
     if "collegemsg" in (values["churn"]["model"], values["rooms"]["generator"]):
-        _check_collegemsg(values)
+        with problems.collect():
+            _check_collegemsg(values)
     rooms = values["rooms"]
     if rooms["generator"] == "networkx" and rooms["graph"] not in NETWORKX_GRAPHS:
-        raise ScenarioError(
-            "rooms.graph", f"must be one of {', '.join(NETWORKX_GRAPHS)}, got {rooms['graph']!r}"
+        problems.found.append(
+            ScenarioError(
+                "rooms.graph", f"must be one of {', '.join(NETWORKX_GRAPHS)}, got {rooms['graph']!r}"
+            )
         )
     if rooms["generator"] != "networkx" and rooms["graph"]:
-        raise ScenarioError(
-            "rooms.graph", f"is read only with rooms.generator = 'networkx', not {rooms['generator']!r}"
+        problems.found.append(
+            ScenarioError(
+                "rooms.graph", f"is read only with rooms.generator = 'networkx', not {rooms['generator']!r}"
+            )
         )
-    _check_group_size(values["rooms"], users)
-    _check_scripted_times(scripted, values["simulation"]["horizon_days"])
+    with problems.collect():
+        _check_group_size(values["rooms"], users)
+    with problems.collect():
+        _check_scripted_times(scripted, values["simulation"]["horizon_days"])
+    problems.raise_any()
     return replace(scenario, explicit_rooms=explicit, scripted_resets=scripted, classes=classes)
 
 
-def _section_values(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every section's keys, given or defaulted; unknown sections and keys are refused."""
+def _scripted_resets(
+    data: Mapping[str, Any], user_of: Callable[[str, Any], int]
+) -> tuple[ScriptedReset, ...]:
+    problems = _Problems()
+    out = []
+    for i, row in enumerate(_table(data, "resets.scripted")):
+        with problems.collect():
+            out.append(ScriptedReset(user_of(f"resets.scripted[{i}].user", row["user"]), float(row["at"])))
+    problems.raise_any()
+    return tuple(out)
+
+
+#: overrides that the run id already shows, or that name it
+_NOT_IN_DIGEST = frozenset({"simulation.seed", "simulation.run_id"})
+
+
+def _derive_run_id(
+    values: dict[str, dict[str, Any]], data: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> None:
+    """Set ``simulation.run_id`` unless the document gives it: ``<name>-<seed>`` for the file as
+    it is, ``<name>-<seed>-<digest>`` when overrides changed it, the digest being the first 8 hex
+    digits of the SHA-256 of the overrides' canonical JSON, so two runs of one file with
+    different overrides never share an id (or a default output directory)."""
+    given = data.get("simulation")
+    if isinstance(given, Mapping) and given.get("run_id"):
+        return
+    sim = values["simulation"]
+    run_id = f"{sim['name']}-{sim['seed']}"
+    changed = {k: v for k, v in overrides.items() if k not in _NOT_IN_DIGEST}
+    if changed:
+        text = json.dumps(changed, sort_keys=True, separators=(",", ":"), default=str)
+        run_id += "-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    sim["run_id"] = run_id
+
+
+def _section_values(data: Mapping[str, Any], problems: _Problems) -> dict[str, dict[str, Any]]:
+    """Every section's keys, given or defaulted.  Unknown sections and keys and bad values go to
+    ``problems`` (a bad value's key keeps its default, so that the rest is still checked)."""
     values: dict[str, dict[str, Any]] = {}
     for section in data:
         if section not in SCHEMA:
-            raise ScenarioError(section, f"unknown section (known: {', '.join(SCHEMA)})")
+            problems.found.append(_unknown(section, section, SCHEMA, "section"))
     for section, keys in SCHEMA.items():
         given = data.get(section, {})
         if not isinstance(given, Mapping):
-            raise ScenarioError(section, "must be a table")
+            problems.found.append(ScenarioError(section, "must be a table"))
+            given = {}
         tables = {t.split(".", 1)[1] for t in TABLES if t.startswith(section + ".")}
         for key in given:
             if key not in keys and key not in tables:
-                raise ScenarioError(f"{section}.{key}", "unknown key")
-        values[section] = {
-            key: _check_value(f"{section}.{key}", decl, given[key]) if key in given else decl.default
-            for key, decl in keys.items()
-        }
+                problems.found.append(_unknown(f"{section}.{key}", key, [*keys, *tables]))
+        values[section] = {}
+        for key, decl in keys.items():
+            values[section][key] = decl.default
+            if key in given:
+                with problems.collect():
+                    values[section][key] = _check_value(f"{section}.{key}", decl, given[key])
     return values
 
 
@@ -214,16 +355,19 @@ def _user_names(users: int) -> Callable[[str, Any], int]:
 
 def _explicit_rooms(data: Mapping[str, Any], user_of: Callable[[str, Any], int]) -> tuple[ExplicitRoom, ...]:
     """The ``[[rooms.explicit]]``, members as user indices."""
+    problems = _Problems()
     explicit = []
     for i, row in enumerate(_table(data, "rooms.explicit")):
         where = f"rooms.explicit[{i}]"
         t, members, encrypted = row["type"], row["members"], row["encrypted"]
-        ids = tuple(user_of(f"{where}.members", m) for m in members)
-        if len(set(ids)) != len(ids) or len(ids) < 2:
-            raise ScenarioError(f"{where}.members", "needs at least two distinct users")
-        if t == "d" and len(ids) != 2:
-            raise ScenarioError(f"{where}.members", "a DM has exactly two members")
-        explicit.append(ExplicitRoom(t, ids, encrypted))
+        with problems.collect():
+            ids = tuple(user_of(f"{where}.members", m) for m in members)
+            if len(set(ids)) != len(ids) or len(ids) < 2:
+                raise ScenarioError(f"{where}.members", "needs at least two distinct users")
+            if t == "d" and len(ids) != 2:
+                raise ScenarioError(f"{where}.members", "a DM has exactly two members")
+            explicit.append(ExplicitRoom(t, ids, encrypted))
+    problems.raise_any()
     return tuple(explicit)
 
 
@@ -291,21 +435,24 @@ def _table(data: Mapping[str, Any], dotted: str) -> list[dict[str, Any]]:
     rows = data.get(section, {}).get(key, [])
     if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
         raise ScenarioError(dotted, "must be an array of tables ([[...]])")
+    problems = _Problems()
     out = []
     for i, row in enumerate(rows):
         where = f"{dotted}[{i}]"
         for k in row:
             if k not in TABLES[dotted]:
-                raise ScenarioError(f"{where}.{k}", "unknown key")
+                problems.found.append(_unknown(f"{where}.{k}", k, TABLES[dotted]))
         parsed = {}
         for k, decl in TABLES[dotted].items():
             if k not in row:
                 if decl.default is None:
-                    raise ScenarioError(f"{where}.{k}", "is required")
+                    problems.found.append(ScenarioError(f"{where}.{k}", "is required"))
                 parsed[k] = decl.default
             else:
-                parsed[k] = _check_value(f"{where}.{k}", decl, row[k])
+                with problems.collect():
+                    parsed[k] = _check_value(f"{where}.{k}", decl, row[k])
         out.append(parsed)
+    problems.raise_any()
     return out
 
 
@@ -318,7 +465,7 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError("scenario", f"{path} is not valid TOML: {exc}") from None
-    return parse_scenario(apply_overrides(data, overrides or {}), path.resolve())
+    return parse_scenario(apply_overrides(data, overrides or {}), path.resolve(), overrides=overrides)
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

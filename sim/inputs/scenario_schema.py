@@ -62,7 +62,7 @@ def _seed(v: Any) -> str | None:
 
 
 def _run_name(v: Any) -> str | None:
-    """A run's name becomes a directory name (``runs/<name>-<seed>/``): no separators."""
+    """A run's name and id become directory names (``runs/<run_id>/``): no separators."""
     if v == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v):
         return None
     return f"must be letters, digits, '.', '_' or '-' (starting with a letter or digit), got {v!r}"
@@ -81,6 +81,7 @@ class Key:
 SCHEMA: dict[str, dict[str, Key]] = {
     "simulation": {
         "name": Key(str, "", _run_name, "run name (default: the file name)"),
+        "run_id": Key(str, "", _run_name, "the run's id (default: <name>-<seed>[-<overrides' digest>])"),
         "horizon_days": Key((int, float), 30.0, _positive, "simulated time, days"),
         "seed": Key(int, 0, _seed, "root seed; --seed overrides"),
         "policy": Key(str, "rocketchat", _one_of(*POLICIES), "recovery policy"),

@@ -3,7 +3,8 @@ state as tables (for the protocol walkthrough)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -15,15 +16,18 @@ from matplotlib.ticker import MaxNLocator
 from protocol import Server
 
 from .load import (
+    KM_FLOOR_HOURS,
     METRICS,
     POLICY,
     Results,
-    _censored,
     _groups,
     _hits,
+    _label,
+    km_curves,
     online_vs_size,
     proportions,
 )
+from .provenance import png_metadata
 
 __all__ = [
     "plot_bars",
@@ -31,10 +35,27 @@ __all__ = [
     "plot_metric",
     "plot_online_vs_size",
     "plot_vs_holders",
+    "save_figure",
     "server_tables",
 ]
 
 # ---------------------------------------------------------------------------------------- figures
+
+
+def save_figure(fig: Any, png: Path, title: str, summary: Mapping[str, Any] | None = None) -> None:
+    """``fig`` as ``png`` and as SVG and PDF beside it, each saying what it shows and where it
+    came from (keysim's version and commit, the command, the time: ``summary``'s provenance, or
+    this process's) in its format's own metadata fields."""
+    text = png_metadata(title, summary)
+    described = f"{text['Software']}; {text['Source']}".strip("; ")
+    fig.savefig(png, dpi=110, metadata=text)
+    fig.savefig(
+        png.with_suffix(".svg"),
+        metadata={"Title": title, "Creator": text["Software"], "Description": described},
+    )
+    fig.savefig(
+        png.with_suffix(".pdf"), metadata={"Title": title, "Creator": text["Software"], "Subject": described}
+    )
 
 
 def _err(stats: pd.DataFrame) -> Any:
@@ -45,13 +66,32 @@ def _err(stats: pd.DataFrame) -> Any:
     )
 
 
-def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
-    return (
-        ", ".join(
-            f"{k.split('.')[-1]}={v}" if k != POLICY else str(v) for k, v in zip(keys, values, strict=True)
-        )
-        or "all"
-    )
+def _legend(ax: Axes) -> None:
+    """The legend beside the axes, on the right, where it hides no data (constrained layout makes
+    room for it)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def _fit_ylim(ax: Axes, low: Any, high: Any, *, top: float = 1.0) -> None:
+    """Y-limits that fit the data (``low`` and ``high``: its lowest and highest values, bands
+    included), within [0, ``top``], with a margin of 5 % of the span (at least 0.02)."""
+    lows = np.asarray(low, dtype=float)
+    highs = np.asarray(high, dtype=float)
+    lows, highs = lows[np.isfinite(lows)], highs[np.isfinite(highs)]
+    if not len(lows) or not len(highs):
+        ax.set_ylim(-0.02, top + 0.02)
+        return
+    lo, hi = float(lows.min()), float(highs.max())
+    margin = max(0.05 * (hi - lo), 0.02)
+    ax.set_ylim(max(lo - margin, -0.02), min(hi + margin, top + 0.02))
+
+
+def _integer_ticks(ax: Axes, values: pd.Series) -> None:
+    """Whole-number ticks on the x axis when every value on it is a whole number (a count)."""
+    x = values.to_numpy(dtype=float)
+    if len(x) and np.all(np.isfinite(x)) and np.all(x == np.round(x)):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _positions(values: pd.Series) -> tuple[pd.Series, list[Any] | None]:
@@ -96,6 +136,7 @@ def plot_metric(
     lines = list(_groups(rows, list(hue)))
     styles = _styles(hue, [key for key, _ in lines])
     alpha = 0.2 if len(lines) <= 3 else 0.1
+    lows, highs = [], []
     for i, ((key, g), style) in enumerate(zip(lines, styles, strict=True)):
         pooled = proportions(g, ["_x"])
         shift = (i - (len(lines) - 1) / 2) * 0.06 if ticks is not None else 0.0
@@ -110,16 +151,20 @@ def plot_metric(
             ax.errorbar(x, pooled["value"], yerr=err, fmt="none", ecolor=style["color"], capsize=3)
         spread = proportions(g, ["_x", "run_key"])
         ax.plot(spread["_x"] + shift, spread["value"], ".", color=style["color"], alpha=0.45, markersize=5)
+        lows += [pooled["ci_low"], spread["value"]]
+        highs += [pooled["ci_high"], spread["value"]]
     if ticks is not None:
         ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
     elif rows["_x"].nunique() <= 12:
         ax.set_xticks(sorted(rows["_x"].unique()))
+    else:
+        _integer_ticks(ax, rows["_x"])
     ax.set_xlabel(axis)
     ax.set_ylabel("fraction of encrypted rooms" if metric == "rooms_lost" else "fraction of (reset, room)")
-    ax.set_ylim(-0.02, 1.02)
+    _fit_ylim(ax, np.concatenate(lows), np.concatenate(highs))
     ax.set_title(METRICS[metric])
     if hue and legend:
-        ax.legend(fontsize=7)
+        _legend(ax)
 
 
 def plot_bars(ax: Axes, results: Results, by: str, metric: str = "restored", at: Sequence[str] = ()) -> None:
@@ -141,44 +186,47 @@ def plot_bars(ax: Axes, results: Results, by: str, metric: str = "restored", at:
         ticks = [", ".join(map(str, row)) for row in points[at].itertuples(index=False)]
         ax.set_xticks(range(len(points)), ticks)
         ax.set_xlabel(", ".join(at))
-        ax.legend(fontsize=7)
+        _legend(ax)
     else:  # one group of bars: name each bar on the axis
         positions = [(i - (len(labels) - 1) / 2) * width for i in range(len(labels))]
         ax.set_xticks(positions, [str(v) for v in labels], rotation=15 if len(labels) > 3 else 0)
         ax.set_xlabel(by)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, min(1.05, max(0.1, float(stats["ci_high"].max()) * 1.1)) if len(stats) else 1.05)
     ax.set_ylabel("fraction (Wilson 95 %)")
     ax.set_title(METRICS[metric])
 
 
 def plot_km(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
-    """Kaplan-Meier curves of the time from relogin to restoration, one per group of ``by``,
-    with their 95 % bands; a reset not restored is censored at its run's horizon, or earlier
-    at the user's next reset or its leaving the room."""
-    from lifelines import KaplanMeierFitter
-
-    for key, g in _groups(_censored(results.outcomes), list(by)):
-        if g.empty:
-            continue
-        hours = (g["restored_at"] - g["relogin_at"]).clip(lower=0.0) / 3600.0
-        kmf = KaplanMeierFitter().fit(hours, event_observed=g["restored"].astype(bool))
-        sf, ci = kmf.survival_function_.iloc[:, 0], kmf.confidence_interval_survival_function_
-        (line,) = ax.step(sf.index, sf.to_numpy(), where="post", label=f"{_label(by, key)} (n={len(g)})")
+    """Kaplan-Meier curves of the time from relogin to restoration (:func:`km_curves`), one per
+    group of ``by``, with their 95 % bands, on a log time axis (restorations within a minute are
+    drawn at one minute); a reset not restored is censored at its run's horizon, or earlier at
+    the user's next reset or its leaving the room."""
+    curves = km_curves(results, by)
+    for _, curve in curves.groupby("label", sort=False):
+        hours = curve["hours"].clip(lower=KM_FLOOR_HOURS)
+        (line,) = ax.step(hours, curve["survival"], where="post", label=curve["label"].iloc[0])
         ax.fill_between(
-            ci.index, ci.iloc[:, 0], ci.iloc[:, 1], step="post", color=line.get_color(), alpha=0.15
+            hours, curve["ci_low"], curve["ci_high"], step="post", color=line.get_color(), alpha=0.15
         )
-    ax.set_xlabel("hours since relogin")
+    ax.set_xscale("log")
+    if len(curves):
+        ax.set_xlim(KM_FLOOR_HOURS / 1.6, max(float(curves["hours"].max()), 1.0) * 1.2)
+    ax.set_xlabel("hours since relogin (log scale)")
     ax.set_ylabel("fraction not yet restored")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
+    _fit_ylim(ax, curves["ci_low"], curves["ci_high"])
+    _legend(ax)
 
 
 def plot_vs_holders(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
     """The fraction restored against the number of holders online at relogin (Wilson 95 %);
     rows whose user never logged in again are left out."""
     rows = _hits(results, "restored")
+    lows: list[float] = []
+    highs: list[float] = []
     for key, g in _groups(rows[rows["relogin_at"].notna()], list(by)):
         stats = proportions(g, ["holders_online_at_relogin"])
+        lows += list(stats["ci_low"])
+        highs += list(stats["ci_high"])
         err = _err(stats)
         ax.errorbar(
             stats["holders_online_at_relogin"],
@@ -190,10 +238,10 @@ def plot_vs_holders(ax: Axes, results: Results, by: Sequence[str] = ()) -> None:
         )
     ax.set_xlabel("holders online at relogin")
     ax.set_ylabel("fraction restored by the horizon")
-    ax.set_ylim(-0.02, 1.02)
+    _fit_ylim(ax, lows or [np.nan], highs or [np.nan])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if by:
-        ax.legend(fontsize=7)
+        _legend(ax)
 
 
 def plot_online_vs_size(ax: Axes, results: Results) -> None:
@@ -208,8 +256,8 @@ def plot_online_vs_size(ax: Axes, results: Results) -> None:
     ax.set_xlabel("room size k")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("P(a holder online at relogin)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
+    _fit_ylim(ax, [*table["ci_low"], *table["analytic"]], [*table["ci_high"], *table["analytic"]])
+    _legend(ax)
 
 
 def server_tables(server: Server) -> dict[str, pd.DataFrame]:

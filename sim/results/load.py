@@ -31,10 +31,12 @@ __all__ = [
     "collect",
     "headline",
     "joiners",
+    "km_curves",
     "load_results",
     "online_vs_size",
     "proportions",
     "sensitivity",
+    "trace_fit",
 ]
 
 FORMATS = ("md", "html")
@@ -73,6 +75,9 @@ class Results:
     #: one row per join (``JOIN_COLUMNS``), tagged like the outcome rows; empty for runs written
     #: before keysim kept joins
     joins: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(JOIN_COLUMNS)))
+    #: each run's summary.json (parameters, provenance, trace fit), in the order of ``runs``;
+    #: empty for results collected in memory
+    summaries: tuple[Mapping[str, Any], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -96,6 +101,7 @@ def _assemble(
     parts: list[tuple[dict[str, Any], Any, Any, Any]],
     swept: list[str],
     notes: list[str],
+    summaries: Sequence[Mapping[str, Any]] = (),
 ) -> Results:
     """``parts``: (run identity and axis values, outcomes, rooms and joins frames) per run."""
     outcomes = _concat([_tag(o, run) for run, o, _, _ in parts])
@@ -108,7 +114,7 @@ def _assemble(
     axes = list(swept)
     if POLICY not in axes and runs[POLICY].nunique() > 1:
         axes.append(POLICY)
-    return Results(kind, source, outcomes, rooms, runs, tuple(axes), tuple(notes), joins)
+    return Results(kind, source, outcomes, rooms, runs, tuple(axes), tuple(notes), joins, tuple(summaries))
 
 
 def _run_identity(run_key: str, replicate: int, summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,7 +148,7 @@ def _load_run(path: Path) -> Results:
     o, r, s = (path / name for name in RUN_FILES)
     outcomes, rooms, summary, joins = _read(path, o, r, s, path / "joins.parquet")
     run = _run_identity(str(summary.get("run_id") or path.name), 0, summary)
-    return _assemble("run", str(path), [(run, outcomes, rooms, joins)], [], [])
+    return _assemble("run", str(path), [(run, outcomes, rooms, joins)], [], [], [summary])
 
 
 def _load_sweep(path: Path) -> Results:
@@ -160,7 +166,7 @@ def _load_sweep(path: Path) -> Results:
         raise ReportError(db, f"cannot read the run log: {exc}") from None
     if not rows:
         raise ReportError(path, "no finished runs (status 'done') in runs.sqlite")
-    parts, swept = [], {}
+    parts, swept, summaries = [], {}, []
     for run_key, point_json, replicate in rows:
         point = json.loads(point_json or "{}")
         swept.update(dict.fromkeys(point))
@@ -176,10 +182,11 @@ def _load_sweep(path: Path) -> Results:
             k: v if isinstance(v, str | int | float | bool) else json.dumps(v) for k, v in point.items()
         }
         parts.append(({**run, **scalars}, outcomes, rooms, joins))
+        summaries.append(summary)
     notes = (
         [f"{unfinished} run(s) not finished (status other than 'done') are left out."] if unfinished else []
     )
-    return _assemble("sweep", str(path), parts, list(swept), notes)
+    return _assemble("sweep", str(path), parts, list(swept), notes, summaries)
 
 
 def load_results(path: Path) -> Results:
@@ -231,6 +238,55 @@ def _groups(frame: pd.DataFrame, by: Sequence[str]) -> Iterator[tuple[tuple[Any,
         yield key if isinstance(key, tuple) else (key,), group
 
 
+#: an axis with more distinct numeric values than this (a design's sample) is drawn binned
+MAX_AXIS_VALUES = 12
+#: into this many bins of about equal counts
+AXIS_BINS = 8
+
+
+def binned(results: Results, axis: str) -> tuple[Results, str]:
+    """``results`` with a numeric ``axis`` of more than :data:`MAX_AXIS_VALUES` distinct values (the
+    samples of a sensitivity design) replaced by the median of its bin, :data:`AXIS_BINS` bins of
+    about equal numbers of runs, so that a figure draws one point per bin; and a note saying so
+    (empty when nothing was binned)."""
+    values = results.runs[axis]
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return results, ""
+    if values.nunique() <= MAX_AXIS_VALUES:
+        return results, ""
+    bins = pd.qcut(values.astype(float).rank(method="first"), AXIS_BINS, labels=False)
+    centre = values.astype(float).groupby(bins).transform("median")
+    shown = dict(zip(results.runs["run_key"], centre.map(lambda v: float(f"{v:.3g}")), strict=True))
+
+    def swap(frame: pd.DataFrame) -> pd.DataFrame:
+        if frame.empty or axis not in frame:
+            return frame
+        return frame.assign(**{axis: frame["run_key"].map(shown)})
+
+    out = Results(
+        results.kind,
+        results.source,
+        swap(results.outcomes),
+        swap(results.rooms),
+        swap(results.runs),
+        results.axes,
+        results.notes,
+        swap(results.joins),
+        results.summaries,
+    )
+    return out, f"{axis} binned into {AXIS_BINS} bins of about equal runs, each drawn at its median"
+
+
+def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    """A group's name for a legend: ``key=value, ...`` (a policy by its name alone)."""
+    return (
+        ", ".join(
+            f"{k.split('.')[-1]}={v}" if k != POLICY else str(v) for k, v in zip(keys, values, strict=True)
+        )
+        or "all"
+    )
+
+
 def _hits(results: Results, metric: str) -> pd.DataFrame:
     """The rows a metric counts, with a boolean ``hit`` column."""
     if metric == "rooms_lost":
@@ -261,6 +317,81 @@ def _censored(outcomes: pd.DataFrame) -> pd.DataFrame:
     its leaving the room, or their own run's horizon (:func:`~sim.results.tables.restore_ends`)."""
     rows = outcomes[outcomes["relogin_at"].notna()]
     return rows.assign(restored_at=restore_ends(rows, rows["horizon_s"]))
+
+
+#: a restoration sooner than this after relogin is drawn at it on a log time axis
+KM_FLOOR_HOURS = 1.0 / 60.0
+
+
+def km_frame(durations: pd.Series, events: pd.Series) -> pd.DataFrame:
+    """One Kaplan-Meier curve (lifelines) of ``durations`` in hours: ``hours``, ``survival``, ``ci_low``,
+    ``ci_high``, starting at 0 with survival 1 (also when some events are at 0: a restoration
+    at the relogin itself)."""
+    from lifelines import KaplanMeierFitter
+
+    kmf = KaplanMeierFitter().fit(durations, event_observed=events)
+    sf, ci = kmf.survival_function_.iloc[:, 0], kmf.confidence_interval_survival_function_
+    frame = pd.DataFrame(
+        {
+            "hours": sf.index.to_numpy(dtype=float),
+            "survival": sf.to_numpy(dtype=float),
+            "ci_low": ci.iloc[:, 0].to_numpy(dtype=float),
+            "ci_high": ci.iloc[:, 1].to_numpy(dtype=float),
+        }
+    )
+    if frame["hours"].iloc[0] > 0 or frame["survival"].iloc[0] < 1:
+        start = pd.DataFrame({"hours": [0.0], "survival": [1.0], "ci_low": [1.0], "ci_high": [1.0]})
+        frame = pd.concat([start, frame], ignore_index=True)
+    return frame
+
+
+def km_curves(results: Results, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Kaplan-Meier curves of the time from relogin to restoration (lifelines), one per group of
+    ``by``: the columns of ``by``, ``label``, ``n``, ``hours``, ``survival`` (the share not yet
+    restored) and its 95 % band ``ci_low``, ``ci_high``.  A reset not restored is censored where
+    :func:`_censored` says.  Each curve starts at 0 hours with survival 1 (:func:`km_frame`)."""
+    parts = []
+    for key, g in _groups(_censored(results.outcomes), list(by)):
+        if g.empty:
+            continue
+        hours = (g["restored_at"] - g["relogin_at"]).clip(lower=0.0) / 3600.0
+        frame = km_frame(hours, g["restored"].astype(bool))
+        for column, value in zip(by, key, strict=True):
+            frame.insert(0, column, value)
+        parts.append(frame.assign(label=f"{_label(by, key)} (n={len(g)})", n=len(g)))
+    columns = [*by, "hours", "survival", "ci_low", "ci_high", "label", "n"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def trace_fit(results: Results) -> tuple[str, pd.DataFrame, list[float]] | None:
+    """For runs driven by a trace: the first such run's key, how well each churn law fits its
+    sessions (one row per sample and law: ``sample``, ``n``, ``mean (min)``, ``law``, the
+    maximum-likelihood ``parameters`` and the Kolmogorov-Smirnov distance ``KS``), and the share
+    of online time per hour of the day; None when no run has a trace fit."""
+    for run_key, summary in zip(results.runs["run_key"], results.summaries, strict=False):
+        fit = summary.get("trace_fit")
+        if not fit:
+            continue
+        rows = []
+        for sample, label in (("online", "session lengths"), ("offline", "gaps between sessions")):
+            laws = fit.get(sample) or {}
+            for law in ("exponential", "weibull", "lognormal"):
+                params = laws.get(law)
+                if not isinstance(params, Mapping):
+                    continue
+                shown = ", ".join(f"{k} {v:.3g}" for k, v in params.items() if k != "ks")
+                rows.append(
+                    {
+                        "sample": label,
+                        "n": laws.get("n", 0),
+                        "mean (min)": round(float(laws.get("mean_minutes", math.nan)), 1),
+                        "law": law,
+                        "parameters": shown,
+                        "KS": round(float(params["ks"]), 3),
+                    }
+                )
+        return str(run_key), pd.DataFrame(rows), [float(h) for h in fit.get("hourly_online_share") or []]
+    return None
 
 
 def headline(results: Results, by: Sequence[str] | None = None) -> pd.DataFrame:

@@ -10,40 +10,34 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from ..engine import RunResult
-from .provenance import png_metadata
+from .figures import _fit_ylim, _legend, save_figure
+from .load import KM_FLOOR_HOURS, km_frame
 from .tables import outcomes_frame, restore_ends
 
 __all__ = ["plot_run"]
 
 
 def plot_run(result: RunResult, summary: dict[str, Any], folder: Path) -> list[Path]:
+    """The run's three figures as PNG (returned), each also as SVG and PDF beside it."""
     outcomes = outcomes_frame(result)
-    written = [
-        _restored_vs_holders(outcomes, result, folder / "restored_vs_holders_online.png"),
-        _kaplan_meier(outcomes, result, folder / "time_to_restore_km.png"),
-        _rooms_without_holder(result, folder / "rooms_without_holder.png"),
+    return [
+        _restored_vs_holders(outcomes, result, folder / "restored_vs_holders_online.png", summary),
+        _kaplan_meier(outcomes, result, folder / "time_to_restore_km.png", summary),
+        _rooms_without_holder(result, folder / "rooms_without_holder.png", summary),
     ]
-    for path in written:  # every figure says what it shows and where it came from
-        _stamp(path, summary)
-    return written
 
 
-def _stamp(path: Path, summary: dict[str, Any]) -> None:
-    """Write the provenance into ``path``'s PNG text chunks (Pillow ships with matplotlib)."""
-    from PIL import Image, PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    for key, value in png_metadata(path.stem.replace("_", " "), summary).items():
-        info.add_text(key, value)
-    with Image.open(path) as image:
-        image.load()
-    image.save(path, pnginfo=info)
+def _save(fig: Any, path: Path, summary: dict[str, Any]) -> Path:
+    save_figure(fig, path, path.stem.replace("_", " "), summary)
+    plt.close(fig)
+    return path
 
 
-def _restored_vs_holders(outcomes: Any, result: RunResult, path: Path) -> Path:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+def _restored_vs_holders(outcomes: Any, result: RunResult, path: Path, summary: dict[str, Any]) -> Path:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 4.2), layout="constrained")
     policy = result.scenario.get("simulation.policy")
     if not outcomes.empty:  # a user who never logged in again has no holders online at relogin
         outcomes = outcomes[outcomes["relogin_at"].notna()]
@@ -66,41 +60,40 @@ def _restored_vs_holders(outcomes: Any, result: RunResult, path: Path) -> Path:
             right.plot(ks, [1 - (1 - p) ** (k - 1) for k in ks], "-", label=f"1 - (1 - p)^(k-1), p = {p:.3f}")
     left.set_xlabel("holders online at relogin")
     left.set_ylabel("fraction of (reset, room)")
-    left.set_ylim(-0.02, 1.02)
+    left.set_ylim(-0.02, 1.02)  # the n= labels sit at the bottom
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_title(f"Restoration against holders online ({policy})")
     _legend_or_note(left, "no reset with a relogin")
     right.set_xlabel("room size k")
     right.set_ylabel("P(at least one holder online at relogin)")
-    right.set_ylim(-0.02, 1.02)
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ys = [y for line in right.lines for y in line.get_ydata()]
+    _fit_ylim(right, ys or [math.nan], ys or [math.nan])
     right.set_title("A holder online at relogin")
     _legend_or_note(right, "no reset with a relogin")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, summary)
 
 
-def _kaplan_meier(outcomes: Any, result: RunResult, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+def _kaplan_meier(outcomes: Any, result: RunResult, path: Path, summary: dict[str, Any]) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
     rows = outcomes[outcomes["relogin_at"].notna()] if not outcomes.empty else outcomes
     if not rows.empty:
-        from lifelines import KaplanMeierFitter
-
         horizon = result.scenario.horizon_s
         durations = (restore_ends(rows, horizon) - rows["relogin_at"]).clip(lower=0.0) / 3600.0
-        kmf = KaplanMeierFitter(label="not yet restored")
-        kmf.fit(durations, event_observed=rows["restored"].astype(bool))
-        kmf.plot_survival_function(ax=ax)
-    else:
-        _legend_or_note(ax, "no reset with a relogin")
-    ax.set_xlabel("hours since relogin")
-    ax.set_ylabel("fraction not restored (Kaplan-Meier)")
-    ax.set_ylim(-0.02, 1.02)
+        curve = km_frame(durations, rows["restored"].astype(bool))
+        hours = curve["hours"].clip(lower=KM_FLOOR_HOURS)
+        (line,) = ax.step(hours, curve["survival"], where="post", label=f"not yet restored (n={len(rows)})")
+        ax.fill_between(
+            hours, curve["ci_low"], curve["ci_high"], step="post", color=line.get_color(), alpha=0.2
+        )
+        ax.set_xscale("log")
+        ax.set_xlim(KM_FLOOR_HOURS / 1.6, max(float(curve["hours"].max()), 1.0) * 1.2)
+        _fit_ylim(ax, curve["ci_low"], curve["ci_high"])
+    ax.set_xlabel("hours since relogin (log scale)")
+    ax.set_ylabel("fraction not restored (Kaplan-Meier, 95 % band)")
     ax.set_title(f"Time to restore ({result.scenario.get('simulation.policy')})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _legend_or_note(ax, "no reset with a relogin")
+    return _save(fig, path, summary)
 
 
 def _legend_or_note(ax: Any, empty: str) -> None:
@@ -109,22 +102,20 @@ def _legend_or_note(ax: Any, empty: str) -> None:
     ``Axes.legend`` with no labelled artist warns ("No artists with labels found").
     """
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        _legend(ax)
     elif not ax.lines:
         ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color="gray")
 
 
-def _rooms_without_holder(result: RunResult, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+def _rooms_without_holder(result: RunResult, path: Path, summary: dict[str, Any]) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
     timeline = [*result.lost_timeline, (result.scenario.horizon_s, result.lost_timeline[-1][1])]
     xs = [t / 86400.0 for t, _ in timeline]
     ys = [c for _, c in timeline]
     ax.step(xs, ys, where="post")
     ax.set_xlabel("days")
     ax.set_ylabel("encrypted rooms with no key holder")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Rooms whose current key nobody holds")
     ax.set_ylim(bottom=0, top=max(1, max(ys) * 1.1 if not math.isnan(max(ys)) else 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, summary)

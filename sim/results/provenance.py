@@ -36,6 +36,9 @@ DEPENDENCIES = (
     "pyarrow",
     "lifelines",
     "matplotlib",
+    "altair",
+    "vl-convert-python",
+    "SALib",
     "dask",
 )
 

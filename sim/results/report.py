@@ -21,12 +21,11 @@ it is a previous report, and never if it is or contains the input.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 import re
 import shutil
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,24 +37,27 @@ from matplotlib.figure import Figure
 
 from .figures import (
     _err,
-    _label,
     _positions,
     plot_bars,
     plot_km,
     plot_metric,
     plot_online_vs_size,
     plot_vs_holders,
+    save_figure,
     server_tables,
 )
-from .files import replace_dir
+from .files import replace_dir, temp_dir
 from .load import (
     FORMATS,
+    MAX_AXIS_VALUES,
     MAX_LINES,
     METRICS,
     POLICY,
     ReportError,
     Results,
     _hits,
+    _label,
+    binned,
     collect,
     headline,
     joiners,
@@ -63,8 +65,9 @@ from .load import (
     online_vs_size,
     proportions,
     sensitivity,
+    trace_fit,
 )
-from .provenance import png_metadata
+from .provenance import provenance
 
 __all__ = [
     "FORMATS",
@@ -115,7 +118,8 @@ def _subset(results: Results, column: str, value: Any) -> Results:
 
 
 def _show(shown: list[_Shown], fig: Figure, folder: Path, name: str, title: str, caption: str) -> None:
-    fig.savefig(folder / name, dpi=110, metadata=png_metadata(title))
+    """Save ``fig`` as ``name`` (a PNG), and as SVG and PDF beside it (:func:`save_figure`)."""
+    save_figure(fig, folder / name, title)
     shown.append(_Shown(title, caption, name))
 
 
@@ -146,18 +150,22 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
         rest = [a for a in results.axes if a != axis]
         hue = rest if rest and results.runs.groupby(rest).ngroups <= MAX_LINES else policy
         note = f" (pooled over {', '.join(a for a in rest if a not in hue)})" if set(rest) - set(hue) else ""
+        drawn, bins = binned(results, axis)
+        bins = f"; {bins}" if bins else ""
         fig = Figure(figsize=(4.7 * len(METRICS), 4.3), layout="constrained")
         for i, (ax, metric) in enumerate(zip(fig.subplots(1, len(METRICS)), METRICS, strict=True)):
-            plot_metric(ax, results, axis, metric, hue, legend=i == 0)
+            plot_metric(ax, drawn, axis, metric, hue, legend=i == len(METRICS) - 1)
         fig.suptitle(f"Restoration against {axis}{note}")
-        caption = f"Lines: replicates pooled per point, Wilson 95 % band; dots: single replicates{note}."
+        caption = (
+            f"Lines: replicates pooled per point, Wilson 95 % band; dots: single replicates{note}{bins}."
+        )
         _show(shown, fig, folder, f"restoration_vs_{_safe(axis)}.png", f"Restoration against {axis}", caption)
         fig = Figure(figsize=(5.5 * len(policies), 4.2), layout="constrained")
         for ax, value in zip(np.atleast_1d(fig.subplots(1, len(policies))), policies, strict=True):
-            plot_km(ax, _subset(results, POLICY, value), [axis])
+            plot_km(ax, _subset(drawn, POLICY, value), [axis])
             ax.set_title(f"policy {value}")
         fig.suptitle(f"Time to restore by {axis} (Kaplan-Meier, censored)")
-        caption = f"Kaplan-Meier curves with 95 % bands{note}."
+        caption = f"Kaplan-Meier curves with 95 % bands, time on a log scale (under a minute drawn at one minute){note}{bins}."
         _show(shown, fig, folder, f"km_by_{_safe(axis)}.png", f"Time to restore by {axis}", caption)
     if policy:
         others = [a for a in results.axes if a != POLICY]
@@ -172,13 +180,16 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
         fig.suptitle(f"Policies side by side{note}")
         caption = f"Bars: replicates pooled, Wilson 95 % interval{note}."
         _show(shown, fig, folder, "policies.png", "Policies side by side", caption)
-    fig = Figure(figsize=(7, 4.3), layout="constrained")
+    pooled = [a for a in results.axes if a not in policy]
+    note = f" Pooled over {', '.join(pooled)}." if pooled else ""
+    fig = Figure(figsize=(8.5, 4.3), layout="constrained")
     ax = fig.subplots()
     plot_km(ax, results, policy)
     ax.set_title("Time to restore (Kaplan-Meier, censored)")
     caption = (
-        "Kaplan-Meier curves with 95 % bands; a reset not restored is censored at the horizon, or "
-        "earlier at the user's next reset or its leaving the room."
+        "Kaplan-Meier curves with 95 % bands, time on a log scale (a restoration within a minute of the "
+        "relogin is drawn at one minute); a reset not restored is censored "
+        f"at the horizon, or earlier at the user's next reset or its leaving the room.{note}"
     )
     _show(shown, fig, folder, "time_to_restore_km.png", "Time to restore", caption)
     fig = Figure(figsize=(12, 4.3), layout="constrained")
@@ -187,7 +198,7 @@ def _figures(results: Results, folder: Path) -> list[_Shown]:
     left.set_title("Restoration against holders online at relogin")
     plot_online_vs_size(right, results)
     right.set_title("A holder online at relogin, by room size")
-    caption = "Right: the analytic curve assumes exponential churn (stationary presence p)."
+    caption = f"Right: the analytic curve assumes exponential churn (stationary presence p).{note}"
     _show(shown, fig, folder, "restored_vs_holders_online.png", "Restoration against holders online", caption)
     points = results.runs.groupby(list(results.axes)).ngroups if results.axes else 1
     # one bar per point, labelled by its values: unreadable with many points or long labels (a
@@ -212,11 +223,18 @@ def _time(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def _value(value: Any) -> str:
+    """An axis value for people: a float sampled by a design to 4 significant digits."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4g}"
+    return str(value)
+
+
 def format_headline(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`headline` as text for people: percentages with their intervals and counts, times
     with units.  A table of one ungrouped row is turned on its side (one figure per line)."""
     groups = list(table.columns[: list(table.columns).index("runs")])
-    out = table[groups].astype(str)
+    out = table[groups].map(_value) if groups else table[groups].astype(str)
     out["runs"], out["resets"] = table["runs"], table["resets"]
     for metric in METRICS:
         k, n, v, lo, hi = (table[f"{metric}_{c}"] for c in ("k", "n", "value", "ci_low", "ci_high"))
@@ -236,7 +254,7 @@ def format_headline(table: pd.DataFrame) -> pd.DataFrame:
 def format_joiners(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`joiners` as text for people."""
     groups = list(table.columns[: list(table.columns).index("runs")])
-    out = table[groups].astype(str)
+    out = table[groups].map(_value) if groups else table[groups].astype(str)
     for column in ("runs", "joins", "invites", "bundles"):
         out[column] = table[column]
     for name, label in (("keyed", "held the room key"), ("whole_past", "read the whole past")):
@@ -278,6 +296,10 @@ NOT_YET = "Not every point of the design has finished runs with resets yet."
 MAX_BAR_POINTS = 40
 
 
+TRACE_NOTE = (
+    "How well each churn law fits the sessions derived from the trace (run `{run}`): the "
+    "Kolmogorov-Smirnov distance between the fitted law and the sample (0 is a perfect fit)."
+)
 JOINERS_NOTE = (
     "Joiners: members added to a room during the run. 'Held the room key' counts those who held its "
     "current key by the horizon (the median, Kaplan-Meier, runs from the join); 'read the whole past' "
@@ -295,7 +317,11 @@ def _intro(results: Results) -> list[str]:
         row = runs.iloc[0]
         lines.append(f"Run `{row['run_key']}`, policy `{row[POLICY]}`, keysim {row['keysim_version']}.")
     for axis in results.axes:
-        values = ", ".join(str(v) for v in _positions(runs[axis])[1] or sorted(runs[axis].unique()))
+        distinct = _positions(runs[axis])[1] or sorted(runs[axis].unique())
+        if len(distinct) > MAX_AXIS_VALUES:  # a design's samples
+            values = f"{len(distinct)} values from {_value(distinct[0])} to {_value(distinct[-1])}"
+        else:
+            values = ", ".join(_value(v) for v in distinct)
         lines.append(f"Axis `{axis}`: {values}.")
     if results.axes:
         reps = runs.groupby(list(results.axes)).size()
@@ -326,25 +352,25 @@ def _markdown(
     table: pd.DataFrame,
     shown: list[_Shown],
     joined: pd.DataFrame,
-    sensitive: tuple[str, pd.DataFrame] | None = None,
+    sensitive: tuple[str, pd.DataFrame, pd.DataFrame] | None = None,
+    fit: tuple[str, pd.DataFrame, list[float]] | None = None,
 ) -> str:
-    parts = [
-        "# keysim report",
-        "",
-        *(f"{line}  " for line in _intro(results)),
-        "",
-        "## Headline figures",
-        "",
-        *_md_table(table),
-    ]
+    parts = ["# keysim report", "", *(f"{line}  " for line in _intro(results))]
+    if fit is not None:
+        run_key, laws, _ = fit
+        parts += ["", "## The trace against keysim's churn laws", "", TRACE_NOTE.format(run=run_key), ""]
+        parts += _md_table(laws.astype(str))
+    parts += ["", "## Headline figures", "", *_md_table(table)]
     if not joined.empty:
         parts += ["", "## Joiners", "", JOINERS_NOTE, "", *_md_table(joined)]
     if sensitive is not None:
-        method, indices = sensitive
+        method, _, indices = sensitive
         parts += ["", "## Sensitivity", "", SENSITIVITY_NOTE[method] + CONSTANT_NOTE, ""]
         parts += _md_table(indices) if not indices.empty else [NOT_YET]
     for s in shown:
-        parts += ["", f"## {s.title}", "", f"![{s.title}]({s.file})", "", f"*{s.caption}*"]
+        stem = s.file.removesuffix(".png")
+        parts += ["", f"## {s.title}", "", f"![{s.title}]({s.file})", ""]
+        parts += [f"*{s.caption}* (also as [SVG]({stem}.svg) and [PDF]({stem}.pdf))"]
     return "\n".join(parts) + "\n"
 
 
@@ -376,41 +402,55 @@ def _inline_html(text: str) -> str:
     return "".join(out)
 
 
-def _html(
+def _page(
     results: Results,
     table: pd.DataFrame,
-    shown: list[_Shown],
-    folder: Path,
     joined: pd.DataFrame,
-    sensitive: tuple[str, pd.DataFrame] | None = None,
+    sensitive: tuple[str, pd.DataFrame, pd.DataFrame] | None,
+    fit: tuple[str, pd.DataFrame, list[float]] | None,
+    command: Sequence[str] | str | None,
 ) -> str:
-    body = ["<h1>keysim report</h1>", *(f"<p>{_inline_html(line)}</p>" for line in _intro(results))]
-    body += ["<h2>Headline figures</h2>", table.to_html(index=False, escape=True, border=0)]
-    if not joined.empty:
-        body += [
-            "<h2>Joiners</h2>",
-            f"<p>{_inline_html(JOINERS_NOTE)}</p>",
-            joined.to_html(index=False, escape=True, border=0),
-        ]
+    """The interactive page (:mod:`sim.results.page`), self-contained."""
+    import altair as alt
+    import vl_convert
+
+    from .page import report_page
+
+    intro = [_inline_html(line) for line in _intro(results)]
+    with_note = None
     if sensitive is not None:
-        method, indices = sensitive
-        body += ["<h2>Sensitivity</h2>", f"<p>{_inline_html(SENSITIVITY_NOTE[method] + CONSTANT_NOTE)}</p>"]
-        body.append(
-            indices.to_html(index=False, escape=True, border=0) if not indices.empty else f"<p>{NOT_YET}</p>"
-        )
-    for s in shown:
-        data = base64.b64encode((folder / s.file).read_bytes()).decode("ascii")
-        body += [
-            f"<h2>{_inline_html(s.title)}</h2>",
-            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(s.title)}" title="{html.escape(s.file)}">',
-            f"<figcaption>{_inline_html(s.caption)}</figcaption></figure>",
-        ]
-    style = "body{font-family:sans-serif;max-width:1400px;margin:auto}img{max-width:100%}td,th{padding:2px 8px;text-align:left}"
-    return (
-        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>keysim report</title><style>{style}</style></head>\n<body>\n'
-        + "\n".join(body)
-        + "\n</body></html>\n"
+        method, numbers, text = sensitive
+        with_note = (method, SENSITIVITY_NOTE[method] + CONSTANT_NOTE, numbers, text)
+    major_minor = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    bundle: Any = vl_convert.javascript_bundle  # its stub wants a snippet, which is optional
+    return report_page(
+        results,
+        intro,
+        table,
+        joined=joined,
+        sensitive=with_note,
+        fit=fit,
+        made_by=provenance(command),
+        bundle=str(bundle(vl_version=major_minor)),
     )
+
+
+#: the tables a report writes
+REPORT_TABLES = ("headline.csv", "joiners.csv", "sensitivity.csv", "trace_fit.csv")
+_FIGURE = re.compile(
+    r"(restoration_vs_.+|km_by_.+|policies|time_to_restore_km|restored_vs_holders_online|rooms_lost_per_point)"
+    r"\.(png|svg|pdf)"
+)
+
+
+def _report_owned(fmt: str) -> Any:
+    """What a report in ``fmt`` writes, and so may drop from an earlier report: its page, its
+    tables, its figures; not the other format's page, nor anything else."""
+
+    def owned(name: str) -> bool:
+        return name == f"report.{fmt}" or name in REPORT_TABLES or _FIGURE.fullmatch(name) is not None
+
+    return owned
 
 
 def _check_out(path: Path, out: Path) -> None:
@@ -423,9 +463,15 @@ def _check_out(path: Path, out: Path) -> None:
         raise ReportError(out, "exists and is not a keysim report; refusing to replace it")
 
 
-def make_report(path: Path, out: Path | None = None, fmt: str = "md") -> Path:
-    """Figures (PNG), ``headline.csv`` and one page (``report.md`` or ``report.html``) for the run
-    or sweep in ``path``, under ``out`` (default ``path/report``); returns the page's path."""
+def make_report(
+    path: Path, out: Path | None = None, fmt: str = "md", *, command: Sequence[str] | str | None = None
+) -> Path:
+    """Figures (PNG, SVG and PDF), ``headline.csv`` and one page for the run or sweep in ``path``,
+    under ``out`` (default ``path/report``); returns the page's path.  ``md`` writes
+    ``report.md`` showing the PNG figures; ``html`` writes ``report.html``, an interactive page
+    that needs no other file (:mod:`sim.results.page`).  What an earlier report in ``out`` held
+    and this one does not write (the other format's page, a user's notes) is kept.  ``command``
+    is the command line, kept in the page's provenance."""
     path = Path(path)
     if fmt not in FORMATS:
         raise ReportError(path, f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -434,8 +480,7 @@ def make_report(path: Path, out: Path | None = None, fmt: str = "md") -> Path:
     _check_out(path, out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; a report is meant to be read
+        tmp = temp_dir(out.parent, f".{out.name}.")
     except OSError as exc:
         raise ReportError(out, f"cannot write here: {exc}") from None
     try:
@@ -447,16 +492,22 @@ def make_report(path: Path, out: Path | None = None, fmt: str = "md") -> Path:
         if not joined.empty:
             joined.to_csv(tmp / "joiners.csv", index=False)
             joined = format_joiners(joined)
-        sensitive = sensitivity(path, results)
-        if sensitive is not None and not sensitive[1].empty:
-            sensitive[1].to_csv(tmp / "sensitivity.csv", index=False)
-            sensitive = (sensitive[0], format_sensitivity(sensitive[1]))
+        found = sensitivity(path, results)
+        sensitive = None
+        if found is not None:
+            method, numbers = found
+            if not numbers.empty:
+                numbers.to_csv(tmp / "sensitivity.csv", index=False)
+            sensitive = (method, numbers, format_sensitivity(numbers))
+        fit = trace_fit(results)
+        if fit is not None:
+            fit[1].to_csv(tmp / "trace_fit.csv", index=False)
         if fmt == "md":
-            page = _markdown(results, text, shown, joined, sensitive)
+            page = _markdown(results, text, shown, joined, sensitive, fit)
         else:
-            page = _html(results, text, shown, tmp, joined, sensitive)
+            page = _page(results, text, joined, sensitive, fit, command)
         (tmp / f"report.{fmt}").write_text(page, encoding="utf-8")
-        replace_dir(tmp, out)
+        replace_dir(tmp, out, owned=_report_owned(fmt))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out / f"report.{fmt}"

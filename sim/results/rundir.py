@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import RunResult
-from .files import replace_dir
+from .files import replace_dir, temp_dir
 from .provenance import resolved_scenario_toml
 from .tables import joins_frame, outcomes_frame, rooms_frame, summarize
 
@@ -42,6 +42,20 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
+
+
+#: what :func:`write_run` writes in a run directory; anything else there is the user's, and a
+#: new run carries it over
+RUN_ENTRIES = frozenset(
+    {"outcomes.parquet", "rooms.parquet", "joins.parquet", "scenario.toml", "summary.json", "plots"}
+)
+
+
+def user_entries(out: Path) -> list[str]:
+    """The entries of an earlier run directory that keysim did not write (a report, notes)."""
+    if not out.is_dir():
+        return []
+    return sorted(e.name for e in out.iterdir() if e.name not in RUN_ENTRIES)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -87,11 +101,12 @@ def write_run(
     result: RunResult, out: Path, *, plots: bool = True, command: Sequence[str] | str | None = None
 ) -> dict[str, Any]:
     """Write every output of ``result`` under ``out`` (replaced atomically); returns the summary.
-    ``command`` is the command line that made the run (kept in the summary's provenance)."""
+    ``command`` is the command line that made the run (kept in the summary's provenance).  What
+    an earlier run in ``out`` held besides keysim's files (:func:`user_entries`) is kept."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = summarize(result, command)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_dir(out.parent, f".{out.name}.")
     try:
         outcomes_frame(result).to_parquet(tmp / "outcomes.parquet", index=False)
         rooms_frame(result).to_parquet(tmp / "rooms.parquet", index=False)
@@ -107,7 +122,7 @@ def write_run(
 
             (tmp / "plots").mkdir()
             plot_run(result, summary, tmp / "plots")
-        replace_dir(tmp, out)
+        replace_dir(tmp, out, owned=RUN_ENTRIES.__contains__)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

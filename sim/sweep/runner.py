@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import shlex
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "RunSpec",
     "Sweep",
     "SweepError",
+    "SweepInterrupted",
     "execute_run",
     "load_sweep",
     "plan_sweep",
@@ -42,18 +44,32 @@ __all__ = [
 ]
 
 
+@dataclass(slots=True)
+class _Tally:
+    done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run_key, traceback)
+    lost: int = 0  # not started because the executor broke
+
+
 def _drive(
-    pool: cf.Executor, slots: int, todo: list[RunSpec], store: RunStore, base: str, out: str, bar: Any
-) -> tuple[int, list[tuple[str, str]], int]:
-    """The one submit/wait loop, whatever the executor: returns (done, failed, not started).
+    pool: cf.Executor,
+    slots: int,
+    todo: list[RunSpec],
+    store: RunStore,
+    base: str,
+    out: str,
+    bar: Any,
+    tally: _Tally,
+) -> int:
+    """The one submit/wait loop, whatever the executor: counts into ``tally`` as runs end (so
+    that an interrupted loop's counts are still there) and returns how many did not start.
     At most ``2 * slots`` runs are submitted at a time, so the log's 'running' rows are the runs
     in flight and a short queue keeps every worker busy."""
     pending: dict[cf.Future[RunReport], RunSpec] = {}
     queue = iter(todo)
-    done, failed, lost = 0, [], 0
+    failed = tally.failed
 
     def submit() -> None:
-        nonlocal lost
         spec = next(queue, None)
         if spec is None:
             return
@@ -61,7 +77,7 @@ def _drive(
         try:
             pending[pool.submit(execute_run, base, spec, out)] = spec
         except cf.BrokenExecutor:  # a worker died (out of memory?): start nothing more
-            lost += 1 + sum(1 for _ in queue)
+            tally.lost += 1 + sum(1 for _ in queue)
 
     try:
         for _ in range(2 * slots):
@@ -76,7 +92,7 @@ def _drive(
                     store.finish(
                         spec.run_key, started_at=report.started_at, wall_s=report.wall_s, now=time.time()
                     )
-                    done += 1
+                    tally.done += 1
                 else:
                     text = "".join(traceback.format_exception(error)).strip()
                     store.fail(spec.run_key, text, time.time())
@@ -87,7 +103,7 @@ def _drive(
     finally:
         for future in pending:  # interrupted: these stay 'running' in the log and run next time
             future.cancel()
-    return done, failed, lost + sum(1 for _ in queue)
+    return tally.lost + sum(1 for _ in queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,23 +131,49 @@ def run_sweep(
 
     clock = time.perf_counter()
     out = Path(out)
-    done, not_started = 0, 0
-    failed: list[tuple[str, str]] = []
-    with RunStore(out) as store:
-        store.clean_temporaries()
-        write_durably(out / "sweep.toml", sweep.text)
-        finished = store.finished()
-        todo = [spec for spec in plan if spec.run_key not in finished]
-        skipped = len(plan) - len(todo)
-        bar = tqdm(total=len(plan), initial=skipped, unit="run", desc=sweep.name, disable=not progress)
-        try:
-            if todo:
-                with open_executor(executor, min(workers, len(todo)), scheduler) as (pool, slots):
-                    base, target = str(sweep.base.resolve()), str(out.resolve())
-                    done, failed, not_started = _drive(pool, slots, todo, store, base, target, bar)
-        finally:
-            bar.close()
-    return SweepResult(len(plan), skipped, done, failed, not_started, time.perf_counter() - clock)
+    tally, not_started, skipped = _Tally(), 0, 0
+
+    def result() -> SweepResult:
+        return SweepResult(
+            len(plan), skipped, tally.done, tally.failed, not_started, time.perf_counter() - clock
+        )
+
+    try:
+        with RunStore(out) as store:
+            store.clean_temporaries()
+            write_durably(out / "sweep.toml", sweep.text)
+            finished = store.finished()
+            todo = [spec for spec in plan if spec.run_key not in finished]
+            skipped = len(plan) - len(todo)
+            bar = tqdm(total=len(plan), initial=skipped, unit="run", desc=sweep.name, disable=not progress)
+            try:
+                if todo:
+                    with open_executor(executor, min(workers, len(todo)), scheduler) as (pool, slots):
+                        base, target = str(sweep.base.resolve()), str(out.resolve())
+                        not_started = _drive(pool, slots, todo, store, base, target, bar, tally)
+            finally:
+                bar.close()
+    except KeyboardInterrupt:
+        raise SweepInterrupted(result()) from None
+    return result()
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; ``result`` counts what was done before it (the finished runs are in
+    the store, and running the same command again resumes)."""
+
+    def __init__(self, result: SweepResult) -> None:
+        super().__init__(f"{result.skipped + result.done} of {result.total} runs done")
+        self.result = result
+
+
+def interrupted_message(name: str, result: SweepResult, resume: str) -> str:
+    """What Ctrl-C on a sweep prints: how far it got, and the command that resumes it."""
+    return (
+        f"{name}: interrupted: {result.skipped + result.done} of {result.total} runs done "
+        f"({result.done} in this invocation, {len(result.failed)} failed); "
+        f"resume with: {resume}"
+    )
 
 
 #: how long ``--scheduler`` may take to answer before the sweep is refused
@@ -183,15 +225,20 @@ def sweep_command(
         raise SweepError("--out", problem)
     if scheduler is not None and (problem := _probe_scheduler(scheduler)):
         raise SweepError("--scheduler", problem)
-    result = run_sweep(
-        sweep,
-        plan,
-        target,
-        executor=kind,
-        workers=workers or _default_workers(),
-        scheduler=scheduler,
-        progress=not quiet,
-    )
+    try:
+        result = run_sweep(
+            sweep,
+            plan,
+            target,
+            executor=kind,
+            workers=workers or _default_workers(),
+            scheduler=scheduler,
+            progress=not quiet,
+        )
+    except SweepInterrupted as stop:
+        resume = shlex.join(["keysim", "sweep", str(path), "--out", str(target)])
+        print(interrupted_message(sweep.name, stop.result, resume), file=sys.stderr)
+        return 130
     if not quiet or result.failed or result.not_started:
         stream = sys.stderr if result.failed or result.not_started else sys.stdout
         print(

@@ -174,7 +174,6 @@ def write_durably(path: Path, data: pd.DataFrame | bytes) -> None:
             tmp.write_bytes(data)
         else:
             data.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are for everybody to read
         _fsync_file(tmp)
     _fsync_dir(path.parent)
 

@@ -91,8 +91,16 @@ def open_executor(kind: str, workers: int, scheduler: str | None) -> Iterator[tu
         pool = cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_watch_parent
         )
-        with pool:
+        try:
             yield pool, workers
+        except KeyboardInterrupt:  # stop at once: the runs in flight run again on resuming
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True)
         return
     import logging
 

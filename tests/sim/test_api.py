@@ -19,7 +19,7 @@ SMALL = {"simulation.horizon_days": 0.5, "population.users": 30, "rooms.dms": 10
 def test_run_is_the_engine_run_of_the_loaded_scenario() -> None:
     result = api.run(SMOKE, {**SMALL, "simulation.policy": "live"}, seed=7)
     direct = run_scenario(load_scenario(SMOKE, overrides={**SMALL, "simulation.policy": "live"}).with_seed(7))
-    assert result.run_id == "smoke-7"
+    assert result.run_id == direct.run_id and result.run_id.startswith("smoke-7-")
     assert len(result.outcomes) > 0
     pd.testing.assert_frame_equal(api.outcomes(result), api.outcomes(direct))
     pd.testing.assert_frame_equal(api.rooms(result), api.rooms(direct))

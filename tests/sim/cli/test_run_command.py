@@ -181,10 +181,12 @@ def test_default_output_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_rerun_into_the_same_directory_replaces_it(smoke_out: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
+    assert keysim_run(SMOKE, "--out", out, "--quiet") == 0
+    (out / "plots" / "stale.png").write_bytes(b"")  # inside keysim's own folder: replaced with it
+    (out / "mine.txt").write_text("a user's file")  # beside keysim's files: kept
     assert keysim_run(SMOKE, "--out", out, "--quiet", "--no-plots") == 0
-    (out / "stale.txt").write_text("left from an earlier run")
-    assert keysim_run(SMOKE, "--out", out, "--quiet", "--no-plots") == 0
-    assert not (out / "stale.txt").exists()
+    assert not (out / "plots").exists()
+    assert (out / "mine.txt").read_text() == "a user's file"
     assert (out / "outcomes.parquet").read_bytes() == (smoke_out / "outcomes.parquet").read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 

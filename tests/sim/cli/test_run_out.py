@@ -6,6 +6,8 @@ refused otherwise, before any simulated time is spent.  Errors exit with status 
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -150,7 +152,41 @@ def test_a_run_without_rooms_writes_its_outputs(tmp_path: Path, capsys: pytest.C
     printed = capsys.readouterr().out
     assert "encrypted rooms=0" in printed and "median time to restore (Kaplan-Meier): n/a" in printed
     assert sorted(p.name for p in (out / "plots").iterdir()) == [
-        "restored_vs_holders_online.png",
-        "rooms_without_holder.png",
-        "time_to_restore_km.png",
+        f"{stem}.{ext}"
+        for stem in ("restored_vs_holders_online", "rooms_without_holder", "time_to_restore_km")
+        for ext in ("pdf", "png", "svg")
     ]
+
+
+def test_a_report_written_into_a_run_survives_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "smoke-1"
+    assert run("--out", out) == 0
+    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out), "--format", "html"]) == 0
+    assert "beside report.md, kept from an earlier report" in capsys.readouterr().out
+    (out / "notes.txt").write_text("mine")
+    pages = {p.name: p.read_bytes() for p in (out / "report").iterdir() if p.is_file()}
+    assert {"report.md", "report.html", "headline.csv"} <= set(pages)
+    # the run again (the shape `make test` runs `make run` in): keysim's files are new, the rest kept
+    assert main(["run", str(SMOKE), "--no-plots", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "kept from the earlier run: notes.txt, report/ (describing that run, not this one)" in said
+    assert (out / "notes.txt").read_text() == "mine"
+    assert {p.name: p.read_bytes() for p in (out / "report").iterdir() if p.is_file()} == pages
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke-1"]  # no temporary left beside it
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_files_are_made_with_the_users_umask(tmp_path: Path, mask: int) -> None:
+    old = os.umask(mask)
+    try:
+        out = tmp_path / "run"
+        assert main(["run", str(SMOKE), "--quiet", "--out", str(out)]) == 0
+        assert main(["report", str(out)]) == 0
+    finally:
+        os.umask(old)
+    for path in [out, *out.rglob("*")]:
+        want = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(path.stat().st_mode) == want, path

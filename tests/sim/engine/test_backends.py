@@ -27,7 +27,10 @@ SMALL = {
 def test_real_and_symbolic_runs_agree() -> None:
     runs = {}
     for crypto in ("symbolic", "real"):
-        scenario = load_scenario(SMOKE, overrides={**SMALL, "simulation.crypto": crypto})
+        # one run id for both: the backend is meant to change nothing else
+        scenario = load_scenario(
+            SMOKE, overrides={**SMALL, "simulation.crypto": crypto, "simulation.run_id": "same"}
+        )
         result = run_scenario(scenario, check_invariants=True)
         assert result.violations == []
         runs[crypto] = result

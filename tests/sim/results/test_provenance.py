@@ -46,6 +46,11 @@ def test_a_run_directory_says_where_it_came_from(tmp_path: Path) -> None:
             text = image.text  # type: ignore[attr-defined]
         assert text["Software"].startswith("keysim ") and text["Source"] == summary["provenance"]["command"]
         assert text["Title"]
+        # and the same figure as SVG and PDF, with the same in their own metadata
+        svg = png.with_suffix(".svg").read_text()
+        assert f"<dc:title>{text['Title']}</dc:title>" in svg and text["Software"] in svg
+        pdf = png.with_suffix(".pdf").read_bytes()
+        assert b"/Creator (keysim " in pdf and b"/Title (" + text["Title"].encode() in pdf  # "(" escaped
     # the resolved scenario reads back to the same scenario, and to the same run
     again = api.scenario(out / "scenario.toml")
     original = api.scenario(SMOKE, {**SMALL, "simulation.policy": "live"}, seed=4)

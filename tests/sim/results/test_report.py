@@ -196,7 +196,7 @@ def test_policy_that_differs_between_runs_is_an_axis(tmp_path: Path) -> None:
     assert "policies.png" in linked_images(page)
 
 
-def test_html_page_embeds_the_figures(
+def test_html_page_beside_the_static_figures(
     sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "html"
@@ -204,7 +204,11 @@ def test_html_page_embeds_the_figures(
     page = out / "report.html"
     assert str(page) in capsys.readouterr().out
     text = page.read_text()
-    assert "<table" in text and text.count('src="data:image/png;base64,') == len(list(out.glob("*.png"))) == 6
+    # the page draws its own charts (tests/sim/results/test_page.py); the figures are files beside it
+    assert "<table" in text and "data:image/png" not in text and "vegaEmbed" in text
+    pngs = sorted(p.stem for p in out.glob("*.png"))
+    assert len(pngs) == 6
+    assert sorted(p.stem for p in out.glob("*.svg")) == sorted(p.stem for p in out.glob("*.pdf")) == pngs
 
 
 def test_real_sweep_store(tmp_path: Path) -> None:
@@ -359,14 +363,15 @@ def test_out_that_is_not_a_report_is_not_replaced(run_dir: Path, tmp_path: Path)
     assert (other / "precious.txt").read_text() == "keep me"
 
 
-def test_previous_report_is_replaced_whole(run_dir: Path, tmp_path: Path) -> None:
+def test_a_previous_report_is_replaced_and_the_other_page_kept(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "rep"
     make_report(run_dir, out, fmt="html")
-    (out / "stale.png").write_bytes(b"")
+    html_page = (out / "report.html").read_bytes()
+    (out / "time_to_restore_km.png").write_bytes(b"")  # a figure of the earlier report: redrawn
+    (out / "notes.md").write_text("mine")  # not the report's: kept
     page = make_report(run_dir, out)
-    assert (
-        page.name == "report.md" and not (out / "stale.png").exists() and not (out / "report.html").exists()
-    )
+    assert page.name == "report.md" and (out / "time_to_restore_km.png").stat().st_size > 0
+    assert (out / "report.html").read_bytes() == html_page and (out / "notes.md").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
@@ -394,7 +399,8 @@ def test_html_renders_code_spans_and_markdown_keeps_them(run_dir: Path, tmp_path
     shutil.copytree(run_dir, source)
     page = make_report(source, tmp_path / "html", fmt="html").read_text()
     key = load_results(source).runs.iloc[0]["run_key"]
-    assert "`" not in page  # no Markdown code span is left unrendered
+    prose = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", page, flags=re.S)  # the charts' code has backticks
+    assert "`" not in prose  # no Markdown code span is left unrendered
     assert f"Source: <code>{tmp_path}/runs/smoke-&lt;7&gt;&amp;</code> (run, 1 finished run)." in page
     assert f"Run <code>{key}</code>, policy <code>queue</code>, keysim " in page
     md = make_report(source, tmp_path / "md").read_text()

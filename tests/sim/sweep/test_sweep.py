@@ -247,6 +247,48 @@ def test_resume_after_kill_9(tmp_path: Path) -> None:
         assert [p.stat().st_mtime_ns for p in run_files(out, key)] == stamps[key]
 
 
+def test_ctrl_c_says_how_far_the_sweep_got_and_how_to_resume(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, RESUMABLE, name="resumable.toml")
+    out = tmp_path / "out"
+    argv = ["sweep", str(path), "--out", str(out), "--workers", "2", "--quiet"]
+    # its own process group, as a terminal's Ctrl-C reaches the sweep and its workers at once
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", *argv],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len([r for r in read_runs(out) if r["status"] == "done"]) < 2:
+            assert proc.poll() is None, "the sweep ended before it could be interrupted"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    done = [r for r in read_runs(out) if r["status"] == "done"]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    found = re.search(
+        r"resumable: interrupted: (\d+) of 18 runs done \(\d+ in this invocation, 0 failed\); "
+        r"resume with: (.+)$",
+        err.strip(),
+        re.MULTILINE,
+    )
+    assert found, err
+    assert int(found[1]) == len(done) and 2 <= len(done) < 18
+    assert shlex.split(found[2])[1:] == [*argv[:2], "--out", str(out)]
+    # the command it names finishes the sweep, without redoing what was done
+    assert main([*shlex.split(found[2])[1:], "--quiet"]) == 0
+    rows = read_runs(out)
+    assert len(rows) == 18 and {r["status"] for r in rows} == {"done"}
+    assert {r["run_key"]: r["wall_s"] for r in rows if r["run_key"] in {d["run_key"] for d in done}} == {
+        d["run_key"]: d["wall_s"] for d in done
+    }
+
+
 def test_failed_runs_are_logged_and_retried(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = tmp_path / "base.toml"
     base.write_text(SMOKE.read_text())
