@@ -17,14 +17,16 @@ The modules, in layers (each imports only those above it):
 * :mod:`.operations`: the operations table, guards, and applying one;
 * :mod:`.properties`: safety on a state, liveness after a settle;
 * :mod:`.identity`: the canonical walk of a state, the set of states seen;
-* :mod:`.explorer`: the breadth-first search and its :class:`CheckResult`.
+* :mod:`.explorer`: the breadth-first search and its :class:`CheckResult`;
+* :mod:`.narrate`: a counterexample replayed step by step with the keys each step moved, as a
+  listing, a sequence diagram and a pytest test.
 
 May import :mod:`protocol` only: the checker drives the protocol directly, not the simulator.
 """
 
 from __future__ import annotations
 
-from .explorer import CheckResult, explore
+from .explorer import CheckResult, Progress, explore
 from .identity import canonical
 from .operations import OPERATIONS, Op, apply, describe, enabled_ops
 from .world import STEP_S, World
@@ -34,6 +36,7 @@ __all__ = [
     "STEP_S",
     "CheckResult",
     "Op",
+    "Progress",
     "World",
     "apply",
     "canonical",

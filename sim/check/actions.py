@@ -39,13 +39,15 @@ __all__ = [
 
 
 def login(w: World, i: int, r: int) -> list[Violation]:
-    w.previous_pub.pop(w.users[i], None)  # a late suggestion arrives before the next login
+    if not w.late_after_login:  # a late suggestion arrives before the next login
+        w.previous_pub.pop(w.users[i], None)
     w.login(w.users[i])
     return []
 
 
 def login_wrong(w: World, i: int, r: int) -> list[Violation]:
-    w.previous_pub.pop(w.users[i], None)
+    if not w.late_after_login:
+        w.previous_pub.pop(w.users[i], None)
     w.login(w.users[i], remember=False)
     client = w.client(i)
     if client.state == E2EEState.ENTER_PASSWORD and client.enter_password("not the password", now=w.now):

@@ -14,7 +14,7 @@ steps.  May import :mod:`protocol` and every other module of the checker.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from protocol import POLICIES, Violation
@@ -24,7 +24,7 @@ from .operations import Op, apply, describe, enabled_ops
 from .properties import check_eventually, check_state
 from .world import World, dump, load
 
-__all__ = ["CheckResult", "explore"]
+__all__ = ["CheckResult", "Progress", "explore"]
 
 
 def _rebuild(root: bytes, trace: Sequence[Op]) -> World:
@@ -54,20 +54,35 @@ class CheckResult:
     capped: bool = False
     #: True when no operation led to a new state before ``depth``: the scope is exhausted
     exhausted: bool = False
+    #: True when Ctrl-C stopped the search: the figures are those reached so far
+    interrupted: bool = False
     #: the violations of the shortest failing trace; empty when none was found
     violations: tuple[str, ...] = ()
     #: that trace as readable steps: the start, the operations, then the suffix if any
     trace: tuple[str, ...] = ()
+    #: that trace's operations, which :func:`sim.check.narrate.narrate` replays
+    ops: tuple[Op, ...] = ()
+    #: the seed of the initial world (with the scope, it rebuilds the world the trace starts from)
+    seed: int = 0
+    #: the scope's option: late suggestions after the next login too
+    late_after_login: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.violations
 
     @property
+    def complete(self) -> bool:
+        """Whether every trace up to ``depth`` was explored (no cap, no interruption)."""
+        return not self.capped and not self.interrupted
+
+    @property
     def states_per_second(self) -> float:
         return self.states / self.elapsed_s if self.elapsed_s > 0 else float("inf")
 
-    def report(self) -> str:
+    def report(self, narrated: Sequence[str] | None = None) -> str:
+        """The statistics, and on a violation the shortest trace: as numbered steps, or as
+        ``narrated`` (:func:`sim.check.narrate.listing`: each step with what it moved)."""
         lines = [
             f"keysim check: policy {self.policy}, {self.users} users, {self.rooms} rooms, depth {self.depth}",
             f"  states explored  {self.states:,}",
@@ -78,13 +93,22 @@ class CheckResult:
         ]
         if self.capped:
             lines.append(f"  --max-states reached: the search stopped at {self.states:,} states, incomplete")
+        if self.interrupted:
+            lines.append(
+                f"  interrupted: the search stopped at {self.states:,} states in depth {self.depth_done + 1}, incomplete"
+            )
         if self.ok:
             lines.append("no violation found")
             return "\n".join(lines)
         lines.append("VIOLATION")
         lines += [f"  {v}" for v in self.violations]
         lines.append(f"shortest trace ({len(self.trace) - 1} steps):")
-        lines += [f"  {k}. {step}" for k, step in enumerate(self.trace)]
+        if narrated is not None:
+            lines += [f"  0. {self.trace[0]}", *narrated]
+            if len(self.trace) - 1 > len(self.ops):  # the settle after the operations
+                lines.append(f"  {len(self.ops) + 1}. {self.trace[-1]}")
+        else:
+            lines += [f"  {k}. {step}" for k, step in enumerate(self.trace)]
         return "\n".join(lines)
 
 
@@ -106,16 +130,50 @@ def explore(
     *,
     eventually: bool = True,
     seed: int = 0,
+    progress: Callable[[Progress], None] | None = None,
+    late_after_login: bool = False,
 ) -> CheckResult:
     """Breadth-first search of every interleaving of :data:`OPERATIONS` up to ``depth`` steps;
-    stops at the first violation (a shortest trace) or after ``max_states`` distinct states."""
+    stops at the first violation (a shortest trace) or after ``max_states`` distinct states.
+    ``progress`` is called after every new state; Ctrl-C (KeyboardInterrupt) stops the search and
+    returns what it found so far, marked ``interrupted``.  ``late_after_login`` widens the scope:
+    a late suggestion for a reset user's old key pair may also arrive after its next login."""
     if policy not in POLICIES:
         raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
     if depth < 0:
         raise ValueError(f"depth: must be >= 0, got {depth}")
     if max_states is not None and max_states < 1:
         raise ValueError(f"max-states: must be >= 1, got {max_states}")
-    return _Search(users, rooms, depth, policy, max_states, eventually=eventually, seed=seed).run()
+    search = _Search(
+        users,
+        rooms,
+        depth,
+        policy,
+        max_states,
+        eventually=eventually,
+        seed=seed,
+        late_after_login=late_after_login,
+    )
+    search.progress = progress
+    try:
+        return search.run()
+    except KeyboardInterrupt:
+        return search.result(interrupted=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a search is: what ``keysim check`` shows while it runs."""
+
+    states: int
+    transitions: int
+    #: the level being expanded (0: the operations from the initial state)
+    level: int
+    elapsed_s: float
+
+    @property
+    def states_per_second(self) -> float:
+        return self.states / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
 def _crashed(exc: Exception) -> Violation:
@@ -136,16 +194,19 @@ class _Search:
         *,
         eventually: bool,
         seed: int,
+        late_after_login: bool = False,
     ) -> None:
         self.users, self.rooms, self.depth, self.policy = users, rooms, depth, policy
-        self.max_states, self.eventually = max_states, eventually
+        self.max_states, self.eventually, self.seed = max_states, eventually, seed
         self.started = time.perf_counter()
-        self.root = World(users, rooms, policy, seed=seed)
+        self.root = World(users, rooms, policy, seed=seed, late_after_login=late_after_login)
+        self.late_after_login = late_after_login
         self.snapshot = dump(self.root)
         self.seen = Seen()
         self.seen.add(self.root)
         #: operations applied, and the level being expanded
         self.transitions = self.level = 0
+        self.progress: Callable[[Progress], None] | None = None
 
     def run(self) -> CheckResult:
         """Level by level, from the initial state."""
@@ -179,10 +240,13 @@ class _Search:
             except Exception as exc:  # a crash of the protocol is a finding, not an accident
                 found, new = [_crashed(exc)], False
             if found:
-                return self.result(found, [describe(child, o) for o in child_trace])
+                return self.result(found, [describe(child, o) for o in child_trace], child_trace)
             if not new:
                 continue
             following.append(child_trace)
+            if self.progress is not None:
+                elapsed = time.perf_counter() - self.started
+                self.progress(Progress(self.seen.count, self.transitions, self.level, elapsed))
             if failed := self.check(child, child_trace):
                 return failed
             if self.max_states is not None and self.seen.count >= self.max_states:
@@ -199,10 +263,14 @@ class _Search:
                 found, suffix = check_eventually(w)
         except Exception as exc:  # a crash of the protocol is a finding, not an accident
             found, suffix = [_crashed(exc)], ["settle"]
-        return self.result(found, [describe(w, op) for op in trace] + suffix) if found else None
+        return self.result(found, [describe(w, op) for op in trace] + suffix, trace) if found else None
 
     def result(
-        self, found: Sequence[Violation] = (), steps: Sequence[str] = (), **flags: bool
+        self,
+        found: Sequence[Violation] = (),
+        steps: Sequence[str] = (),
+        ops: Sequence[Op] = (),
+        **flags: bool,
     ) -> CheckResult:
         """The result as of now: the statistics, and the violations ``found`` with their trace."""
         root = self.root
@@ -220,5 +288,8 @@ class _Search:
             self.level,
             violations=violations,
             trace=trace,
+            ops=tuple(ops) if found else (),
+            seed=self.seed,
+            late_after_login=self.late_after_login,
             **flags,
         )

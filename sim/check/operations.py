@@ -66,7 +66,7 @@ def _can_sync(w: World, i: int, r: int) -> bool:
 
 def _can_deliver_late(w: World, i: int, r: int) -> bool:
     uid = w.users[i]
-    if uid not in w.previous_pub or w.client(i).online or not member(w, i, r):
+    if uid not in w.previous_pub or (w.client(i).online and not w.late_after_login) or not member(w, i, r):
         return False
     giver = holder(w, r)
     return w.d.server.room(w.rooms[r]).subscriptions[uid].e2e_key is None and giver not in (None, i)

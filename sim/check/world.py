@@ -37,8 +37,14 @@ MAX_USERS = 6
 class World:
     """A deployment plus what the explorer needs to drive it: names, the clock, a TOTP secret."""
 
-    def __init__(self, users: int, rooms: int, policy: str, *, seed: int = 0) -> None:
+    def __init__(
+        self, users: int, rooms: int, policy: str, *, seed: int = 0, late_after_login: bool = False
+    ) -> None:
         plan = _room_plan(users, rooms)
+        #: whether a holder's late suggestion for a reset user's previous key pair may also arrive
+        #: after that user logged in again (RC #32197's loop fetches keys, then posts: the post
+        #: can land any time later); by default only before its next login, a smaller scope
+        self.late_after_login = late_after_login
         self.d = Deployment(policy=policy, crypto="symbolic", seed=seed)
         self.users = [self.d.add_user(f"u{i}") for i in range(users)]
         self.now = T0

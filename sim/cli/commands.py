@@ -265,12 +265,79 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counterexample(args: argparse.Namespace, result: Any) -> None:
+    """The shortest failing trace step by step with what each step moved, and, if asked, as a
+    sequence diagram and as a pytest test."""
+    from ..check.narrate import listing, narrate, pytest_source, sequence_svg
+    from ..results.files import atomic_write_text
+
+    scope = (args.users, args.rooms, args.policy, result.seed)
+    late = result.late_after_login
+    world, steps = narrate(*scope, result.ops, result.violations, late_after_login=late)
+    print(result.report(listing(steps)))
+    if args.svg is not None:
+        try:
+            sequence_svg(world, steps, args.svg)
+        except OSError as exc:  # the verdict stands (exit 1); the picture could not be written
+            print(
+                f"keysim check: --svg: cannot write {str(args.svg)!r}: {exc.strerror or exc}", file=sys.stderr
+            )
+        else:
+            print(f"sequence diagram: {args.svg}")
+    if args.emit_test is not None:
+        source = pytest_source(*scope, result.ops, result.violations, late_after_login=late)
+        atomic_write_text(args.emit_test, source)
+        print(f"replay it: pytest {args.emit_test}")
+
+
+#: ``keysim check``'s exit status when the search stopped before its depth (--max-states)
+INCOMPLETE = 3
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..check import explore
+    from ..check import Progress, explore
+
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" states", desc="keysim check", delay=1.0, leave=False, file=sys.stderr)
+
+    def show(p: Progress) -> None:
+        assert bar is not None
+        bar.update(p.states - bar.n)
+        if p.states % 64 == 0:
+            bar.set_postfix(
+                depth=f"{p.level + 1}/{args.depth}", transitions=f"{p.transitions:,}", refresh=False
+            )
 
     try:
-        result = explore(args.users, args.rooms, args.depth, args.policy, max_states=args.max_states)
+        result = explore(
+            args.users,
+            args.rooms,
+            args.depth,
+            args.policy,
+            max_states=args.max_states,
+            progress=show if bar is not None else None,
+            late_after_login=args.late_after_login,
+        )
     except ValueError as exc:  # explore names the parameter: "users: must be ..."
         raise UsageError(f"--{exc}") from None
-    print(result.report())
-    return 0 if result.ok else 1
+    finally:
+        if bar is not None:
+            bar.close()
+    if result.ok:
+        print(result.report())
+    else:
+        _counterexample(args, result)
+        return 1
+    if result.interrupted:
+        return 130
+    if result.capped and not args.accept_incomplete:
+        print(
+            f"keysim check: incomplete: --max-states stopped the search in depth {result.depth_done + 1} of "
+            f"{args.depth}; exit {INCOMPLETE} (--accept-incomplete makes it 0)",
+            file=sys.stderr,
+        )
+        return INCOMPLETE
+    return 0

@@ -187,7 +187,8 @@ def _add_check(commands: _Commands) -> None:
             "room-key reset and send among N users and M rooms, up to D steps, states "
             "deduplicated.  Checks the invariants after every step and the policy's 'eventually' "
             "properties from every state; prints the statistics, and on a violation the shortest "
-            "trace as numbered steps (exit 1)."
+            "trace as numbered steps (exit 1).  Exit 3 when --max-states stopped the search before "
+            "its depth; Ctrl-C prints the statistics so far (exit 130)."
         ),
     )
     check.add_argument(
@@ -209,7 +210,40 @@ def _add_check(commands: _Commands) -> None:
         default="queue",
         help="how a member who lost its key gets it back, as in scenarios' simulation.policy (default: queue)",
     )
-    check.add_argument("--max-states", type=int, metavar="S", help="stop after S distinct states")
+    check.add_argument(
+        "--max-states",
+        type=int,
+        metavar="S",
+        help="stop after S distinct states; the search is then incomplete and exits 3, unless --accept-incomplete",
+    )
+    check.add_argument(
+        "--accept-incomplete",
+        action="store_true",
+        help="exit 0 when --max-states stops a search that found no violation",
+    )
+    check.add_argument(
+        "--quiet", action="store_true", help="no progress bar (states, depth, states/s) on stderr"
+    )
+    check.add_argument(
+        "--late-after-login",
+        action="store_true",
+        help=(
+            "widen the scope: a holder's late suggestion for a reset user's old key pair may also arrive "
+            "after that user logged in again (by default only before)"
+        ),
+    )
+    check.add_argument(
+        "--svg",
+        type=Path,
+        metavar="FILE",
+        help="on a violation, draw the shortest trace as a sequence diagram",
+    )
+    check.add_argument(
+        "--emit-test",
+        type=Path,
+        metavar="FILE",
+        help="on a violation, write a pytest test that replays the shortest trace and expects its violation",
+    )
     check.set_defaults(handler=cmd_check)
 
 

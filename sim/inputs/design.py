@@ -41,6 +41,9 @@ class DesignError(ValueError):
         self.key, self.problem = key, problem
         super().__init__(f"{key}: {problem}")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # so that it crosses a process pool whole
+        return (type(self), (self.key, self.problem))
+
 
 @dataclass(frozen=True, slots=True)
 class Design:

@@ -57,8 +57,11 @@ class ReportError(ValueError):
     """The input is missing, not a run or sweep directory, or has no finished run."""
 
     def __init__(self, path: Path, message: str) -> None:
-        self.path = path
+        self.path, self.message = path, message
         super().__init__(f"{path}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # so that it crosses a process pool whole
+        return (type(self), (self.path, self.message))
 
 
 @dataclass(frozen=True)

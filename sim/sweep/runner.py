@@ -166,6 +166,9 @@ class SweepInterrupted(KeyboardInterrupt):
         super().__init__(f"{result.skipped + result.done} of {result.total} runs done")
         self.result = result
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.result,))
+
 
 def interrupted_message(name: str, result: SweepResult, resume: str) -> str:
     """What Ctrl-C on a sweep prints: how far it got, and the command that resumes it."""

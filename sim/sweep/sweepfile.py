@@ -29,8 +29,11 @@ class SweepError(ValueError):
     """A sweep file or a sweep option is wrong; ``key`` is its dotted name (``sweep.axes.x.y``)."""
 
     def __init__(self, key: str, message: str) -> None:
-        self.key = key
+        self.key, self.message = key, message
         super().__init__(f"{key}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # so that it crosses a process pool whole
+        return (type(self), (self.key, self.message))
 
 
 @dataclass(frozen=True, slots=True)

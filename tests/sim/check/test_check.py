@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
 import pytest
 
-from protocol import Server
-from sim.check import STEP_S, Op, World, apply, canonical, enabled_ops, explore
+from protocol import Client, Server
+from sim.check import STEP_S, Op, Progress, World, apply, canonical, enabled_ops, explore
 from sim.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def world_after(ops: list[Op], *, seed: int = 0, users: int = 3, rooms: int = 2) -> World:
@@ -37,6 +49,42 @@ def test_max_states_stops_the_search_and_says_so() -> None:
     result = explore(3, 2, 8, "queue", max_states=100)
     assert result.ok and result.capped and result.states == 100 and result.depth_done < 8
     assert "--max-states reached" in result.report()
+
+
+def test_an_incomplete_search_exits_3_unless_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--max-states", "100", "--quiet"]) == 3
+    captured = capsys.readouterr()
+    assert "--max-states reached" in captured.out
+    assert "incomplete: --max-states stopped the search in depth" in captured.err and "exit 3" in captured.err
+    assert main(["check", "--max-states", "100", "--quiet", "--accept-incomplete"]) == 0
+    # a search that reaches its depth is complete whatever the cap
+    assert main(["check", "--depth", "2", "--max-states", "100000", "--quiet"]) == 0
+
+
+def test_progress_is_reported_as_states_are_found() -> None:
+    seen: list[Progress] = []
+    result = explore(3, 2, 3, "queue", progress=seen.append)
+    assert [p.states for p in seen] == list(range(2, result.states + 1))  # one call per new state
+    assert [p.level for p in seen] == sorted(p.level for p in seen) and seen[-1].level == 2
+    assert all(p.states_per_second > 0 for p in seen) and seen[-1].transitions <= result.transitions
+
+
+def test_ctrl_c_prints_what_was_found_so_far(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "check", "--depth", "12"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    time.sleep(4.0)  # past start-up, into the search
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    states = int(re.search(r"states explored\s+([\d,]+)", out)[1].replace(",", ""))  # type: ignore[index]
+    assert states > 100
+    assert re.search(rf"interrupted: the search stopped at {states:,} states in depth \d+, incomplete", out)
 
 
 @pytest.mark.parametrize(
@@ -118,3 +166,74 @@ def test_cli_exits_1_with_a_numbered_trace_on_a_planted_fault(
     assert "shortest trace (1 steps):" in out
     assert "  0. start: u0 (TOTP), u1, u2 log in; rooms team (u0, u1, u2); dm u1+u2 (u1, u2)" in out
     assert "  1. u0 resets its E2E key" in out
+
+
+def test_a_counterexample_reads_as_a_sequence_with_the_keys_it_moved(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    original = Client._import_group_key
+
+    def trusting(self: Client, session: Any, wrapped: str, source: str, now: float) -> bool:
+        opened = original(self, session, wrapped, source, now)
+        return True if source in ("suggestion", "backup") else opened
+
+    monkeypatch.setattr(Client, "_import_group_key", trusting)  # accepts a key that does not open
+    svg, emitted = tmp_path / "trace.svg", tmp_path / "test_replay.py"
+    argv = ["check", "--depth", "4", "--quiet", "--svg", str(svg), "--emit-test", str(emitted)]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    listing = out[out.index("shortest trace (3 steps):") :].splitlines()
+    assert listing[1:] == [
+        "  0. start: u0 (TOTP), u1, u2 log in; rooms team (u0, u1, u2); dm u1+u2 (u1, u2)",
+        "  1. u0 resets its E2E key",
+        "       u0 has no key pair on the server",
+        "       u0: online, READY -> offline, DISABLED",
+        "       server: no key of team for u0 any more",
+        "       u0's device drops k1 of team",
+        "  2. a holder's suggestion fetched before u0's reset (for its old key pair) arrives in team",
+        "       server: holds a suggested key k1 of team for u0",
+        "  3. u0 logs in and unlocks E2EE (saving a new password if asked)",
+        "       u0 has a new key pair",
+        "       u0: offline, DISABLED -> online, READY",
+        "       server: stores k1 of team wrapped for u0",
+        "       server: the suggestion for u0 in team is gone",
+        "       VIOLATION stored_keys_open: u0's E2EKey in team does not open",
+        f"sequence diagram: {svg}",
+        f"replay it: pytest {emitted}",
+    ]
+    # the diagram: a lane per user and the server, every step written out
+    words = [t.strip() for t in ElementTree.parse(svg).getroot().itertext() if t.strip()]
+    assert {"u0", "u1", "u2", "server", "1. u0 resets its E2E key", "u0's device drops k1 of team"} <= set(
+        words
+    )
+    assert "VIOLATION stored_keys_open: u0's E2EKey in team does not open" in words
+    # the emitted test replays the trace: it passes while the fault is there ...
+    module = runpy.run_path(str(emitted))
+    module["test_the_counterexample_still_happens"]()
+    # ... and fails once it is gone
+    monkeypatch.setattr(Client, "_import_group_key", original)
+    with pytest.raises(AssertionError):
+        module["test_the_counterexample_still_happens"]()
+
+
+def test_narrate_says_which_key_moved_where() -> None:
+    from sim.check.narrate import listing, narrate
+
+    _, steps = narrate(3, 2, "queue", 0, [Op("reset", 1), Op("login", 1), Op("tick", 0), Op("accept", 1)])
+    assert listing(steps)[:14] == [
+        "  1. u1 resets its E2E key",
+        "       u1 has no key pair on the server",
+        "       u1: online, READY -> offline, DISABLED",
+        "       server: no key of team for u1 any more",
+        "       u1's device drops k1 of team",
+        "       server: no key of dm u1+u2 for u1 any more",
+        "       u1's device drops k2 of dm u1+u2",  # kids named by first appearance, room by room
+        "  2. u1 logs in and unlocks E2EE (saving a new password if asked)",
+        "       u1 has a new key pair",
+        "       u1: offline, DISABLED -> online, READY",
+        "  3. u0's client runs its key-distribution loop",
+        "       server: stores k1 of team wrapped for u1",
+        "       u1's device now holds k1 of team",
+        "  4. u1's client syncs and accepts the keys suggested to it",
+    ]
+    assert all(not s.violations for s in steps) and steps[3].moved == ()

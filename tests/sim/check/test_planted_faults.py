@@ -157,6 +157,24 @@ def test_a_backup_that_restores_nothing(monkeypatch: pytest.MonkeyPatch) -> None
     caught(explore(3, 2, 2, "backup"), "backup_restores")
 
 
+def test_a_reject_that_does_not_queue_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``e2e.rejectSuggestedGroupKey`` clears the suggestion and must queue the user again.  Without
+    the queueing, a user whose stale suggestion (for its old key pair) arrives after its relogin
+    rejects it and waits nowhere.  In the default scope the late suggestion lands only before the
+    relogin, whose own queueing hides the fault; widened, the explorer finds it in 3 steps."""
+
+    def forgetful(self: Server, user_id: str, room_id: str, *, now: float) -> None:
+        _, sub = self._suggestion(user_id, room_id)
+        sub.e2e_suggested_key = sub.suggested_old_room_keys = None
+        sub.suggestion_signer = sub.suggestion_signature = None
+
+    monkeypatch.setattr(Server, "e2e_reject_suggested_group_key", forgetful)
+    assert explore(3, 2, 5, "queue").ok  # the default scope: the fault survives
+    result = explore(3, 2, 5, "queue", late_after_login=True)
+    caught(result, "nobody_silently_lost")
+    assert [op.kind for op in result.ops] == ["reset", "login", "deliver_late"]
+
+
 def test_a_holder_that_ignores_live_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Client, "_provide_key_to_user", lambda self, request, now: None)
     caught(explore(3, 2, 2, "live"), "live_restoration")

@@ -289,6 +289,31 @@ def test_ctrl_c_says_how_far_the_sweep_got_and_how_to_resume(tmp_path: Path) -> 
     }
 
 
+def test_an_error_found_inside_a_worker_fails_that_run_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scenario error that shows only once the graph is built (karate club's 34 members in 20
+    users) is raised in the worker, crosses the pool whole and is logged with its traceback; the
+    pool keeps running the other runs."""
+    text = (
+        '[sweep]\nbase = "{base}"\nreplications = 2\n[sweep.set]\n"simulation.horizon_days" = 0.5\n'
+        '"rooms.generator" = "networkx"\n"rooms.graph" = "karate_club"\n'
+        '[sweep.axes]\n"population.users" = [40, 20, 50]\n'
+    )
+    out = tmp_path / "out"
+    assert (
+        main(["sweep", str(write_sweep(tmp_path, text)), "--out", str(out), "--workers", "2", "--quiet"]) == 1
+    )
+    rows = read_runs(out)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(rows) == 6 and len(failed) == 2 and {r["status"] for r in rows} == {"done", "failed"}
+    for row in failed:
+        assert json.loads(row["point_json"]) == {"population.users": 20}
+        assert "Traceback (most recent call last):" in row["error"] and "sim/engine/setup.py" in row["error"]
+        assert "sim.inputs.scenario.ScenarioError: rooms.graph: networkx's karate_club" in row["error"]
+    assert "2 failed, 0 not started" in capsys.readouterr().err
+
+
 def test_failed_runs_are_logged_and_retried(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = tmp_path / "base.toml"
     base.write_text(SMOKE.read_text())
