@@ -5,8 +5,8 @@ Each check takes a server and the clients of one deployment (and, where it needs
 the invariant holds.  Tests, the simulator and ``keysim check`` call :func:`check_all` after steps.
 
 * :func:`no_secrets_on_server`: the server's dump contains no password, plaintext private key,
-  plaintext room key or message body.  Meaningful with the ``real`` backend only: the symbolic
-  backend's records carry their payload readably by design, so the check skips it.
+  plaintext room key or message body, in any encoding, under both backends (a symbolic wrapped
+  key, which carries its room key by design, is the one record it skips).
 * :func:`stored_keys_open`: every ``E2EKey`` opens, for its owner's current key pair, to the key a
   legitimate member created for that kid.
 * :func:`queue_is_clean`: nobody on a room's queue holds the room's current key (after settling).
@@ -56,35 +56,96 @@ class Violation:
         return f"{self.invariant}: {self.detail}"
 
 
-def no_secrets_on_server(
-    server: Server, clients: Mapping[str, Client], passwords: Iterable[str] = ()
-) -> list[Violation]:
-    """No password, plaintext private key, plaintext room key or message body in the dump."""
+#: the symbolic backend's wrapped-key record starts so (protocol/crypto/symbolic.py): such a record
+#: carries its room key by design (it stands for an RSA-OAEP ciphertext), so it is not a leak
+_SYM_WRAP_MAGIC = b"KSYMWRAP"
+
+
+def _encodings(secret: bytes) -> list[str]:
+    """The ways a server could store 16 or more secret bytes: hex, base64, base64url."""
+    return [secret.hex(), codec.b64encode(secret), codec.b64url_encode(secret)]
+
+
+def _key_texts(backend: str, key: object) -> list[str]:
+    """What would betray ``key`` (a private key handle or a :class:`RoomKey`) in the dump."""
+    from .crypto import RoomKey
+
+    if backend == "real":
+        from .crypto import real
+
+        if isinstance(key, RoomKey):
+            return [real.room_key_jwk(key)["k"]]
+        jwk = real.private_jwk(key)
+        return [jwk[f] for f in ("d", "p", "q")]
+    text = str(key.key if isinstance(key, RoomKey) else key)
+    raw = text.rsplit("-", 1)[-1]
     try:
-        text = json.dumps(server.dump(), sort_keys=True)
+        return [text, *_encodings(bytes.fromhex(raw))]
+    except ValueError:
+        return [text]
+
+
+def _is_symbolic_wrap(value: str) -> bool:
+    try:
+        _, record = codec.split_prefixed(value)
+    except ProtocolError:
+        return False
+    return record.startswith(_SYM_WRAP_MAGIC)
+
+
+def _strings(value: object) -> Iterable[str]:
+    """Every string of a dump (keys included), a symbolic wrapped key left out."""
+    if isinstance(value, str):
+        if not _is_symbolic_wrap(value):
+            yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def no_secrets_on_server(
+    server: Server,
+    clients: Mapping[str, Client],
+    passwords: Iterable[str] = (),
+    *,
+    secret_keys: Iterable[tuple[str, object]] = (),
+) -> list[Violation]:
+    """No password, private key, room key (current or old, held by any client) or message body in
+    the server's dump, in any encoding it could be stored in (the key's own text, hex, base64,
+    base64url), under either backend.  ``passwords`` are the people's passwords (account and
+    E2E); ``secret_keys`` further private keys by what they are (a recovery key, a key pair the
+    user had before a reset).  A symbolic wrapped key carries its room key by design and is
+    skipped; a private-key blob is sealed and never matches."""
+    try:
+        dump = server.dump()
+        json.dumps(dump, sort_keys=True)
     except (TypeError, ValueError) as exc:
         return [Violation("no_secrets_on_server", f"dump is not JSON-serialisable: {exc}")]
+    text = "\n".join(_strings(dump))
     out = []
     secrets: list[tuple[str, str]] = [("password", p) for p in passwords if p]
+    keys: list[tuple[str, str, object]] = []
     for uid, client in clients.items():
         for _, _, body in client.sent:
             if len(body) >= 8:  # short bodies collide with base64 by chance
                 secrets.append((f"message body of {uid}", body))
         if client.random_password:
             secrets.append((f"E2E password of {uid}", client.random_password))
-        if client.backend.name != "real":
-            continue
-        from .crypto import real
-
         if client.private_key is not None:
-            jwk = real.private_jwk(client.private_key)
-            secrets += [(f"private key of {uid}", jwk[f]) for f in ("d", "p", "q")]
+            keys.append((client.backend.name, f"private key of {uid}", client.private_key))
         for room_id in server.rooms_of(uid) if uid in server.user_ids else ():
             for key in client.held_keys(room_id).values():
-                secrets.append((f"room key {key.kid} held by {uid}", real.room_key_jwk(key)["k"]))
-    for what, secret in secrets:
-        if secret in text:
-            out.append(Violation("no_secrets_on_server", f"the dump contains the {what}"))
+                keys.append((client.backend.name, f"room key {key.kid} held by {uid}", key))
+    backend = next(iter(clients.values())).backend.name if clients else "symbolic"
+    keys += [(backend, what, extra) for what, extra in secret_keys if extra is not None]
+    for name, what, secret_key in keys:
+        secrets += [(what, t) for t in _key_texts(name, secret_key)]
+    found = dict.fromkeys(what for what, secret in secrets if secret in text)  # each secret once
+    out += [Violation("no_secrets_on_server", f"the dump contains the {what}") for what in found]
     return out
 
 
@@ -248,14 +309,17 @@ def check_all(
     ledger: KeyLedger,
     *,
     passwords: Iterable[str] = (),
+    secret_keys: Iterable[tuple[str, object]] = (),
     settled: bool = True,
     other_devices: Mapping[str, Sequence[Client]] | None = None,
 ) -> list[Violation]:
     """Every invariant; ``settled=False`` skips the ones that hold only between steps.
 
     ``clients`` has one device per user; ``other_devices`` the further devices of users who
-    have several (their keys are checked too, and they vouch for each other's ``E2EKey``)."""
-    out = no_secrets_on_server(server, clients, passwords)
+    have several (their keys are checked too, and they vouch for each other's ``E2EKey``);
+    ``passwords`` and ``secret_keys`` are what people keep outside the devices, which the server
+    must never see (:func:`no_secrets_on_server`)."""
+    out = no_secrets_on_server(server, clients, passwords, secret_keys=secret_keys)
     out += stored_keys_open(server, clients, ledger)
     if settled:
         out += queue_is_clean(server, clients)

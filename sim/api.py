@@ -87,13 +87,18 @@ def run(
     *,
     seed: int | None = None,
     progress: Callable[[float], None] | None = None,
-    check_invariants: bool = False,
+    check_invariants: bool | str = False,
     **keys: Any,
 ) -> RunResult:
     """Run one scenario with one seed; the same scenario and seed give identical results.
-    Overrides as for :func:`scenario`: ``api.run("scenarios/smoke.toml", simulation__policy="live")``."""
+    Overrides as for :func:`scenario`: ``api.run("scenarios/smoke.toml", simulation__policy="live")``.
+    ``check_invariants``: True (or ``"horizon"``) checks the protocol's invariants at the horizon,
+    ``"every-step"`` after every step of the run as well."""
     return run_scenario(
-        scenario(source, overrides, seed=seed, **keys), progress=progress, check_invariants=check_invariants
+        scenario(source, overrides, seed=seed, **keys),
+        progress=progress,
+        check_invariants=bool(check_invariants),
+        check_every_step=check_invariants == "every-step",
     )
 
 

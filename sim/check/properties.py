@@ -28,7 +28,11 @@ __all__ = ["SETTLE", "check_eventually", "check_state", "settle"]
 def check_state(w: World) -> list[Violation]:
     """The protocol's invariants, and every reader of every stored message reads what was sent."""
     d = w.d
-    out = check_all(d.server, d.clients, d.ledger, passwords=[p.account_password for p in d.people.values()])
+    people = d.people.values()
+    passwords = [x for p in people for x in (p.account_password, p.e2e_password) if x]
+    keys = [(f"recovery key of {p.username}", p.recovery_key) for p in people]
+    keys += [(f"recovery key on {u}'s device", c.recovery_key) for u, c in d.clients.items()]
+    out = check_all(d.server, d.clients, d.ledger, passwords=passwords, secret_keys=keys)
     sent = {mid: text for c in d.clients.values() for (_, mid, text) in c.sent}
     for uid, client in d.clients.items():
         if not client.functional:

@@ -215,7 +215,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {page}")
     others = sorted(p.name for p in page.parent.glob("report.*") if p.name != page.name)
     if others:
-        print(f"  beside {', '.join(others)}, kept from an earlier report")
+        print(
+            f"  beside {', '.join(others)}, kept from an earlier report: its text is that report's, its "
+            "figures and tables now this one's (keysim report again in its format renews it)"
+        )
     return 0
 
 

@@ -88,8 +88,13 @@ def _add_run(commands: _Commands) -> None:
     run.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     run.add_argument(
         "--check-invariants",
-        action="store_true",
-        help="check the protocol invariants at the end (exit 1 on a violation)",
+        nargs="?",
+        const="horizon",
+        choices=["horizon", "every-step"],
+        help=(
+            "check the protocol invariants at the horizon (exit 1 on a violation); "
+            "--check-invariants=every-step also after every step of the run, several times slower"
+        ),
     )
     run.set_defaults(handler=cmd_run)
 

@@ -39,6 +39,8 @@ class FinishedRun(Protocol):
     devices: Devices
     keys: KeyView
     records: Records
+    #: what checking after every step found during the run, first occurrence first
+    step_violations: list[str]
 
 
 def collect(sim: FinishedRun) -> RunResult:
@@ -54,7 +56,7 @@ def collect(sim: FinishedRun) -> RunResult:
         outcomes=outcomes,
         rooms=rooms,
         lost_timeline=sim.records.lost_timeline,
-        violations=_violations(sim) if sim.check_invariants else [],
+        violations=[*sim.step_violations, *_violations(sim)] if sim.check_invariants else [],
         invariants_checked=sim.check_invariants,
         stationary_online=sim.stationary_online,
         adversary=_adversary(sim),
@@ -162,13 +164,27 @@ def _room_rows(sim: FinishedRun, base: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _violations(sim: FinishedRun) -> list[str]:
-    """The protocol's invariants, checked on the server and the devices left at the horizon."""
+def _violations(sim: FinishedRun, *, settled: bool = True) -> list[str]:
+    """The protocol's invariants, checked on the server and the devices as they are (at the
+    horizon; or between two steps of the run, ``settled=False``: without the invariants that
+    hold only once the key distribution has caught up)."""
     from protocol import check_all
 
     clients = {sim.user_ids[u]: d.client for u, d in enumerate(sim.devices) if d.client is not None}
     phones = {sim.user_ids[u]: [d.client] for u, d in sim.devices.phones.items() if d.client is not None}
-    return [str(v) for v in check_all(sim.server, clients, sim.ledger, other_devices=phones)]
+    devices = sim.devices
+    passwords = [p for p in devices.e2e_password if p]
+    keys = [(f"recovery key of {sim.user_ids[u]}", k) for u, k in devices.recovery_keys.items()]
+    found = check_all(
+        sim.server,
+        clients,
+        sim.ledger,
+        passwords=passwords,
+        secret_keys=keys,
+        settled=settled,
+        other_devices=phones,
+    )
+    return [str(v) for v in found]
 
 
 def _faults(sim: FinishedRun) -> dict[str, Any] | None:

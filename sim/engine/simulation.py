@@ -97,6 +97,7 @@ class Simulation:
         *,
         progress: Callable[[float], None] | None = None,
         check_invariants: bool = False,
+        check_every_step: bool = False,
         backup_scrypt_n: int | None = SIM_BACKUP_SCRYPT_N,
     ) -> None:
         self.sc = scenario
@@ -105,7 +106,13 @@ class Simulation:
         self.horizon = scenario.horizon_s
         self.run_id = scenario.run_id
         self.progress = progress
-        self.check_invariants = check_invariants
+        #: check the invariants at the horizon; ``check_every_step`` also after every SimPy event
+        #: of the run (each a whole protocol operation), without those that hold only once the key
+        #: distribution has caught up; each violation is kept once, with the time it first showed
+        self.check_invariants = check_invariants or check_every_step
+        self.check_every_step = check_every_step
+        self.step_violations: list[str] = []
+        self._seen_violations: set[str] = set()
         self.backend: CryptoBackend = get_backend(scenario.get("simulation.crypto"))
         self.ledger = KeyLedger()
         adversary = scenario.values["adversary"]
@@ -356,7 +363,10 @@ class Simulation:
         self._schedule()
         steps = 200
         for i in range(1, steps + 1):
-            self.clock.run_until(self.horizon * i / steps)
+            if self.check_every_step:
+                self._run_checking(self.horizon * i / steps)
+            else:
+                self.clock.run_until(self.horizon * i / steps)
             if self.progress is not None:
                 self.progress(i / steps)
         finished = time.perf_counter()
@@ -370,6 +380,19 @@ class Simulation:
             }
         )
         return result
+
+    def _run_checking(self, until: float) -> None:
+        """Run the events due before ``until`` one at a time, checking the invariants after each."""
+        from .collect import _violations
+
+        env = self.clock.env
+        while env.peek() < until:
+            env.step()
+            for found in _violations(self, settled=False):
+                if found not in self._seen_violations:
+                    self._seen_violations.add(found)
+                    self.step_violations.append(f"at t = {env.now:.1f} s: {found}")
+        self.clock.run_until(until)
 
     def _schedule(self) -> None:
         """Every event of the run, drawn up front, each kind from its own stream."""
@@ -399,7 +422,14 @@ class Simulation:
 
 
 def run_scenario(
-    scenario: Scenario, *, progress: Callable[[float], None] | None = None, check_invariants: bool = False
+    scenario: Scenario,
+    *,
+    progress: Callable[[float], None] | None = None,
+    check_invariants: bool = False,
+    check_every_step: bool = False,
 ) -> RunResult:
-    """Run one scenario with its seed and return the tidy results."""
-    return Simulation(scenario, progress=progress, check_invariants=check_invariants).run()
+    """Run one scenario with its seed and return the tidy results; ``check_invariants`` checks
+    the protocol's invariants at the horizon, ``check_every_step`` after every step as well."""
+    return Simulation(
+        scenario, progress=progress, check_invariants=check_invariants, check_every_step=check_every_step
+    ).run()

@@ -177,7 +177,7 @@ class Scenario:
             raise ScenarioError("--seed", problem)
         values = {s: dict(v) for s, v in self.values.items()}
         values["simulation"]["seed"] = seed
-        _derive_run_id(values, self.raw, self.overrides)
+        _derive_run_id(values, self.raw, self.overrides, reseeded=seed != self.seed)
         return replace(self, values=values)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Scenario:
@@ -289,14 +289,23 @@ _NOT_IN_DIGEST = frozenset({"simulation.seed", "simulation.run_id"})
 
 
 def _derive_run_id(
-    values: dict[str, dict[str, Any]], data: Mapping[str, Any], overrides: Mapping[str, Any]
+    values: dict[str, dict[str, Any]],
+    data: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    reseeded: bool = False,
 ) -> None:
-    """Set ``simulation.run_id`` unless the document gives it: ``<name>-<seed>`` for the file as
-    it is, ``<name>-<seed>-<digest>`` when overrides changed it, the digest being the first 8 hex
-    digits of the SHA-256 of the overrides' canonical JSON, so two runs of one file with
-    different overrides never share an id (or a default output directory)."""
+    """Set ``simulation.run_id``: ``<name>-<seed>`` for the file as it is, ``<name>-<seed>-<digest>``
+    when overrides changed it, the digest being the first 8 hex digits of the SHA-256 of the
+    overrides' canonical JSON, so two runs of one file with different overrides never share an id
+    (or a default output directory).  An id given as an override is kept; one written in the file
+    (a run's resolved ``scenario.toml``) only while nothing changes it: another seed
+    (``reseeded``) or any override derives a new one."""
+    if "simulation.run_id" in overrides:
+        return
     given = data.get("simulation")
-    if isinstance(given, Mapping) and given.get("run_id"):
+    others = [k for k in overrides if k != "simulation.run_id"]
+    if isinstance(given, Mapping) and given.get("run_id") and not others and not reseeded:
         return
     sim = values["simulation"]
     run_id = f"{sim['name']}-{sim['seed']}"
@@ -432,7 +441,10 @@ def _check_scripted_times(scripted: tuple[ScriptedReset, ...], horizon_days: flo
 
 def _table(data: Mapping[str, Any], dotted: str) -> list[dict[str, Any]]:
     section, key = dotted.split(".")
-    rows = data.get(section, {}).get(key, [])
+    table = data.get(section, {})
+    if not isinstance(table, Mapping):  # reported as "must be a table" by _section_values
+        return []
+    rows = table.get(key, [])
     if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
         raise ScenarioError(dotted, "must be an array of tables ([[...]])")
     problems = _Problems()

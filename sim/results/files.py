@@ -111,14 +111,16 @@ def replace_dir(complete: Path, out: Path, owned: Callable[[str], bool] = lambda
     The old directory is first renamed aside, so at every moment ``out`` is either the old
     version or the new one (never a mixture), and the old one is removed last.
     """
+    old = out.with_name(f".{out.name}.old")
+    if not out.exists() and old.is_dir():  # an earlier swap was interrupted between its renames
+        os.replace(old, out)
     if not out.exists():
         os.replace(complete, out)
         return []
     kept = sorted(e.name for e in out.iterdir() if not (complete / e.name).exists() and not owned(e.name))
     for name in kept:  # hard links: cheap, and until the swap the old ``out`` is untouched
         _link_tree(out / name, complete / name)
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)  # a finished swap's leftover: its files are in ``out``
     os.replace(out, old)
     os.replace(complete, out)
     shutil.rmtree(old, ignore_errors=True)

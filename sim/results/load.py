@@ -257,9 +257,10 @@ def binned(results: Results, axis: str) -> tuple[Results, str]:
         return results, ""
     if values.nunique() <= MAX_AXIS_VALUES:
         return results, ""
-    bins = pd.qcut(values.astype(float).rank(method="first"), AXIS_BINS, labels=False)
+    # distinct values ranked, so that the replicates of one point share its bin
+    bins = pd.qcut(values.astype(float).rank(method="dense"), AXIS_BINS, labels=False, duplicates="drop")
     centre = values.astype(float).groupby(bins).transform("median")
-    shown = dict(zip(results.runs["run_key"], centre.map(lambda v: float(f"{v:.3g}")), strict=True))
+    shown = dict(zip(results.runs["run_key"], centre.map(lambda v: float(f"{v:.4g}")), strict=True))
 
     def swap(frame: pd.DataFrame) -> pd.DataFrame:
         if frame.empty or axis not in frame:

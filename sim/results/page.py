@@ -5,8 +5,8 @@ the same statistics (:mod:`sim.results.load`), as Vega-Lite specifications built
 and writes them into one HTML file with the Vega, Vega-Lite and Vega-Embed libraries inlined
 (vl-convert's bundle), so the page opens offline and can be mailed as it is.  Every chart has
 tooltips on its points; clicking a legend entry shows that group alone (shift-click adds more,
-a double click shows all again); tables are Vega-Lite text marks filtered by a regular
-expression typed in the box above them, each with the plain HTML table beside it for copying.
+a double click shows all again); tables are Vega-Lite text marks filtered by the text
+typed in the box above them (taken literally), each with the plain HTML table beside it for copying.
 Scenario parameters and provenance are plain HTML.  The only script of keysim's own is the loop
 that hands each specification to ``vegaEmbed``.
 
@@ -84,7 +84,8 @@ def _legend_toggle(field: str) -> Any:
 
 def _text_table(table: pd.DataFrame, name: str, *, widths: Mapping[str, int] | None = None) -> Any:
     """``table`` (strings) as a Vega-Lite text-mark table under a filter box: a row is shown when
-    any of its cells matches the regular expression typed there (case-insensitive)."""
+    it contains the text typed there (case-insensitive; taken literally, so ``c++`` or ``[`` is
+    text, not a pattern)."""
     alt = _alt()
     columns = [str(c) for c in table.columns]
     table = table.astype(str).set_axis(columns, axis=1)
@@ -110,7 +111,7 @@ def _text_table(table: pd.DataFrame, name: str, *, widths: Mapping[str, int] | N
     search = alt.param(
         name=f"{name}_filter",
         value="",
-        bind=alt.binding(input="search", placeholder="a word or a regular expression", name="Filter rows: "),
+        bind=alt.binding(input="search", placeholder="text the rows must contain", name="Filter rows: "),
     )
     head = (
         alt.Chart(header)
@@ -119,7 +120,7 @@ def _text_table(table: pd.DataFrame, name: str, *, widths: Mapping[str, int] | N
     )
     body = (
         alt.Chart(pd.DataFrame(long))
-        .transform_filter(f"!{name}_filter || test(regexp({name}_filter, 'i'), datum.line)")
+        .transform_filter(f"!{name}_filter || indexof(lower(datum.line), lower({name}_filter)) >= 0")
         .transform_joinaggregate(first="min(row)", groupby=["row"])
         .transform_window(rank="dense_rank()", sort=[alt.SortField("row")])
         .transform_calculate(y=f"{line_h} * datum.rank + {line_h / 2 + 2}")
@@ -232,6 +233,8 @@ def _thin(curve: pd.DataFrame) -> pd.DataFrame:
 def _km_chart(results: Results, by: Sequence[str], note: str) -> Any:
     alt = _alt()
     curves = km_curves(results, by)
+    if curves.empty:  # no reset with a relogin: nothing to draw
+        return None
     curves = pd.concat([_thin(c) for _, c in curves.groupby("label", sort=False)], ignore_index=True)
     curves["hours_shown"] = curves["hours"].clip(lower=KM_FLOOR_HOURS)
     curves["hours_s"] = [f"{h:.3g} h" for h in curves["hours"]]
@@ -335,7 +338,8 @@ def _holders_chart(results: Results, by: Sequence[str], note: str) -> Any:
     x = alt.X(
         "holders_online_at_relogin:Q",
         title="holders online at relogin",
-        axis=alt.Axis(tickMinStep=1, format="d"),
+        # a count: a tick at each whole number there is data for, none between
+        axis=alt.Axis(values=sorted({int(v) for v in stats["holders_online_at_relogin"]}), format="d"),
     )
     color = alt.Color("group:N")
     line = (
@@ -592,13 +596,17 @@ def report_page(
         )
         sections.append(s)
     pooled = [a for a in results.axes if a not in policy]
+    km = _km_chart(results, policy, _pooled_note(pooled))
     s = Section("time-to-restore", "Time to restore")
-    s.chart(
-        _km_chart(results, policy, _pooled_note(pooled)),
-        "Kaplan-Meier curves with 95 % bands, time on a log scale (a restoration within a minute of the relogin"
-        " is drawn at one minute); a reset not restored is censored at the horizon, or earlier at the"
-        " user's next reset or its leaving the room. Hover a step for its numbers.",
-    )
+    if km is None:
+        s.html("<p>No reset was followed by a relogin: there is no time to restore to draw.</p>")
+    else:
+        s.chart(
+            km,
+            "Kaplan-Meier curves with 95 % bands, time on a log scale (a restoration within a minute of the relogin"
+            " is drawn at one minute); a reset not restored is censored at the horizon, or earlier at the"
+            " user's next reset or its leaving the room. Hover a step for its numbers.",
+        )
     sections.append(s)
     if policy:
         s = Section("policies", "Policies side by side")

@@ -239,7 +239,11 @@ def sweep_command(
             progress=not quiet,
         )
     except SweepInterrupted as stop:
-        resume = shlex.join(["keysim", "sweep", str(path), "--out", str(target)])
+        again = ["keysim", "sweep", str(path), "--out", str(target)]
+        for flag, value in (("--workers", workers), ("--executor", executor), ("--scheduler", scheduler)):
+            if value is not None:
+                again += [flag, str(value)]
+        resume = shlex.join(again)
         print(interrupted_message(sweep.name, stop.result, resume), file=sys.stderr)
         return 130
     if not quiet or result.failed or result.not_started:

@@ -116,6 +116,60 @@ def test_no_secrets_private_and_room_keys_with_real_crypto() -> None:
     assert f"the dump contains the room key {w.kid} held by {w.b}" in details
 
 
+def _encodings(raw: bytes, text: str) -> dict[str, str]:
+    import base64
+
+    return {
+        "text": text,
+        "hex": raw.hex(),
+        "base64": base64.b64encode(raw).decode(),
+        "base64url": base64.urlsafe_b64encode(raw).rstrip(b"=").decode(),
+    }
+
+
+@pytest.mark.parametrize("encoding", ["text", "hex", "base64", "base64url"])
+def test_no_secrets_room_keys_old_and_new_with_symbolic_crypto(encoding: str) -> None:
+    w = World()
+    ca = w.d.clients[w.a]
+    old = ca.session(w.rid).key  # type: ignore[union-attr]
+    assert old is not None
+    # a legitimately wrapped key carries the secret by design: not a leak
+    assert w.all() == []
+    raw = bytes.fromhex(str(old.key).removeprefix("sym-room-"))
+    w.d.server.room(w.rid).name = _encodings(raw, str(old.key))[encoding]
+    details = only(w.all(), "no_secrets_on_server")
+    assert f"the dump contains the room key {old.kid} held by {w.a}" in details
+    assert f"the dump contains the room key {old.kid} held by {w.b}" in details
+
+
+@pytest.mark.parametrize("encoding", ["text", "hex", "base64", "base64url"])
+def test_no_secrets_private_and_recovery_keys_with_symbolic_crypto(encoding: str) -> None:
+    w = World()
+    private = str(w.d.clients[w.b].private_key)
+    raw = bytes.fromhex(private.removeprefix("sym-priv-"))
+    w.d.server.user(w.a).username = _encodings(raw, private)[encoding]
+    assert only(w.all(), "no_secrets_on_server") == [f"the dump contains the private key of {w.b}"]
+    # a recovery key the person keeps: found only when the check is told of it
+    recovery = w.d.backend.generate_key_pair(w.d.clients[w.c].entropy).private_key
+    raw = bytes.fromhex(str(recovery).removeprefix("sym-priv-"))
+    w.d.server.user(w.a).username = _encodings(raw, str(recovery))[encoding]
+    assert w.all() == []
+    keys = [("recovery key of carol", recovery)]
+    assert only(w.all(secret_keys=keys), "no_secrets_on_server") == [
+        "the dump contains the recovery key of carol"
+    ]
+
+
+def test_no_secrets_a_confirmed_e2e_password() -> None:
+    w = World()
+    confirmed = w.d.people[w.a].e2e_password
+    assert confirmed and w.d.clients[w.a].random_password is None  # confirmed: no longer on the device
+    w.d.server.room(w.rid).name = confirmed
+    assert w.all() == []  # the device no longer has it: the check must be told
+    found = no_secrets_on_server(w.d.server, w.d.clients, [confirmed])
+    assert only(found, "no_secrets_on_server") == ["the dump contains the password"]
+
+
 # ---------------------------------------------------------------------------- stored_keys_open
 
 

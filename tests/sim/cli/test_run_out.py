@@ -190,3 +190,26 @@ def test_files_are_made_with_the_users_umask(tmp_path: Path, mask: int) -> None:
     for path in [out, *out.rglob("*")]:
         want = (0o777 if path.is_dir() else 0o666) & ~mask
         assert stat.S_IMODE(path.stat().st_mode) == want, path
+
+
+def test_a_swap_interrupted_between_its_renames_loses_nothing(tmp_path: Path) -> None:
+    """Killed after the old run was moved aside and before the new one moved in: the next run
+    puts the old one back first, and carries the user's files over from it."""
+    from sim.results.files import replace_dir
+    from sim.results.rundir import RUN_ENTRIES
+
+    out = tmp_path / "run"
+    assert run("--out", out) == 0
+    (out / "notes.txt").write_text("mine")
+    os.replace(out, tmp_path / ".run.old")  # the state the interruption left
+    assert run("--out", out) == 0
+    assert (out / "notes.txt").read_text() == "mine" and (out / "summary.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    # and the function alone, with nothing new in the way
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    os.replace(out, tmp_path / ".run.old")
+    assert (
+        replace_dir(fresh, out, owned=RUN_ENTRIES.__contains__) == ["notes.txt"]
+        and (out / "notes.txt").read_text() == "mine"
+    )

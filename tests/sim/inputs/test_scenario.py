@@ -53,6 +53,22 @@ def test_the_resolved_scenario_reads_back_to_the_same_run_id(tmp_path: Path) -> 
     path.write_text(resolved_scenario_toml(sc), encoding="utf-8")
     assert load_scenario(path).run_id == sc.run_id
     assert parse_scenario({}).run_id == "scenario-0"
+    # ... and to a new one as soon as anything changes: another seed, any override
+    assert load_scenario(path).with_seed(9).run_id == "smoke-9"
+    assert load_scenario(path).with_seed(6).run_id == sc.run_id
+    assert load_scenario(path, {"population.users": 40}).run_id.startswith("smoke-6-")
+    assert load_scenario(path, {"population.users": 40}).run_id != sc.run_id
+
+
+def test_a_section_that_is_not_a_table_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("rooms = 5\nresets = 'x'\n")
+    with pytest.raises(ScenarioErrors) as caught:
+        load_scenario(path)
+    assert sorted(str(p) for p in caught.value.problems) == [
+        "resets: must be a table",
+        "rooms: must be a table",
+    ]
 
 
 BAD = """

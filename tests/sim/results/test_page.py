@@ -342,3 +342,34 @@ def test_a_designs_samples_are_drawn_binned() -> None:
         "sweep", "x", outcomes, outcomes.iloc[:0], runs.assign(**{axis: [60, 180, 600, 900] * 10}), (axis,)
     )
     assert binned(few, axis)[0] is few and binned(few, axis)[1] == ""
+
+
+def test_a_run_without_a_reset_gets_a_page_too(tmp_path: Path) -> None:
+    out = tmp_path / "quiet"
+    argv = [
+        "run",
+        str(SMOKE),
+        "--quiet",
+        "--no-plots",
+        "--out",
+        str(out),
+        "--set",
+        "simulation.horizon_days=0.5",
+    ]
+    argv += ["--set", "resets.rate_per_user_day=0", "--set", "resets.forgot_password_rate_per_user_day=0"]
+    assert main(argv) == 0
+    assert main(["report", str(out), "--format", "html"]) == 0
+    body = visible(out / "report" / "report.html")
+    assert "No reset was followed by a relogin" in body and "time-to-restore-0" not in specs(
+        out / "report" / "report.html"
+    )
+
+
+def test_the_filter_takes_its_text_literally(opened: tuple[Any, list[str]]) -> None:
+    tab, problems = opened
+    cells = "#headline-0 svg .mark-text text"
+    for text in ("(", "c++", "[0"):  # not patterns: no error, and here no row contains them but "[0"
+        tab.locator("#headline-0 .vega-bindings input").fill(text)
+        tab.wait_for_timeout(150)
+    assert problems == []
+    assert tab.locator(cells).count() > 0  # "[0" is in the Wilson intervals: rows are shown

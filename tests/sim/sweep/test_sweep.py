@@ -279,7 +279,7 @@ def test_ctrl_c_says_how_far_the_sweep_got_and_how_to_resume(tmp_path: Path) -> 
     )
     assert found, err
     assert int(found[1]) == len(done) and 2 <= len(done) < 18
-    assert shlex.split(found[2])[1:] == [*argv[:2], "--out", str(out)]
+    assert shlex.split(found[2])[1:] == [*argv[:2], "--out", str(out), "--workers", "2"]
     # the command it names finishes the sweep, without redoing what was done
     assert main([*shlex.split(found[2])[1:], "--quiet"]) == 0
     rows = read_runs(out)
