@@ -26,7 +26,8 @@ __all__ = ["SETTLE", "check_eventually", "check_state", "settle"]
 
 
 def check_state(w: World) -> list[Violation]:
-    """The protocol's invariants, and every reader of every stored message reads what was sent."""
+    """The protocol's invariants; a logged-out device holds no key; and every reader of every
+    stored message reads what was sent."""
     d = w.d
     people = d.people.values()
     passwords = [x for p in people for x in (p.account_password, p.e2e_password) if x]
@@ -35,6 +36,15 @@ def check_state(w: World) -> list[Violation]:
     out = check_all(d.server, d.clients, d.ledger, passwords=passwords, secret_keys=keys)
     sent = {mid: text for c in d.clients.values() for (_, mid, text) in c.sent}
     for uid, client in d.clients.items():
+        # a device that is logged out is in scope too: it must have forgotten its private key
+        # and room keys (RC ``e2e.stopClient``, spec 3.4), or anyone at the keyboard reads on
+        if not client.online:
+            kept = sum(len(client.held_keys(rid)) for rid in client.session_room_ids())
+            if client.private_key is not None or kept:
+                what = f"{kept} room key(s)" + (
+                    " and its private key" if client.private_key is not None else ""
+                )
+                out.append(Violation("logged_out_forgets", f"{uid} is logged out and still holds {what}"))
         if not client.functional:
             continue
         mark = len(client.decrypted)

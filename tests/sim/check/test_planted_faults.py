@@ -175,6 +175,21 @@ def test_a_reject_that_does_not_queue_again(monkeypatch: pytest.MonkeyPatch) -> 
     assert [op.kind for op in result.ops] == ["reset", "login", "deliver_late"]
 
 
+def test_a_logout_that_keeps_the_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RC's ``stopClient`` forgets the private key and the room keys at logout; a device that keeps
+    them is caught in one step, now that logged-out devices are in scope."""
+
+    def sticky(self: Client) -> None:
+        token = self._local.login_token
+        if token is not None:
+            self.server.logout(self.user_id, token)
+
+    monkeypatch.setattr(Client, "logout", sticky)
+    result = explore(3, 2, 3, "queue")
+    caught(result, "logged_out_forgets")
+    assert [op.kind for op in result.ops] == ["logout"]
+
+
 def test_a_holder_that_ignores_live_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Client, "_provide_key_to_user", lambda self, request, now: None)
     caught(explore(3, 2, 2, "live"), "live_restoration")
