@@ -66,6 +66,10 @@ class CheckResult:
     seed: int = 0
     #: the scope's option: late suggestions after the next login too
     late_after_login: bool = False
+    #: "sometimes" properties: each way a device got a room key back after its user's reset
+    #: (``suggestion``, ``E2EKey``, ``old``, ``backup``, ``created``, ...), with the depth of the
+    #: shortest trace reaching it; a path a policy should offer and that is missing is a blind spot
+    coverage: tuple[tuple[str, int], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -91,6 +95,11 @@ class CheckResult:
             f"  elapsed          {self.elapsed_s:.2f} s",
             f"  depth completed  {self.depth_done}{' (no new state beyond it)' if self.exhausted else ''}",
         ]
+        if self.coverage:
+            reached = ", ".join(f"{source} (depth {depth})" for source, depth in self.coverage)
+            lines.append(f"  restoration paths reached  {reached}")
+        else:
+            lines.append("  restoration paths reached  none")
         if self.capped:
             lines.append(f"  --max-states reached: the search stopped at {self.states:,} states, incomplete")
         if self.interrupted:
@@ -207,6 +216,8 @@ class _Search:
         #: operations applied, and the level being expanded
         self.transitions = self.level = 0
         self.progress: Callable[[Progress], None] | None = None
+        #: restoration path -> depth of the first (so shortest, breadth-first) trace reaching it
+        self.reached: dict[str, int] = {}
 
     def run(self) -> CheckResult:
         """Level by level, from the initial state."""
@@ -257,6 +268,10 @@ class _Search:
         """The safety properties of a new state, then (on ``w`` itself) the liveness ones."""
         found: list[Violation] = []
         suffix: list[str] = []
+        for client in w.d.clients.values():  # coverage: how keys came back after a reset
+            if client.reset_marks:
+                for got in client.acquired[client.reset_marks[-1] :]:
+                    self.reached.setdefault(got.source, len(trace))
         try:
             found = check_state(w)
             if not found and self.eventually:
@@ -291,5 +306,6 @@ class _Search:
             ops=tuple(ops) if found else (),
             seed=self.seed,
             late_after_login=self.late_after_login,
+            coverage=tuple(sorted(self.reached.items(), key=lambda kv: (kv[1], kv[0]))),
             **flags,
         )

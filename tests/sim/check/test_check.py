@@ -237,3 +237,15 @@ def test_narrate_says_which_key_moved_where() -> None:
         "  4. u1's client syncs and accepts the keys suggested to it",
     ]
     assert all(not s.violations for s in steps) and steps[3].moved == ()
+
+
+def test_coverage_reports_each_restoration_path_with_its_shortest_depth(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = explore(3, 2, 3, "queue")
+    # reset, login, then a holder's tick hands the key over (suggestion); or the user resets the
+    # room key itself (created); nothing shorter reaches either
+    assert result.coverage == (("created", 3), ("suggestion", 3))
+    assert explore(3, 2, 2, "queue").coverage == ()
+    assert main(["check", "--depth", "3", "--quiet"]) == 0
+    assert "  restoration paths reached  created (depth 3), suggestion (depth 3)" in capsys.readouterr().out
