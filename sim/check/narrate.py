@@ -25,7 +25,7 @@ from protocol.crypto import codec
 from .operations import Op, apply, describe
 from .world import World
 
-__all__ = ["Step", "key_view", "moves", "narrate", "pytest_source", "sequence_svg"]
+__all__ = ["Place", "Step", "key_view", "moves", "narrate", "pytest_source", "sequence_svg"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,42 +62,44 @@ def _kid_of(wrapped: str | None) -> str | None:
         return "?"
 
 
-def key_view(w: World) -> dict[str, Any]:
-    """Where every key is in ``w``, by readable name (kids raw: :func:`moves` names them)."""
+#: a place in a :func:`key_view`: what it is, the user index and the room index it concerns
+Place = tuple[str, int | None, int | None]
+
+
+def key_view(w: World) -> dict[Place, Any]:
+    """Where every key is in ``w`` (kids raw: :func:`moves` names them)."""
     srv = w.d.server
-    view: dict[str, Any] = {}
+    view: dict[Place, Any] = {}
     for i, uid in enumerate(w.users):
         client = w.client(i)
         pub = srv.user(uid).e2e_public_key
-        view[f"pair {i}"] = hashlib.sha256(pub.encode()).hexdigest()[:8] if pub else None
-        view[f"state {i}"] = f"{'online' if client.online else 'offline'}, {client.state.value}"
+        view["pair", i, None] = hashlib.sha256(pub.encode()).hexdigest()[:8] if pub else None
+        view["state", i, None] = f"{'online' if client.online else 'offline'}, {client.state.value}"
     for r, rid in enumerate(w.rooms):
         room = srv.room(rid)
-        view[f"room {r}"] = room.e2e_key_id
+        view["room", None, r] = room.e2e_key_id
         for i, uid in enumerate(w.users):
             sub = room.subscriptions.get(uid)
-            view[f"sub {i} {r}"] = None if sub is None else _kid_of(sub.e2e_key)
+            view["sub", i, r] = None if sub is None else _kid_of(sub.e2e_key)
             suggested = None if sub is None else _kid_of(sub.e2e_suggested_key)
-            view[f"suggested {i} {r}"] = (
+            view["suggested", i, r] = (
                 None if sub is None or suggested is None else (suggested, sub.suggestion_signer)
             )
-            view[f"member {i} {r}"] = sub is not None
-            view[f"holds {i} {r}"] = tuple(sorted(w.client(i).held_keys(rid)))
+            view["member", i, r] = sub is not None
+            view["holds", i, r] = tuple(sorted(w.client(i).held_keys(rid)))
     return view
 
 
-def moves(w: World, before: dict[str, Any], after: dict[str, Any], kid: _Kids) -> list[str]:
+def moves(w: World, before: dict[Place, Any], after: dict[Place, Any], kid: _Kids) -> list[str]:
     """What changed between two views, as sentences."""
     out = []
-    user = {uid: w.names[uid] for uid in w.users}
-    for name, old in before.items():
-        new = after[name]
+    for place, old in before.items():
+        new = after[place]
         if new == old:
             continue
-        what, *ix = name.split()
-        i = int(ix[0])
-        u = f"u{i}" if what != "room" else ""
-        r = w.names[w.rooms[int(ix[-1])]] if what != "pair" and what != "state" else ""
+        what, i, room = place
+        u = f"u{i}" if i is not None else ""
+        r = w.names[w.rooms[room]] if room is not None else ""
         if what == "pair":
             out.append(f"{u} has a new key pair" if new else f"{u} has no key pair on the server")
         elif what == "state":
@@ -114,7 +116,7 @@ def moves(w: World, before: dict[str, Any], after: dict[str, Any], kid: _Kids) -
             )
         elif what == "suggested":
             if new:
-                signer = f", signed by {user.get(new[1], new[1])}" if new[1] else ""
+                signer = f", signed by {w.names.get(new[1], new[1])}" if new[1] else ""
                 out.append(f"server: holds a suggested key {kid(new[0])} of {r} for {u}{signer}")
             else:
                 out.append(f"server: the suggestion for {u} in {r} is gone")
@@ -213,9 +215,7 @@ def sequence_svg(w: World, steps: Sequence[Step], path: Path) -> None:
     server; each step an arrow from its user to the server, labelled with the step and what
     it moved; a violation in red."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: no backend is chosen for the caller
 
     lanes = [f"u{i}" for i in range(len(w.users))] + ["server"]
     x = {name: i for i, name in enumerate(lanes)}
