@@ -22,7 +22,7 @@ from protocol import Violation, check_all
 from .membership import holds_key
 from .world import STEP_S, World
 
-__all__ = ["SETTLE", "check_eventually", "check_state", "settle"]
+__all__ = ["SETTLE", "SETTLE_RATCHET", "check_eventually", "check_state", "settle"]
 
 
 def check_state(w: World) -> list[Violation]:
@@ -59,16 +59,30 @@ def check_state(w: World) -> list[Violation]:
 
 
 SETTLE = "settle: every logged-in READY client ticks, then syncs and accepts, twice over"
+#: under ``ratchet`` a joiner is handed the next sender's new session, so the settle sends too
+SETTLE_RATCHET = (
+    "settle: every logged-in READY client ticks, syncs and accepts, then sends in each room where"
+    " a member joined since the key was made; twice over"
+)
 
 
-def settle(w: World) -> None:
+def settle(w: World) -> str:
+    """Bring every functional client up to date; how the trace states it."""
+    ratchet = w.d.server.mechanisms.ratchet
     for _ in range(2):
         for uid in w.users:
-            if w.d.clients[uid].functional:
+            client = w.d.clients[uid]
+            if client.functional:
                 w.now += STEP_S
                 w.d.tick(uid, now=w.now)
-                w.d.clients[uid].sync(now=w.now)
+                client.sync(now=w.now)
                 w.d.pump(w.now)
+                if ratchet:  # Matrix: a sender shares a new session with joiners (history_server.py)
+                    for rid in w.d.server.rooms_of(uid):
+                        if holds_key(w, uid, rid) and w.d.server.e2e_session_due(uid, rid):
+                            client.send(rid, f"settle: hello from {uid}", now=w.now)
+                            w.d.pump(w.now)
+    return SETTLE_RATCHET if ratchet else SETTLE
 
 
 def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
@@ -78,8 +92,7 @@ def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
     if not mechanisms.queue:
         return [], []  # checked at each handshake
     acquired = {uid: {(a.room_id, a.kid) for a in c.acquired} for uid, c in w.d.clients.items()}
-    settle(w)
-    steps = [SETTLE]
+    steps = [settle(w)]
     out = check_state(w)
     for rid in w.rooms:
         room = w.d.server.room(rid)
