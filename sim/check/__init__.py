@@ -6,7 +6,9 @@ operation (:mod:`.operations`) to every state, breadth-first, so the first viola
 shortest trace.  States are told apart by :func:`canonical` (:mod:`.identity`), which renames
 random names by first appearance and leaves out what cannot change what happens next.  Safety is
 checked after every step, during it (:mod:`.actions`, :mod:`.step_checks`) and on the state
-(:mod:`.properties`); liveness from every new state, after a settle (:mod:`.properties`).
+(:mod:`.properties`); liveness from every new state, after a settle (:mod:`.properties`), and
+under fairness on the state graph the search built, with a lasso when a member waits for ever
+(:mod:`.liveness`).
 
 The modules, in layers (each imports only those above it):
 
@@ -17,6 +19,7 @@ The modules, in layers (each imports only those above it):
 * :mod:`.operations`: the operations table, guards, and applying one;
 * :mod:`.properties`: safety on a state, liveness after a settle;
 * :mod:`.identity`: the canonical walk of a state, the set of states seen;
+* :mod:`.liveness`: the state graph, strongly fair cycles, lassos;
 * :mod:`.explorer`: the breadth-first search and its :class:`CheckResult`;
 * :mod:`.narrate`: a counterexample replayed step by step with the keys each step moved, as a
   listing, a sequence diagram and a pytest test.
@@ -27,7 +30,7 @@ May import :mod:`protocol` only: the checker drives the protocol directly, not t
 from __future__ import annotations
 
 from .explorer import CheckResult, Progress, explore
-from .identity import canonical
+from .identity import Seen, canonical
 from .operations import OPERATIONS, Op, apply, describe, enabled_ops
 from .world import STEP_S, World
 
@@ -37,6 +40,7 @@ __all__ = [
     "CheckResult",
     "Op",
     "Progress",
+    "Seen",
     "World",
     "apply",
     "canonical",

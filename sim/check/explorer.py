@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from protocol import POLICIES, Violation
 
 from .identity import Seen
+from .liveness import Graph, fair_cycle, lasso
 from .operations import Op, apply, describe, enabled_ops
 from .properties import check_eventually, check_state
 from .world import World, dump, load
@@ -70,6 +71,13 @@ class CheckResult:
     #: (``suggestion``, ``E2EKey``, ``old``, ``backup``, ``created``, ...), with the depth of the
     #: shortest trace reaching it; a path a policy should offer and that is missing is a blind spot
     coverage: tuple[tuple[str, int], ...] = ()
+    #: on a liveness violation, where the loop starts in ``ops``: ``ops[loop:]`` repeats for ever
+    loop: int | None = None
+    #: on a liveness violation, who waits for ever: (user, room)
+    waiter: tuple[int, int] | None = None
+    #: whether liveness under fairness was checked on the state graph the search built (it is
+    #: complete only when the search is ``exhausted``: deeper cycles are not seen)
+    fair_checked: bool = False
 
     @property
     def ok(self) -> bool:
@@ -100,6 +108,9 @@ class CheckResult:
             lines.append(f"  restoration paths reached  {reached}")
         else:
             lines.append("  restoration paths reached  none")
+        if self.fair_checked:
+            scope = "whole scope" if self.exhausted else f"the graph to depth {self.depth_done}"
+            lines.append(f"  liveness under fairness  checked on {scope}")
         if self.capped:
             lines.append(f"  --max-states reached: the search stopped at {self.states:,} states, incomplete")
         if self.interrupted:
@@ -111,13 +122,21 @@ class CheckResult:
             return "\n".join(lines)
         lines.append("VIOLATION")
         lines += [f"  {v}" for v in self.violations]
-        lines.append(f"shortest trace ({len(self.trace) - 1} steps):")
+        if self.loop is not None:
+            lines.append(
+                f"lasso: steps 1 to {self.loop} lead to a loop; steps {self.loop + 1} to {len(self.ops)} "
+                "repeat for ever:"
+            )
+        else:
+            lines.append(f"shortest trace ({len(self.trace) - 1} steps):")
         if narrated is not None:
             lines += [f"  0. {self.trace[0]}", *narrated]
             if len(self.trace) - 1 > len(self.ops):  # the settle after the operations
                 lines.append(f"  {len(self.ops) + 1}. {self.trace[-1]}")
         else:
             lines += [f"  {k}. {step}" for k, step in enumerate(self.trace)]
+        if self.loop is not None:
+            lines.append(f"  then again from step {self.loop + 1}, for ever")
         return "\n".join(lines)
 
 
@@ -141,12 +160,15 @@ def explore(
     seed: int = 0,
     progress: Callable[[Progress], None] | None = None,
     late_after_login: bool = False,
+    fair: bool = True,
 ) -> CheckResult:
     """Breadth-first search of every interleaving of :data:`OPERATIONS` up to ``depth`` steps;
     stops at the first violation (a shortest trace) or after ``max_states`` distinct states.
     ``progress`` is called after every new state; Ctrl-C (KeyboardInterrupt) stops the search and
     returns what it found so far, marked ``interrupted``.  ``late_after_login`` widens the scope:
-    a late suggestion for a reset user's old key pair may also arrive after its next login."""
+    a late suggestion for a reset user's old key pair may also arrive after its next login.
+    ``fair``: once no safety violation is found, check liveness under fairness on the state graph
+    (:mod:`.liveness`): a member waiting for a key is eventually served."""
     if policy not in POLICIES:
         raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
     if depth < 0:
@@ -162,6 +184,7 @@ def explore(
         eventually=eventually,
         seed=seed,
         late_after_login=late_after_login,
+        fair=fair,
     )
     search.progress = progress
     try:
@@ -204,6 +227,7 @@ class _Search:
         eventually: bool,
         seed: int,
         late_after_login: bool = False,
+        fair: bool = True,
     ) -> None:
         self.users, self.rooms, self.depth, self.policy = users, rooms, depth, policy
         self.max_states, self.eventually, self.seed = max_states, eventually, seed
@@ -212,49 +236,65 @@ class _Search:
         self.late_after_login = late_after_login
         self.snapshot = dump(self.root)
         self.seen = Seen()
-        self.seen.add(self.root)
+        root_key = self.seen.key(self.root)
+        self.seen.add_key(root_key)
+        #: the state graph, for liveness under fairness (:mod:`.liveness`); None when not checked
+        self.graph: Graph | None = Graph(parent={root_key: None}) if fair else None
         #: operations applied, and the level being expanded
         self.transitions = self.level = 0
         self.progress: Callable[[Progress], None] | None = None
         #: restoration path -> depth of the first (so shortest, breadth-first) trace reaching it
         self.reached: dict[str, int] = {}
+        #: whether liveness under fairness was checked on the whole graph
+        self.fair_checked = False
 
     def run(self) -> CheckResult:
         """Level by level, from the initial state."""
         if failed := self.check(load(self.snapshot), ()):
             return failed
-        frontier: list[tuple[Op, ...]] = [()]
+        frontier: list[tuple[tuple[Op, ...], int]] = [((), self.seen.key(self.root))]
         for level in range(self.depth):
             self.level = level
-            following: list[tuple[Op, ...]] = []
-            for trace in frontier:
-                if stopped := self.expand(trace, following):
+            following: list[tuple[tuple[Op, ...], int]] = []
+            for trace, key in frontier:
+                if stopped := self.expand(trace, key, following):
                     return stopped
             frontier = following
             if not frontier:
                 self.level += 1
-                return self.result(exhausted=True)
+                return self.live(exhausted=True)
         self.level = self.depth
-        return self.result()
+        return self.live()
 
-    def expand(self, trace: tuple[Op, ...], following: list[tuple[Op, ...]]) -> CheckResult | None:
-        """Apply every operation enabled after ``trace``, adding the new states' traces to
-        ``following``; the result if the search stops here."""
+    def expand(
+        self, trace: tuple[Op, ...], key: int, following: list[tuple[tuple[Op, ...], int]]
+    ) -> CheckResult | None:
+        """Apply every operation enabled after ``trace`` (the state of identity ``key``), adding
+        the new states to ``following``; the result if the search stops here."""
         parent = _rebuild(self.snapshot, trace)
         parent_bytes = dump(parent)
-        for op in enabled_ops(parent):
+        enabled = enabled_ops(parent)
+        graph = self.graph
+        if graph is not None:
+            graph.expanded(key, parent, enabled)
+        for op in enabled:
             self.transitions += 1
             child, child_trace = load(parent_bytes), (*trace, op)
             try:
                 found = apply(child, op)
-                new = not found and self.seen.add(child)
+                child_key = self.seen.key(child) if not found else 0
+                new = not found and self.seen.add_key(child_key)
             except Exception as exc:  # a crash of the protocol is a finding, not an accident
                 found, new = [_crashed(exc)], False
             if found:
                 return self.result(found, [describe(child, o) for o in child_trace], child_trace)
+            if graph is not None:
+                graph.edges[key].append((op, child_key))
+                if new:
+                    graph.parent[child_key] = (key, op)
             if not new:
                 continue
-            following.append(child_trace)
+            following.append((child_trace, child_key))
             if self.progress is not None:
                 elapsed = time.perf_counter() - self.started
                 self.progress(Progress(self.seen.count, self.transitions, self.level, elapsed))
@@ -263,6 +303,32 @@ class _Search:
             if self.max_states is not None and self.seen.count >= self.max_states:
                 return self.result(capped=True)
         return None
+
+    def live(self, *, exhausted: bool = False) -> CheckResult:
+        """The search ended without a safety violation: liveness under fairness on its graph."""
+        graph = self.graph
+        if graph is None:
+            return self.result(exhausted=exhausted)
+        self.fair_checked = True
+        for who in sorted({x for waits in graph.waits.values() for x in waits}):
+            if (cycle := fair_cycle(graph, who)) is None:
+                continue
+            found = lasso(graph, who, *cycle)
+            w = _rebuild(self.snapshot, found.ops)
+            # the loop must come back to the state it starts from (else identities collided)
+            assert self.seen.key(w) == self.seen.key(_rebuild(self.snapshot, found.ops[: found.loop]))
+            u, r = w.users[found.user], w.rooms[found.room]
+            loop = len(found.ops) - found.loop
+            violation = Violation(
+                "eventually_served",
+                f"{u} waits for the key of {r} for ever: in a loop of {loop} step(s) a holder of the key is "
+                "online and every client that can tick or sync does so, yet nobody serves it",
+            )
+            steps = [describe(w, op) for op in found.ops]
+            return self.result(
+                [violation], steps, found.ops, loop=found.loop, waiter=who, exhausted=exhausted
+            )
+        return self.result(exhausted=exhausted)
 
     def check(self, w: World, trace: tuple[Op, ...]) -> CheckResult | None:
         """The safety properties of a new state, then (on ``w`` itself) the liveness ones."""
@@ -285,7 +351,12 @@ class _Search:
         found: Sequence[Violation] = (),
         steps: Sequence[str] = (),
         ops: Sequence[Op] = (),
-        **flags: bool,
+        *,
+        loop: int | None = None,
+        waiter: tuple[int, int] | None = None,
+        capped: bool = False,
+        exhausted: bool = False,
+        interrupted: bool = False,
     ) -> CheckResult:
         """The result as of now: the statistics, and the violations ``found`` with their trace."""
         root = self.root
@@ -307,5 +378,10 @@ class _Search:
             seed=self.seed,
             late_after_login=self.late_after_login,
             coverage=tuple(sorted(self.reached.items(), key=lambda kv: (kv[1], kv[0]))),
-            **flags,
+            loop=loop,
+            waiter=waiter,
+            fair_checked=self.fair_checked,
+            capped=capped,
+            exhausted=exhausted,
+            interrupted=interrupted,
         )

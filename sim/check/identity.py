@@ -239,9 +239,17 @@ class Seen:
         self._walks: set[int] = set()
         self.count = 0
 
+    @staticmethod
+    def key(w: World) -> int:
+        """``w``'s identity as 64 bits: the hash of its walk."""
+        return hash(_walk(w))
+
     def add(self, w: World) -> bool:
         """Whether ``w`` is new (and from now on seen)."""
-        h = hash(_walk(w))
+        return self.add_key(self.key(w))
+
+    def add_key(self, h: int) -> bool:
+        """Whether the state of identity ``h`` (:meth:`key`) is new (and from now on seen)."""
         if h in self._walks:
             return False
         self._walks.add(h)

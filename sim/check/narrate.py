@@ -178,17 +178,49 @@ def pytest_source(
     violations: Sequence[str],
     *,
     late_after_login: bool = False,
+    loop: int | None = None,
+    waiter: tuple[int, int] | None = None,
 ) -> str:
     """A pytest module that replays the trace and checks that the search's violations occur; it
-    fails once they no longer do (then the fault is fixed, and the test can assert the opposite)."""
+    fails once they no longer do (then the fault is fixed, and the test can assert the opposite).
+    A lasso (``loop``: where the loop starts in ``ops``; ``waiter``: who waits, in which room) is
+    replayed to the loop's start and once round it: the test checks that the loop comes back to
+    the same state and that the member waits in every state of it."""
     kinds = sorted({v.split(":", 1)[0] for v in violations})
-    op_lines = "".join(f"    {op!r},\n" for op in ops)
     option = " --late-after-login" if late_after_login else ""
-    return f'''"""Replays a counterexample found by: keysim check --users {users} --rooms {rooms} --policy {policy}{option}
+    world = f"World({users}, {rooms}, {policy!r}, seed={seed}, late_after_login={late_after_login})"
+    header = f'''"""Replays a counterexample found by: keysim check --users {users} --rooms {rooms} --policy {policy}{option}
 
 The trace ends in: {"; ".join(violations)}
 """
+'''
+    if loop is not None and waiter is not None:
+        prefix = "".join(f"    {op!r},\n" for op in ops[:loop])
+        cycle = "".join(f"    {op!r},\n" for op in ops[loop:])
+        return f"""{header}
+from sim.check import Op, Seen, World, apply
+from sim.check.liveness import waiting
 
+PREFIX = [
+{prefix}]
+LOOP = [
+{cycle}]
+WAITER = {waiter!r}  # (user, room)
+
+
+def test_the_member_still_waits_for_ever() -> None:
+    w = {world}
+    for op in PREFIX:
+        assert apply(w, op) == []
+    start = Seen.key(w)
+    for op in LOOP:
+        assert WAITER in waiting(w)
+        assert apply(w, op) == []
+    assert WAITER in waiting(w)
+    assert Seen.key(w) == start, "the loop no longer comes back to where it started"
+"""
+    op_lines = "".join(f"    {op!r},\n" for op in ops)
+    return f"""{header}
 from sim.check import Op, World, apply
 from sim.check.properties import check_eventually, check_state
 
@@ -197,7 +229,7 @@ TRACE = [
 
 
 def test_the_counterexample_still_happens() -> None:
-    w = World({users}, {rooms}, {policy!r}, seed={seed}, late_after_login={late_after_login})
+    w = {world}
     found = []
     for op in TRACE:
         found += [str(v) for v in apply(w, op)]
@@ -207,7 +239,7 @@ def test_the_counterexample_still_happens() -> None:
         found = [str(v) for v in check_eventually(w)[0]]
     kinds = sorted({{v.split(":", 1)[0] for v in found}})
     assert kinds == {kinds!r}, found
-'''
+"""
 
 
 def sequence_svg(w: World, steps: Sequence[Step], path: Path) -> None:

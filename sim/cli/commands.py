@@ -271,13 +271,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _counterexample(args: argparse.Namespace, result: Any) -> None:
     """The shortest failing trace step by step with what each step moved, and, if asked, as a
     sequence diagram and as a pytest test."""
-    from ..check.narrate import listing, narrate, pytest_source, sequence_svg
+    from ..check.narrate import Step, listing, narrate, pytest_source, sequence_svg
     from ..results.files import atomic_write_text
 
     scope = (args.users, args.rooms, args.policy, result.seed)
     late = result.late_after_login
     world, steps = narrate(*scope, result.ops, result.violations, late_after_login=late)
     print(result.report(listing(steps)))
+    if result.loop is not None:  # a lasso: the diagram says where the loop goes back to
+        steps.append(Step(len(steps) + 1, "server", f"back to step {result.loop + 1}, for ever", ()))
     if args.svg is not None:
         try:
             sequence_svg(world, steps, args.svg)
@@ -288,7 +290,14 @@ def _counterexample(args: argparse.Namespace, result: Any) -> None:
         else:
             print(f"sequence diagram: {args.svg}")
     if args.emit_test is not None:
-        source = pytest_source(*scope, result.ops, result.violations, late_after_login=late)
+        source = pytest_source(
+            *scope,
+            result.ops,
+            result.violations,
+            late_after_login=late,
+            loop=result.loop,
+            waiter=result.waiter,
+        )
         atomic_write_text(args.emit_test, source)
         print(f"replay it: pytest {args.emit_test}")
 
@@ -323,6 +332,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             max_states=args.max_states,
             progress=show if bar is not None else None,
             late_after_login=args.late_after_login,
+            fair=not args.no_liveness,
         )
     except ValueError as exc:  # explore names the parameter: "users: must be ..."
         raise UsageError(f"--{exc}") from None

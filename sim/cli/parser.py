@@ -191,7 +191,8 @@ def _add_check(commands: _Commands) -> None:
             "log in, log out, wrong password, change password, reset, join, leave, tick, accept, "
             "room-key reset and send among N users and M rooms, up to D steps, states "
             "deduplicated.  Checks the invariants after every step and the policy's 'eventually' "
-            "properties from every state; prints the statistics, and on a violation the shortest "
+            "properties from every state, then liveness under fairness on the state graph (a lasso: "
+            "a prefix, then a loop repeated for ever); prints the statistics, and on a violation the shortest "
             "trace as numbered steps (exit 1).  Exit 3 when --max-states stopped the search before "
             "its depth; Ctrl-C prints the statistics so far (exit 130)."
         ),
@@ -235,6 +236,14 @@ def _add_check(commands: _Commands) -> None:
         help=(
             "widen the scope: a holder's late suggestion for a reset user's old key pair may also arrive "
             "after that user logged in again (by default only before)"
+        ),
+    )
+    check.add_argument(
+        "--no-liveness",
+        action="store_true",
+        help=(
+            "skip liveness under fairness (a member waiting for a key while a holder is online again "
+            "and again, every client ticking and syncing, is eventually served; a lasso when not)"
         ),
     )
     check.add_argument(

@@ -35,7 +35,8 @@ def world_after(ops: list[Op], *, seed: int = 0, users: int = 3, rooms: int = 2)
 
 @pytest.mark.parametrize("policy", ["queue", "live", "backup", "rocketchat", "dehydrated"])
 def test_no_violation_at_small_scope(policy: str) -> None:
-    result = explore(3, 2, 5, policy)
+    # live alone fails liveness under fairness by design: tests/sim/check/test_liveness.py
+    result = explore(3, 2, 5, policy, fair=policy != "live")
     assert result.ok, result.report()
     assert result.depth_done == 5 and not result.capped
     assert result.states > 500 and result.transitions > result.states
