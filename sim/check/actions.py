@@ -144,7 +144,8 @@ def push(w: World, i: int, r: int) -> list[Violation]:
 def join(w: World, i: int, r: int) -> list[Violation]:
     room = w.d.server.room(w.rooms[r])
     before = {r: live_before(w, w.users[i], room.id)}
-    w.d.server.add_user_to_room(next(iter(room.subscriptions)), room.id, w.users[i], now=w.now)
+    owner = next(u for u, s in room.subscriptions.items() if "owner" in s.roles)  # groups keep theirs
+    w.d.server.add_user_to_room(owner, room.id, w.users[i], now=w.now)
     w.d.pump(w.now)
     return live_after(w, i, before)
 

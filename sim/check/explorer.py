@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from protocol import POLICIES, Violation
 
-from .identity import Seen
+from .identity import Seen, Symmetry, exact_key, symmetries
 from .liveness import Graph, fair_cycle, lasso
 from .operations import Op, apply, describe, enabled_ops
 from .properties import check_eventually, check_state
@@ -161,6 +161,7 @@ def explore(
     progress: Callable[[Progress], None] | None = None,
     late_after_login: bool = False,
     fair: bool = True,
+    symmetry: bool = True,
 ) -> CheckResult:
     """Breadth-first search of every interleaving of :data:`OPERATIONS` up to ``depth`` steps;
     stops at the first violation (a shortest trace) or after ``max_states`` distinct states.
@@ -185,6 +186,7 @@ def explore(
         seed=seed,
         late_after_login=late_after_login,
         fair=fair,
+        symmetry=symmetry,
     )
     search.progress = progress
     try:
@@ -208,6 +210,15 @@ class Progress:
         return self.states / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+def _onto(child: Symmetry | None, stored: Symmetry | None) -> Symmetry | None:
+    """The renaming of a child world onto the stored world of its state: both canonicalise to
+    the same walk, so the child's user ``i`` is the stored world's ``stored^-1(child(i))``."""
+    if child is None or stored is None:
+        return None
+    onto = child.then(stored.inverse())
+    return None if onto.trivial else onto
+
+
 def _crashed(exc: Exception) -> Violation:
     """The violation a crash of the protocol is reported as."""
     return Violation("operation_failed", f"{type(exc).__name__}: {exc}")
@@ -228,6 +239,7 @@ class _Search:
         seed: int,
         late_after_login: bool = False,
         fair: bool = True,
+        symmetry: bool = True,
     ) -> None:
         self.users, self.rooms, self.depth, self.policy = users, rooms, depth, policy
         self.max_states, self.eventually, self.seed = max_states, eventually, seed
@@ -235,11 +247,16 @@ class _Search:
         self.root = World(users, rooms, policy, seed=seed, late_after_login=late_after_login)
         self.late_after_login = late_after_login
         self.snapshot = dump(self.root)
-        self.seen = Seen()
+        #: symmetry reduction: the renamings that map the scope onto itself (identity included)
+        self.symmetries = symmetries(self.root) if symmetry else None
+        self.seen = Seen(self.symmetries)
         root_key = self.seen.key(self.root)
         self.seen.add_key(root_key)
         #: the state graph, for liveness under fairness (:mod:`.liveness`); None when not checked
-        self.graph: Graph | None = Graph(parent={root_key: None}) if fair else None
+        ratchet = self.root.d.server.mechanisms.ratchet
+        self.graph: Graph | None = Graph(ratchet, parent={root_key: None}) if fair else None
+        #: under symmetry reduction, the renaming that canonicalised each state's stored world
+        self.renaming: dict[int, Symmetry | None] = {root_key: self.seen.key_and_symmetry(self.root)[1]}
         #: operations applied, and the level being expanded
         self.transitions = self.level = 0
         self.progress: Callable[[Progress], None] | None = None
@@ -282,16 +299,17 @@ class _Search:
             child, child_trace = load(parent_bytes), (*trace, op)
             try:
                 found = apply(child, op)
-                child_key = self.seen.key(child) if not found else 0
+                child_key, child_sym = self.seen.key_and_symmetry(child) if not found else (0, None)
                 new = not found and self.seen.add_key(child_key)
             except Exception as exc:  # a crash of the protocol is a finding, not an accident
                 found, new = [_crashed(exc)], False
             if found:
                 return self.result(found, [describe(child, o) for o in child_trace], child_trace)
             if graph is not None:
-                graph.edges[key].append((op, child_key))
                 if new:
                     graph.parent[child_key] = (key, op)
+                    self.renaming[child_key] = child_sym
+                graph.edges[key].append((op, child_key, _onto(child_sym, self.renaming[child_key])))
             if not new:
                 continue
             following.append((child_trace, child_key))
@@ -310,19 +328,18 @@ class _Search:
         if graph is None:
             return self.result(exhausted=exhausted)
         self.fair_checked = True
-        for who in sorted({x for waits in graph.waits.values() for x in waits}):
-            if (cycle := fair_cycle(graph, who)) is None:
-                continue
-            found = lasso(graph, who, *cycle)
+        if (cycle := fair_cycle(graph)) is not None:
+            found = lasso(graph, *cycle)
+            who = (found.user, found.room)
             w = _rebuild(self.snapshot, found.ops)
-            # the loop must come back to the state it starts from (else identities collided)
-            assert self.seen.key(w) == self.seen.key(_rebuild(self.snapshot, found.ops[: found.loop]))
+            # the loop comes back to exactly the state it starts from (else identities collided)
+            assert exact_key(w) == exact_key(_rebuild(self.snapshot, found.ops[: found.loop]))
             u, r = w.users[found.user], w.rooms[found.room]
             loop = len(found.ops) - found.loop
             violation = Violation(
                 "eventually_served",
                 f"{u} waits for the key of {r} for ever: in a loop of {loop} step(s) a holder of the key is "
-                "online and every client that can tick or sync does so, yet nobody serves it",
+                "online, the holders tick and it syncs whenever they can, yet nobody serves it",
             )
             steps = [describe(w, op) for op in found.ops]
             return self.result(

@@ -15,8 +15,10 @@ The walk only reads: it must not change the world it describes.  May import :mod
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -25,7 +27,7 @@ from protocol.crypto import RoomKey, SymbolicBackend, codec
 
 from .world import World
 
-__all__ = ["Seen", "canonical"]
+__all__ = ["Seen", "Symmetry", "canonical", "exact_key", "identity_symmetry", "symmetries"]
 
 #: the symbolic backend's wrapped-key record starts so (protocol/crypto/symbolic.py)
 _WRAP_MAGIC = b"KSYMWRAP"
@@ -122,23 +124,91 @@ class _Names:
         return (self("?" + blob),)  # nobody knows its password: it can never open
 
 
-def _walk(w: World) -> tuple[Any, ...]:
-    """The state as nested tuples of small ints, literals and enum values.  The order of the parts
-    is part of the identity: a name is numbered by its first appearance."""
+#: a renaming of a world's users and rooms: user ``i`` becomes ``users[i]``, room ``r`` ``rooms[r]``
+@dataclass(frozen=True, slots=True)
+class Symmetry:
+    users: tuple[int, ...]
+    rooms: tuple[int, ...]
+
+    def inverse(self) -> Symmetry:
+        return Symmetry(_invert(self.users), _invert(self.rooms))
+
+    def then(self, other: Symmetry) -> Symmetry:
+        """This renaming, then ``other``."""
+        return Symmetry(tuple(other.users[u] for u in self.users), tuple(other.rooms[r] for r in self.rooms))
+
+    @property
+    def trivial(self) -> bool:
+        return self.users == tuple(range(len(self.users))) and self.rooms == tuple(range(len(self.rooms)))
+
+
+def _invert(perm: tuple[int, ...]) -> tuple[int, ...]:
+    out = [0] * len(perm)
+    for i, j in enumerate(perm):
+        out[j] = i
+    return tuple(out)
+
+
+def identity_symmetry(w: World) -> Symmetry:
+    return Symmetry(tuple(range(len(w.users))), tuple(range(len(w.rooms))))
+
+
+def symmetries(w: World) -> tuple[Symmetry, ...]:
+    """The renamings of users and rooms that map the scope onto itself: a user goes to a user
+    with the same second factor, and every room to a room of the same type with the renamed
+    owner and members (the room plan of :mod:`.world`; the identity first).  Interchangeable
+    users and rooms are what symmetry reduction merges."""
+    srv = w.d.server
+
+    def shape(rid: str, rename: tuple[int, ...]) -> tuple[Any, ...]:
+        room = srv.room(rid)
+        subs = room.subscriptions
+        owners = frozenset(rename[w.users.index(u)] for u, s in subs.items() if "owner" in s.roles)
+        return (room.t, owners, frozenset(rename[w.users.index(u)] for u in subs))
+
+    totp = tuple(uid in w.totp_secret for uid in w.users)
+    plain = tuple(range(len(w.users)))
+    where = {shape(rid, plain): r for r, rid in enumerate(w.rooms)}
+    out = []
+    for perm in itertools.permutations(plain):
+        if any(totp[i] != totp[j] for i, j in enumerate(perm)):
+            continue
+        rooms = [where.get(shape(rid, perm)) for rid in w.rooms]
+        if None not in rooms:
+            out.append(Symmetry(perm, tuple(r for r in rooms if r is not None)))
+    return tuple(out)
+
+
+def _walk(w: World, sym: Symmetry | None = None) -> tuple[Any, ...]:
+    """The state as nested tuples of small ints, literals and enum values, with users and rooms
+    renamed by ``sym``.  The order of the parts is part of the identity: a name is numbered by
+    its first appearance."""
     n, srv = _Names(), w.d.server
-    uix = {uid: i for i, uid in enumerate(w.users)}
-    rix = {rid: i for i, rid in enumerate(w.rooms)}
+    ordered = sym is None  # without reduction, joining orders are kept (they order pushes)
+    if sym is None:
+        uix = {uid: i for i, uid in enumerate(w.users)}
+        rix = {rid: i for i, rid in enumerate(w.rooms)}
+        users, rooms = w.users, w.rooms
+    else:
+        uix = {uid: sym.users[i] for i, uid in enumerate(w.users)}
+        rix = {rid: sym.rooms[r] for r, rid in enumerate(w.rooms)}
+        users, rooms = sorted(w.users, key=uix.__getitem__), sorted(w.rooms, key=rix.__getitem__)
     out: list[Any] = []
-    for uid in w.users:
+    for uid in users:
         out += _account(n, w, uid, rix)
-    out += [_room(n, w, rid, uix) for rid in w.rooms]
+    out += [_room(n, w, rid, uix, ordered) for rid in rooms]
     if srv.mechanisms.backup:
         out += _backups(n, w, uix, rix)
-    for uid in w.users:
-        out += _device(n, w, uid, rix)
-    out += [_history(n, w, uid, rix) for uid in w.users]
+    for uid in users:
+        out += _device(n, w, uid, rix, ordered)
+    out += [_history(n, w, uid, rix) for uid in users]
     out.append(_ledger(n, w, rix))
     return tuple(out)
+
+
+def _in_order(items: Iterable[tuple[str, Any]], uix: dict[str, int], ordered: bool) -> list[tuple[str, Any]]:
+    """Subscriptions in joining order, or (reduced) by user index."""
+    return list(items) if ordered else sorted(items, key=lambda item: uix[item[0]])
 
 
 def _account(n: _Names, w: World, uid: str, rix: dict[str, int]) -> list[tuple[Any, ...]]:
@@ -149,11 +219,11 @@ def _account(n: _Names, w: World, uid: str, rix: dict[str, int]) -> list[tuple[A
     pair = n.blob(user.e2e_private_key, uid, (person.e2e_password, client.random_password))
     return [
         (n.pub(user.e2e_public_key), pair, n.pub(user.e2e_backup_public_key), tokens),
-        (n.pub(w.previous_pub.get(uid)), tuple(rix[r] for r in srv.rooms_of(uid))),
+        (n.pub(w.previous_pub.get(uid)), tuple(sorted(rix[r] for r in srv.rooms_of(uid)))),
     ]
 
 
-def _room(n: _Names, w: World, rid: str, uix: dict[str, int]) -> tuple[Any, ...]:
+def _room(n: _Names, w: World, rid: str, uix: dict[str, int], ordered: bool) -> tuple[Any, ...]:
     """The room document: its key id, its queue (as a set) and its subscriptions in order."""
     room = w.d.server.room(rid)
     subs = tuple(
@@ -167,7 +237,7 @@ def _room(n: _Names, w: World, rid: str, uix: dict[str, int]) -> tuple[Any, ...]
             uix.get(s.suggestion_signer or "", -1),
             n(s.suggestion_signature),
         )
-        for u, s in room.subscriptions.items()
+        for u, s in _in_order(room.subscriptions.items(), uix, ordered)
     )
     waiting = (
         None if room.users_waiting is None else tuple(sorted(uix[x.user_id] for x in room.users_waiting))
@@ -184,7 +254,7 @@ def _backups(n: _Names, w: World, uix: dict[str, int], rix: dict[str, int]) -> l
     ]
 
 
-def _device(n: _Names, w: World, uid: str, rix: dict[str, int]) -> list[tuple[Any, ...]]:
+def _device(n: _Names, w: World, uid: str, rix: dict[str, int], ordered: bool) -> list[tuple[Any, ...]]:
     """A client's device state (E2EE state, keys, room sessions, resets) and its person's secrets."""
     client, person = w.d.clients[uid], w.d.people[uid]
     sessions = tuple(
@@ -196,7 +266,9 @@ def _device(n: _Names, w: World, uid: str, rix: dict[str, int]) -> list[tuple[An
             None if s.old_keys is None else tuple((n(k), *n.key(v[0])) for k, v in s.old_keys.items()),
             s.ready_once,
         )
-        for rid in client.session_room_ids()
+        for rid in (
+            client.session_room_ids() if ordered else sorted(client.session_room_ids(), key=rix.__getitem__)
+        )
         if (s := client.session(rid)) is not None
     )
     # the rooms regained since the latest reset (their first source was checked then)
@@ -231,18 +303,34 @@ def _ledger(n: _Names, w: World, rix: dict[str, int]) -> tuple[Any, ...]:
     return tuple(sorted(x for x in ledger if x[1] >= 0))
 
 
+def exact_key(w: World) -> int:
+    """``w``'s identity without renaming (joining orders left out): equal only for the same state."""
+    return hash(_walk(w, identity_symmetry(w)))
+
+
 class Seen:
     """The states seen, as 64-bit hashes of their walks: memory stays flat; a collision, about
-    1e-9 likely at a million states, would merge two states."""
+    1e-9 likely at a million states, would merge two states.
 
-    def __init__(self) -> None:
+    With ``symmetries`` (:func:`symmetries`; symmetry reduction), a state's identity is the
+    least hash of its walks under every renaming, and joining orders are left out: states that
+    differ by a renaming of interchangeable users and rooms, or by the order in which members
+    joined, are one state."""
+
+    def __init__(self, symmetries: tuple[Symmetry, ...] | None = None) -> None:
         self._walks: set[int] = set()
         self.count = 0
+        self.symmetries = symmetries
 
-    @staticmethod
-    def key(w: World) -> int:
-        """``w``'s identity as 64 bits: the hash of its walk."""
-        return hash(_walk(w))
+    def key(self, w: World) -> int:
+        """``w``'s identity as 64 bits."""
+        return self.key_and_symmetry(w)[0]
+
+    def key_and_symmetry(self, w: World) -> tuple[int, Symmetry | None]:
+        """``w``'s identity, and the renaming whose walk gave it (None without reduction)."""
+        if self.symmetries is None:
+            return hash(_walk(w)), None
+        return min(((hash(_walk(w, sym)), sym) for sym in self.symmetries), key=lambda hs: hs[0])
 
     def add(self, w: World) -> bool:
         """Whether ``w`` is new (and from now on seen)."""

@@ -1,35 +1,40 @@
-"""Liveness under fairness: "a member waiting for a room key, while a holder can serve it, is
-eventually served", checked on the state graph the search built, with a lasso when it fails.
+"""Liveness under fairness: "a member waiting for a room key, while a holder is online again and
+again and ticks, is eventually served", checked on the state graph the search built, with a
+lasso (a prefix, then a loop repeated for ever) when it fails.
 
 Theory of operation.  While :mod:`.explorer` expands a state it records the state's edges (every
-enabled operation and the state it leads to, the state itself for an operation that changes
-nothing) and two labels (:func:`label`): which members **wait** (a functional member of an
-encrypted room lacking its current key, while another member's subscription stores that key on
-the server, so a holder could serve it) and which **fair** operations are enabled.  Fair are the
-clients' own loops, which a device runs again and again while it is logged in: every user's
-``tick`` (the key-distribution loop, RC ``E2ERoom.ts`` ``initiateKeyDistribution``) and
-``accept`` (the subscription sync), and under ``ratchet`` ``send`` (a joiner is served by the
-next sender's new session).  Logging in, resets, joins and leaves are not fair: a user may stay
-offline for ever.
+enabled operation, the state it leads to, and under symmetry reduction the renaming between the
+child and the stored world of that state: :class:`~.identity.Symmetry`) and its labels
+(:func:`label`): which members **wait** (a functional member of an encrypted room lacking its
+current key while another member's subscription stores that key, so a holder could serve it),
+which rooms have a holder online (logged in, READY, holding the key), and who could do what.
 
-A member waits for ever when the graph has a cycle, reachable from the start, on which it waits
-in every state, on which a holder of the room's key is logged in and READY at least once, and
-that is **strongly fair**: every fair operation enabled somewhere on the cycle
-is taken on it (Streett's condition).  :func:`fair_cycle` finds one as in Emerson and Lei (1987):
-the strongly connected components of the waiting states (networkx), and in a component that
-fails the condition, the states enabling an operation it never takes are dropped and the rest
-searched again.  :func:`lasso` turns it into operations: the shortest prefix to the component's
-first-found state, then a loop through one edge of every fair operation and back.
+The property is about one waiting member ``u`` of room ``r`` at a time, so the graph searched is
+the product of states and waiters: a node is (state, (u, r)) with ``u`` waiting there, an edge
+follows ``u`` through the renaming.  Fair (strong fairness: taken on the loop whenever enabled on
+it) are what the clients repeat by themselves while logged in: ``u``'s own ``accept`` (the
+subscription sync), a ``tick`` of a holder of ``r`` (RC ``E2ERoom.ts``'s key-distribution loop)
+and under ``ratchet`` a holder's ``send`` in ``r`` (a joiner is served by the next sender's new
+session).  Logging in, resets, joins and leaves are not fair: a user may stay offline for ever,
+but the loop must have a holder online in at least one of its states.
+
+:func:`fair_cycle` finds a strongly fair component as in Emerson and Lei (1987): the strongly
+connected components of the product (networkx); in one that fails the condition the nodes
+enabling an operation class it never takes are dropped and the rest searched again.
+:func:`lasso` makes it concrete: the shortest prefix to the component's nearest state, then a
+loop through one edge of every fair class and back, followed round again (renamed) until the
+renamings compose to the identity, so that the loop ends in exactly the state it began in.
 
 States at the last depth are not expanded and carry no edges: a cycle through them is not seen,
 so the check is complete only when the search exhausted its scope.  May import :mod:`protocol`,
-:mod:`.world`, :mod:`.membership` and :mod:`.operations`.
+:mod:`.world`, :mod:`.membership`, :mod:`.operations` and :mod:`.identity`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -37,14 +42,17 @@ import networkx as nx
 from protocol import ProtocolError
 from protocol.crypto import codec
 
+from .identity import Symmetry
 from .membership import holds_key
 from .operations import Op
 from .world import World
 
-__all__ = ["FAIR", "Graph", "Lasso", "fair_cycle", "label", "lasso", "waiting"]
+__all__ = ["Graph", "Lasso", "fair_cycle", "lasso", "served", "waiting"]
 
-#: the operations a logged-in client repeats by itself (strong fairness); ``send`` under ratchet
-FAIR = ("tick", "accept")
+#: a waiting member: (user, room)
+Waiter = tuple[int, int]
+#: a node of the product graph: (state, waiter)
+Node = tuple[int, Waiter]
 
 
 def _kid(wrapped: str | None) -> str | None:
@@ -56,7 +64,7 @@ def _kid(wrapped: str | None) -> str | None:
         return None
 
 
-def waiting(w: World) -> frozenset[tuple[int, int]]:
+def waiting(w: World) -> frozenset[Waiter]:
     """(user, room) of every member waiting for a key a holder could serve."""
     srv, out = w.d.server, set()
     for r, rid in enumerate(w.rooms):
@@ -71,38 +79,59 @@ def waiting(w: World) -> frozenset[tuple[int, int]]:
     return frozenset(out)
 
 
-def served(w: World) -> frozenset[int]:
-    """The rooms whose current key a logged-in, READY member's device holds: it can serve."""
-    return frozenset(
-        r
-        for r, rid in enumerate(w.rooms)
-        if any(holds_key(w, uid, rid) for uid in w.d.server.room(rid).subscriptions)
+def holders(w: World) -> tuple[frozenset[int], ...]:
+    """For each room, the users whose device (logged in, READY) holds its current key."""
+    srv = w.d.server
+    return tuple(
+        frozenset(
+            i
+            for i, uid in enumerate(w.users)
+            if uid in srv.room(rid).subscriptions and holds_key(w, uid, rid)
+        )
+        for rid in w.rooms
     )
 
 
-def label(
-    w: World, enabled: Iterable[Op]
-) -> tuple[frozenset[tuple[int, int]], frozenset[Op], frozenset[int]]:
-    """A state's labels: who waits, which fair operations are enabled, which rooms a holder
-    online could serve."""
-    fair = (*FAIR, "send") if w.d.server.mechanisms.ratchet else FAIR
-    return waiting(w), frozenset(op for op in enabled if op.kind in fair), served(w)
+def served(w: World) -> frozenset[int]:
+    """The rooms a holder online could serve."""
+    return frozenset(r for r, held in enumerate(holders(w)) if held)
+
+
+def _fair_class(op: Op, who: Waiter, held: tuple[frozenset[int], ...], ratchet: bool) -> str | None:
+    """Which fair operation ``op`` is for waiter ``who``, or None."""
+    u, r = who
+    if op.kind == "accept" and op.user == u:
+        return "accept"
+    if op.kind == "tick" and op.user in held[r]:
+        return "tick"
+    if ratchet and op.kind == "send" and op.room == r and op.user in held[r]:
+        return "send"
+    return None
 
 
 @dataclass(slots=True)
 class Graph:
-    """The explored states (64-bit identities), their edges, labels and shortest-path parents."""
+    """The expanded states (64-bit identities): edges, labels, shortest-path parents."""
 
-    edges: dict[int, list[tuple[Op, int]]] = field(default_factory=dict)
-    waits: dict[int, frozenset[tuple[int, int]]] = field(default_factory=dict)
-    fair: dict[int, frozenset[Op]] = field(default_factory=dict)
-    online: dict[int, frozenset[int]] = field(default_factory=dict)
+    ratchet: bool = False
+    #: state -> (operation, the state it leads to, renaming of the child onto that state's
+    #: stored world, None for none)
+    edges: dict[int, list[tuple[Op, int, Symmetry | None]]] = field(default_factory=dict)
+    waits: dict[int, frozenset[Waiter]] = field(default_factory=dict)
+    held: dict[int, tuple[frozenset[int], ...]] = field(default_factory=dict)
+    #: state -> waiter -> the fair classes enabled for it
+    fair: dict[int, dict[Waiter, frozenset[str]]] = field(default_factory=dict)
     #: state -> (its parent, the operation) on a shortest path from the start; None for the start
     parent: dict[int, tuple[int, Op] | None] = field(default_factory=dict)
 
     def expanded(self, state: int, w: World, enabled: Sequence[Op]) -> None:
-        self.waits[state], self.fair[state], self.online[state] = label(w, enabled)
-        self.edges[state] = []
+        """Label ``state`` (whose stored world is ``w``, with ``enabled`` operations)."""
+        waits, held = waiting(w), holders(w)
+        self.waits[state], self.held[state], self.edges[state] = waits, held, []
+        self.fair[state] = {
+            who: frozenset(c for op in enabled if (c := _fair_class(op, who, held, self.ratchet)))
+            for who in waits
+        }
 
     def prefix(self, state: int) -> list[Op]:
         ops: list[Op] = []
@@ -111,35 +140,50 @@ class Graph:
             ops.append(op)
         return ops[::-1]
 
+    def successors(self, node: Node) -> list[tuple[Op, Node, str | None]]:
+        """The product edges from ``node``: the operation, the next node, its fair class."""
+        s, who = node
+        out = []
+        for op, t, sym in self.edges[s]:
+            if t not in self.edges:
+                continue  # at the last depth: not expanded, so not labelled
+            after = who if sym is None else (sym.users[who[0]], sym.rooms[who[1]])
+            if after in self.waits[t]:
+                out.append((op, (t, after), _fair_class(op, who, self.held[s], self.ratchet)))
+        return out
 
-def fair_cycle(g: Graph, who: tuple[int, int]) -> tuple[set[int], frozenset[Op]] | None:
-    """A strongly fair cycle on which ``who`` waits in every state and a holder of the room's key
-    is online in some state: its states and the fair operations it must take, or None."""
-    return _fair(g, {s for s, w in g.waits.items() if who in w}, who[1])
+
+def fair_cycle(g: Graph) -> tuple[set[Node], frozenset[str]] | None:
+    """A strongly fair cycle of the product on which a member waits throughout and a holder of
+    its room is online somewhere: its nodes and the fair classes it must take; or None."""
+    return _fair(g, {(s, who) for s, waits in g.waits.items() for who in waits})
 
 
-def _fair(g: Graph, nodes: set[int], room: int) -> tuple[set[int], frozenset[Op]] | None:
+def _fair(g: Graph, nodes: set[Node]) -> tuple[set[Node], frozenset[str]] | None:
     sub = nx.DiGraph()
     sub.add_nodes_from(nodes)
-    sub.add_edges_from((s, t) for s in nodes for _, t in g.edges[s] if t in nodes)
+    sub.add_edges_from((n, m) for n in nodes for _, m, _ in g.successors(n) if m in nodes)
     for scc in sorted(nx.strongly_connected_components(sub), key=min):
-        if len(scc) == 1 and not sub.has_edge(next(iter(scc)), next(iter(scc))):
-            continue  # a single state without a self-loop is no cycle
-        if not any(room in g.online[s] for s in scc):
-            continue  # no holder ever online: nobody can serve, and nobody is to blame
-        taken = frozenset(op for s in scc for op, t in g.edges[s] if t in scc)
-        missing = frozenset().union(*(g.fair[s] for s in scc)) - taken
-        if not missing:
-            return scc, frozenset(op for op in taken if any(op in g.fair[s] for s in scc))
-        rest = {s for s in scc if not g.fair[s] & missing}
-        if rest and (found := _fair(g, rest, room)) is not None:
+        some = next(iter(scc))
+        if len(scc) == 1 and not sub.has_edge(some, some):
+            continue  # a single node without a self-loop is no cycle
+        if not any(g.held[s][who[1]] for s, who in scc):
+            continue  # no holder ever online: nobody could serve
+        taken = frozenset(c for n in scc for _, m, c in g.successors(n) if m in scc and c is not None)
+        required = frozenset().union(*(g.fair[s][who] for s, who in scc))
+        if required <= taken:
+            return scc, required
+        missing = required - taken
+        rest = {(s, who) for s, who in scc if not g.fair[s][who] & missing}
+        if rest and (found := _fair(g, rest)) is not None:
             return found
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class Lasso:
-    """A run that waits for ever: ``ops[:loop]`` leads to the loop ``ops[loop:]``, repeated."""
+    """A run that waits for ever: ``ops[:loop]`` leads to the loop ``ops[loop:]``, repeated; the
+    member waiting is ``user`` of ``room`` (in the concrete world's indices)."""
 
     user: int
     room: int
@@ -147,41 +191,69 @@ class Lasso:
     loop: int
 
 
-def lasso(g: Graph, who: tuple[int, int], scc: set[int], required: frozenset[Op]) -> Lasso:
-    """The shortest prefix to a state of ``scc`` (the one nearest the start), then a loop that
-    takes an edge of every ``required`` operation inside ``scc`` and comes back."""
-    entry = min(scc, key=lambda s: (len(g.prefix(s)), s))
-    loop: list[Op] = []
+def lasso(g: Graph, scc: set[Node], required: frozenset[str]) -> Lasso:
+    """The lasso of a fair component: see the module's docstring."""
+    entry = min(scc, key=lambda n: (len(g.prefix(n[0])), n))
+    steps: list[tuple[Op, Node]] = []
     here = entry
-    if who[1] not in g.online[entry]:  # through a state in which a holder is online
-        loop, here = _path(g, scc, here, lambda s, t, o: who[1] in g.online[t])
-    for op in sorted(required, key=lambda o: (o.kind, o.user, o.room or 0)):
-        path, here = _path(g, scc, here, lambda s, t, o, want=op: o == want)
-        loop += path
-    if not loop or here != entry:
-        path, here = _path(g, scc, here, lambda s, t, o: t == entry)
-        loop += path
-    return Lasso(who[0], who[1], (*g.prefix(entry), *loop), len(g.prefix(entry)))
+    if not g.held[entry[0]][entry[1][1]]:  # through a node with a holder online
+        path, here = _path(g, scc, here, lambda c, m: bool(g.held[m[0]][m[1][1]]))
+        steps += path
+    for wanted in sorted(required):
+        path, here = _path(g, scc, here, functools.partial(_is_class, wanted))
+        steps += path
+    if not steps or here != entry:
+        path, here = _path(g, scc, here, lambda c, m: m == entry)
+        steps += path
+    # concrete: ``alias`` maps the stored world of the current node onto the concrete world
+    prefix = g.prefix(entry[0])
+    loop: list[Op] = []
+    alias: Symmetry | None = None
+    for _ in range(720):  # at most |G| rounds, |G| <= 6!
+        node = entry
+        for op, following in steps:
+            loop.append(_rename(op, alias))
+            sym = next(sym for o, t, sym in g.edges[node[0]] if o == op and t == following[0])
+            if sym is not None:  # the next stored world's j is this world's sym^-1(j)
+                inverse = sym.inverse()
+                alias = inverse if alias is None else inverse.then(alias)
+            node = following
+        if alias is None or alias.trivial:
+            break
+    user, room = entry[1]
+    return Lasso(user, room, (*prefix, *loop), len(prefix))
 
 
-def _path(g: Graph, scc: set[int], start: int, done: object) -> tuple[list[Op], int]:
-    """Breadth-first inside ``scc`` from ``start`` to the first edge ``done(s, t, op)`` accepts,
-    that edge included: its operations and where it ends."""
-    assert callable(done)
-    back: dict[int, tuple[int, Op] | None] = {start: None}
+def _is_class(wanted: str, c: str | None, m: Node) -> bool:
+    return c == wanted
+
+
+def _rename(op: Op, alias: Symmetry | None) -> Op:
+    if alias is None:
+        return op
+    return Op(op.kind, alias.users[op.user], None if op.room is None else alias.rooms[op.room])
+
+
+def _path(
+    g: Graph, scc: set[Node], start: Node, done: Callable[[str | None, Node], bool]
+) -> tuple[list[tuple[Op, Node]], Node]:
+    """Breadth-first inside ``scc`` from ``start`` to the first edge ``done(class, next)``
+    accepts, that edge included: its steps (operation, node reached) and where it ends."""
+    back: dict[Node, tuple[Node, Op, Node] | None] = {start: None}
     queue = deque([start])
     while queue:
-        s = queue.popleft()
-        for op, t in g.edges[s]:
-            if t not in scc:
+        n = queue.popleft()
+        for op, m, c in g.successors(n):
+            if m not in scc:
                 continue
-            if done(s, t, op):
-                ops = [op]
-                while (step := back[s]) is not None:
-                    s, prev = step
-                    ops.append(prev)
-                return ops[::-1], t
-            if t not in back:
-                back[t] = (s, op)
-                queue.append(t)
+            if done(c, m):
+                steps = [(op, m)]
+                while (step := back[n]) is not None:
+                    prev, prev_op, _ = step
+                    steps.append((prev_op, n))
+                    n = prev
+                return steps[::-1], m
+            if m not in back:
+                back[m] = (n, op, m)
+                queue.append(m)
     raise AssertionError("a strongly connected component is connected")

@@ -22,9 +22,11 @@ def holds_key(w: World, uid: str, rid: str) -> bool:
 
 
 def holder(w: World, r: int) -> int | None:
-    """The first functional member holding room ``r``'s current key (subscription order)."""
+    """The functional member of least index holding room ``r``'s current key (not the first in
+    joining order: that order is left out of a state's identity under symmetry reduction)."""
     rid = w.rooms[r]
-    return next((w.users.index(u) for u in w.d.server.room(rid).subscriptions if holds_key(w, u, rid)), None)
+    subs = w.d.server.room(rid).subscriptions
+    return next((i for i, u in enumerate(w.users) if u in subs and holds_key(w, u, rid)), None)
 
 
 def needs_push(w: World, rid: str) -> list[tuple[str, str]]:

@@ -198,7 +198,8 @@ The trace ends in: {"; ".join(violations)}
         prefix = "".join(f"    {op!r},\n" for op in ops[:loop])
         cycle = "".join(f"    {op!r},\n" for op in ops[loop:])
         return f"""{header}
-from sim.check import Op, Seen, World, apply
+from sim.check import Op, World, apply
+from sim.check.identity import exact_key
 from sim.check.liveness import waiting
 
 PREFIX = [
@@ -212,12 +213,12 @@ def test_the_member_still_waits_for_ever() -> None:
     w = {world}
     for op in PREFIX:
         assert apply(w, op) == []
-    start = Seen.key(w)
+    start = exact_key(w)
     for op in LOOP:
         assert WAITER in waiting(w)
         assert apply(w, op) == []
     assert WAITER in waiting(w)
-    assert Seen.key(w) == start, "the loop no longer comes back to where it started"
+    assert exact_key(w) == start, "the loop no longer comes back to where it started"
 """
     op_lines = "".join(f"    {op!r},\n" for op in ops)
     return f"""{header}
