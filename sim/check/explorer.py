@@ -250,13 +250,13 @@ class _Search:
         #: symmetry reduction: the renamings that map the scope onto itself (identity included)
         self.symmetries = symmetries(self.root) if symmetry else None
         self.seen = Seen(self.symmetries)
-        root_key = self.seen.key(self.root)
-        self.seen.add_key(root_key)
+        self.root_key, root_sym = self.seen.key_and_symmetry(self.root)
+        self.seen.add_key(self.root_key)
         #: the state graph, for liveness under fairness (:mod:`.liveness`); None when not checked
         ratchet = self.root.d.server.mechanisms.ratchet
-        self.graph: Graph | None = Graph(ratchet, parent={root_key: None}) if fair else None
+        self.graph: Graph | None = Graph(ratchet, parent={self.root_key: None}) if fair else None
         #: under symmetry reduction, the renaming that canonicalised each state's stored world
-        self.renaming: dict[int, Symmetry | None] = {root_key: self.seen.key_and_symmetry(self.root)[1]}
+        self.renaming: dict[int, Symmetry | None] = {self.root_key: root_sym}
         #: operations applied, and the level being expanded
         self.transitions = self.level = 0
         self.progress: Callable[[Progress], None] | None = None
@@ -269,7 +269,7 @@ class _Search:
         """Level by level, from the initial state."""
         if failed := self.check(load(self.snapshot), ()):
             return failed
-        frontier: list[tuple[tuple[Op, ...], int]] = [((), self.seen.key(self.root))]
+        frontier: list[tuple[tuple[Op, ...], int]] = [((), self.root_key)]
         for level in range(self.depth):
             self.level = level
             following: list[tuple[tuple[Op, ...], int]] = []

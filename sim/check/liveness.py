@@ -5,7 +5,7 @@ lasso (a prefix, then a loop repeated for ever) when it fails.
 Theory of operation.  While :mod:`.explorer` expands a state it records the state's edges (every
 enabled operation, the state it leads to, and under symmetry reduction the renaming between the
 child and the stored world of that state: :class:`~.identity.Symmetry`) and its labels
-(:func:`label`): which members **wait** (a functional member of an encrypted room lacking its
+(:meth:`Graph.expanded`): which members **wait** (a functional member of an encrypted room lacking its
 current key while another member's subscription stores that key, so a holder could serve it),
 which rooms have a holder online (logged in, READY, holding the key), and who could do what.
 
@@ -39,11 +39,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from protocol import ProtocolError
-from protocol.crypto import codec
-
 from .identity import Symmetry
-from .membership import holds_key
+from .membership import holds_key, kid_of
 from .operations import Op
 from .world import World
 
@@ -55,15 +52,6 @@ Waiter = tuple[int, int]
 Node = tuple[int, Waiter]
 
 
-def _kid(wrapped: str | None) -> str | None:
-    if not wrapped:
-        return None
-    try:
-        return codec.split_prefixed(wrapped)[0]
-    except ProtocolError:
-        return None
-
-
 def waiting(w: World) -> frozenset[Waiter]:
     """(user, room) of every member waiting for a key a holder could serve."""
     srv, out = w.d.server, set()
@@ -71,7 +59,7 @@ def waiting(w: World) -> frozenset[Waiter]:
         room = srv.room(rid)
         if not room.encrypted or room.e2e_key_id is None:
             continue
-        stored = {u for u, s in room.subscriptions.items() if _kid(s.e2e_key) == room.e2e_key_id}
+        stored = {u for u, s in room.subscriptions.items() if kid_of(s.e2e_key) == room.e2e_key_id}
         for uid in room.subscriptions:
             client = w.d.clients[uid]
             if client.functional and not client.holds_current_key(rid) and stored - {uid}:

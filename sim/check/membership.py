@@ -7,9 +7,23 @@ properties (:mod:`.properties`).  May import :mod:`protocol` and :mod:`.world` o
 
 from __future__ import annotations
 
+from protocol import ProtocolError
+from protocol.crypto import codec
+
 from .world import World
 
-__all__ = ["holder", "holds_key", "member", "needs_push"]
+__all__ = ["holder", "holds_key", "kid_of", "member", "needs_push"]
+
+
+def kid_of(wrapped: str | None, *, unreadable: str | None = None) -> str | None:
+    """The kid a wrapped room key names (its prefix); None when there is none, ``unreadable``
+    when it has no kid prefix."""
+    if not wrapped:
+        return None
+    try:
+        return codec.split_prefixed(wrapped)[0]
+    except ProtocolError:
+        return unreadable
 
 
 def member(w: World, i: int, r: int) -> bool:

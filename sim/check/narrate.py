@@ -8,7 +8,7 @@ the copy wrapped for each member, suggestions and who signed them, the kids each
 and each user's key pair and login state.  The difference of two views is what the step moved
 (:func:`moves`).  Kids are random; they are named ``k1``, ``k2``, ... by first appearance, users
 and rooms by the names the search prints.  May import :mod:`protocol` and the checker's
-:mod:`.world` and :mod:`.operations`.
+:mod:`.world`, :mod:`.membership` and :mod:`.operations`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import ProtocolError
-from protocol.crypto import codec
-
+from .membership import kid_of
 from .operations import Op, apply, describe
 from .world import World
 
@@ -54,12 +52,7 @@ class _Kids:
 
 
 def _kid_of(wrapped: str | None) -> str | None:
-    if not wrapped:
-        return None
-    try:
-        return codec.split_prefixed(wrapped)[0]
-    except ProtocolError:
-        return "?"
+    return kid_of(wrapped, unreadable="?")
 
 
 #: a place in a :func:`key_view`: what it is, the user index and the room index it concerns
