@@ -86,6 +86,8 @@ def _key_texts(backend: str, key: object) -> list[str]:
 
 
 def _is_symbolic_wrap(value: str) -> bool:
+    if len(value) < codec.WRAPPED_B64_LENGTH:  # shorter than any wrapped key: most strings
+        return False
     try:
         _, record = codec.split_prefixed(value)
     except ProtocolError:
@@ -93,18 +95,22 @@ def _is_symbolic_wrap(value: str) -> bool:
     return record.startswith(_SYM_WRAP_MAGIC)
 
 
-def _strings(value: object) -> Iterable[str]:
-    """Every string of a dump (keys included), a symbolic wrapped key left out."""
-    if isinstance(value, str):
-        if not _is_symbolic_wrap(value):
-            yield value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield str(k)
-            yield from _strings(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _strings(v)
+def _strings(value: object) -> list[str]:
+    """Every string of a dump (keys included), a symbolic wrapped key left out; in no
+    particular order (they are searched one by one)."""
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if not _is_symbolic_wrap(v):
+                out.append(v)
+        elif isinstance(v, Mapping):
+            out += map(str, v)
+            stack += v.values()
+        elif isinstance(v, list | tuple):
+            stack += v
+    return out
 
 
 def no_secrets_on_server(

@@ -29,7 +29,7 @@ May import :mod:`protocol` only: the checker drives the protocol directly, not t
 
 from __future__ import annotations
 
-from .explorer import CheckResult, Progress, explore
+from .explorer import CheckResult, Progress, compare, explore
 from .identity import Seen, canonical
 from .operations import OPERATIONS, Op, apply, describe, enabled_ops
 from .world import STEP_S, World
@@ -44,6 +44,7 @@ __all__ = [
     "World",
     "apply",
     "canonical",
+    "compare",
     "describe",
     "enabled_ops",
     "explore",

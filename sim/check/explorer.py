@@ -7,25 +7,32 @@ safety, then (on itself) for liveness (:mod:`.properties`); a crash of the proto
 
 A state is stored as its trace and rebuilt by replaying it from a snapshot of the initial world
 (:func:`~.world.dump`); entropy sources are part of the snapshot, so a state is a function of its
-trace.  :class:`CheckResult` carries the statistics and the shortest failing trace as readable
+trace, and any process can rebuild it: expanding and checking go to forked workers in chunks,
+their results are taken in order (:class:`_Search`).  :class:`CheckResult` carries the statistics and the shortest failing trace as readable
 steps.  May import :mod:`protocol` and every other module of the checker.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from protocol import POLICIES, Violation
 
 from .identity import Seen, Symmetry, exact_key, symmetries
-from .liveness import Graph, fair_cycle, lasso
+from .liveness import Graph, Labels, fair_cycle, labels, lasso
 from .operations import Op, apply, describe, enabled_ops
 from .properties import check_eventually, check_state
 from .world import World, dump, load
 
-__all__ = ["CheckResult", "Progress", "explore"]
+__all__ = ["CheckResult", "Progress", "compare", "explore"]
+
+T = TypeVar("T")
 
 
 def _rebuild(root: bytes, trace: Sequence[Op]) -> World:
@@ -78,6 +85,10 @@ class CheckResult:
     #: whether liveness under fairness was checked on the state graph the search built (it is
     #: complete only when the search is ``exhausted``: deeper cycles are not seen)
     fair_checked: bool = False
+    #: the renamings of users and rooms the search merged states by (1: no symmetry reduction)
+    symmetries: int = 1
+    #: processes that expanded and checked states
+    workers: int = 1
 
     @property
     def ok(self) -> bool:
@@ -103,6 +114,12 @@ class CheckResult:
             f"  elapsed          {self.elapsed_s:.2f} s",
             f"  depth completed  {self.depth_done}{' (no new state beyond it)' if self.exhausted else ''}",
         ]
+        if self.symmetries > 1:
+            lines.append(
+                f"  symmetry reduction  {self.symmetries} renamings of users and rooms, joining orders merged"
+            )
+        if self.workers > 1:
+            lines.append(f"  workers          {self.workers}")
         if self.coverage:
             reached = ", ".join(f"{source} (depth {depth})" for source, depth in self.coverage)
             lines.append(f"  restoration paths reached  {reached}")
@@ -140,6 +157,35 @@ class CheckResult:
         return "\n".join(lines)
 
 
+def compare(before: CheckResult, after: CheckResult) -> str:
+    """``keysim check --stats``: one scope searched without (``before``) and with (``after``)
+    symmetry reduction, as a table."""
+    scope = f"{after.users}x{after.rooms} d{after.depth} {after.policy}"
+    ratio = before.states / after.states if after.states else float("nan")
+    speed = before.elapsed_s / after.elapsed_s if after.elapsed_s > 0 else float("nan")
+    rows = [
+        ("scope", "symmetry", "states", "transitions", "time s", "states/s", "complete"),
+        (scope, "off", *_figures(before)),
+        (scope, f"{after.symmetries} renamings", *_figures(after)),
+    ]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            c.ljust(n) if k < 2 else c.rjust(n) for k, (c, n) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.append(
+        f"states {ratio:.2f}x fewer, time {speed:.2f}x shorter; the reduction is at most {after.symmetries}x"
+    )
+    return "\n".join(lines)
+
+
+def _figures(r: CheckResult) -> tuple[str, ...]:
+    done = "yes" if r.complete else "no"
+    return f"{r.states:,}", f"{r.transitions:,}", f"{r.elapsed_s:.2f}", f"{r.states_per_second:,.0f}", done
+
+
 def _start(w: World) -> str:
     users = ", ".join(w.names[u] + (" (TOTP)" if u in w.totp_secret else "") for u in w.users)
     rooms = "; ".join(
@@ -162,6 +208,7 @@ def explore(
     late_after_login: bool = False,
     fair: bool = True,
     symmetry: bool = True,
+    workers: int = 1,
 ) -> CheckResult:
     """Breadth-first search of every interleaving of :data:`OPERATIONS` up to ``depth`` steps;
     stops at the first violation (a shortest trace) or after ``max_states`` distinct states.
@@ -169,13 +216,17 @@ def explore(
     returns what it found so far, marked ``interrupted``.  ``late_after_login`` widens the scope:
     a late suggestion for a reset user's old key pair may also arrive after its next login.
     ``fair``: once no safety violation is found, check liveness under fairness on the state graph
-    (:mod:`.liveness`): a member waiting for a key is eventually served."""
+    (:mod:`.liveness`): a member waiting for a key is eventually served.  ``symmetry``: one
+    state per renaming of interchangeable users and rooms (:mod:`.identity`).  ``workers``:
+    processes that expand and check states (forked; the result is the same for any number)."""
     if policy not in POLICIES:
         raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
     if depth < 0:
         raise ValueError(f"depth: must be >= 0, got {depth}")
     if max_states is not None and max_states < 1:
         raise ValueError(f"max-states: must be >= 1, got {max_states}")
+    if workers < 1:
+        raise ValueError(f"workers: must be >= 1, got {workers}")
     search = _Search(
         users,
         rooms,
@@ -187,6 +238,7 @@ def explore(
         late_after_login=late_after_login,
         fair=fair,
         symmetry=symmetry,
+        workers=workers,
     )
     search.progress = progress
     try:
@@ -224,8 +276,121 @@ def _crashed(exc: Exception) -> Violation:
     return Violation("operation_failed", f"{type(exc).__name__}: {exc}")
 
 
+#: frontier states a worker expands at a time
+CHUNK = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """What expanding and checking states needs: the initial world and the scope's options."""
+
+    snapshot: bytes
+    #: computes identities (its set of seen states is the search's business, not a worker's)
+    identity: Seen
+    fair: bool
+    ratchet: bool
+    eventually: bool
+
+
+#: the search in progress: set before the workers fork, so they inherit it (planted faults too)
+_WORK: _Work | None = None
+
+
+class _Child(NamedTuple):
+    """An operation applied to an expanded state: the child's identity and renaming, or the
+    violations the step showed and the trace as readable steps."""
+
+    op: Op
+    key: int = 0
+    sym: Symmetry | None = None
+    found: tuple[Violation, ...] = ()
+    steps: tuple[str, ...] = ()
+
+
+def _expand(traces: Sequence[tuple[Op, ...]]) -> list[tuple[Labels | None, list[_Child]]]:
+    """Rebuild each state and apply every enabled operation to a copy; stops after a step that
+    shows a violation (the search ends there)."""
+    work = _WORK
+    assert work is not None
+    out = []
+    for trace in traces:
+        parent = _rebuild(work.snapshot, trace)
+        parent_bytes, enabled = dump(parent), enabled_ops(parent)
+        children = []
+        for op in enabled:
+            child = load(parent_bytes)
+            try:
+                found = apply(child, op)
+                if not found:
+                    children.append(_Child(op, *work.identity.key_and_symmetry(child)))
+                    continue
+            except Exception as exc:  # a crash of the protocol is a finding, not an accident
+                found = [_crashed(exc)]
+            children.append(
+                _Child(op, found=tuple(found), steps=tuple(describe(child, o) for o in (*trace, op)))
+            )
+            break
+        out.append((labels(parent, enabled, work.ratchet) if work.fair else None, children))
+        if children and children[-1].found:
+            break
+    return out
+
+
+def _check(
+    traces: Sequence[tuple[Op, ...]],
+) -> list[tuple[dict[str, int], tuple[Violation, ...], tuple[str, ...]]]:
+    """For each new state: the restoration paths it reached (coverage), then its safety
+    properties and (on the rebuilt world itself) its liveness ones; stops at a violation."""
+    work = _WORK
+    assert work is not None
+    out = []
+    for trace in traces:
+        w = _rebuild(work.snapshot, trace)
+        reached: dict[str, int] = {}
+        for client in w.d.clients.values():  # coverage: how keys came back after a reset
+            if client.reset_marks:
+                for got in client.acquired[client.reset_marks[-1] :]:
+                    reached.setdefault(got.source, len(trace))
+        suffix: list[str] = []
+        try:
+            found = check_state(w)
+            if not found and work.eventually:
+                found, suffix = check_eventually(w)
+        except Exception as exc:  # a crash of the protocol is a finding, not an accident
+            found, suffix = [_crashed(exc)], ["settle"]
+        steps = tuple(describe(w, op) for op in trace) + tuple(suffix) if found else ()
+        out.append((reached, tuple(found), steps))
+        if found:
+            break
+    return out
+
+
+class _Now(Generic[T]):
+    """A task run in the search's own process, when it is asked for (one worker)."""
+
+    def __init__(self, fn: Callable[[Any], T], arg: Any) -> None:
+        self._fn, self._arg = fn, arg
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self) -> T:
+        return self._fn(self._arg)
+
+
+def _quiet() -> None:
+    """A worker leaves Ctrl-C to the search, which stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _Search:
-    """One search: its scope, the initial world and its snapshot, the states seen, the counters."""
+    """One search: its scope, the initial world and its snapshot, the states seen, the counters.
+
+    Level by level, each level in chunks of :data:`CHUNK` states: a worker expands a chunk
+    (:func:`_expand`: the children's identities), the search keeps the new ones in order, and a
+    worker checks them (:func:`_check`).  With ``workers`` > 1 the chunks go to a pool of
+    forked processes a few ahead; results are taken in order, so the states, the counters and
+    the first violation are those of one worker."""
 
     def __init__(
         self,
@@ -240,9 +405,11 @@ class _Search:
         late_after_login: bool = False,
         fair: bool = True,
         symmetry: bool = True,
+        workers: int = 1,
     ) -> None:
         self.users, self.rooms, self.depth, self.policy = users, rooms, depth, policy
         self.max_states, self.eventually, self.seed = max_states, eventually, seed
+        self.workers = workers
         self.started = time.perf_counter()
         self.root = World(users, rooms, policy, seed=seed, late_after_login=late_after_login)
         self.late_after_login = late_after_login
@@ -255,6 +422,7 @@ class _Search:
         #: the state graph, for liveness under fairness (:mod:`.liveness`); None when not checked
         ratchet = self.root.d.server.mechanisms.ratchet
         self.graph: Graph | None = Graph(ratchet, parent={self.root_key: None}) if fair else None
+        self.work = _Work(self.snapshot, Seen(self.symmetries), fair, ratchet, eventually)
         #: under symmetry reduction, the renaming that canonicalised each state's stored world
         self.renaming: dict[int, Symmetry | None] = {self.root_key: root_sym}
         #: operations applied, and the level being expanded
@@ -264,18 +432,39 @@ class _Search:
         self.reached: dict[str, int] = {}
         #: whether liveness under fairness was checked on the whole graph
         self.fair_checked = False
+        #: one object per operation: the traces and edges of a large graph share them
+        self.ops: dict[Op, Op] = {}
+        self.pool: Any = None
 
     def run(self) -> CheckResult:
+        """The search, in this process or with a pool of workers."""
+        global _WORK
+        _WORK = self.work
+        if self.workers > 1:
+            self.pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_quiet)
+        try:
+            return self._levels()
+        finally:
+            if self.pool is not None:
+                self.pool.terminate()
+                self.pool.join()
+            _WORK = None
+
+    def submit(self, fn: Callable[[Any], T], arg: Any) -> Any:
+        return _Now(fn, arg) if self.pool is None else self.pool.apply_async(fn, (arg,))
+
+    def _levels(self) -> CheckResult:
         """Level by level, from the initial state."""
-        if failed := self.check(load(self.snapshot), ()):
-            return failed
+        ((reached, found, steps),) = _check([()])
+        self.reached.update(reached)
+        if found:
+            return self.result(found, steps)
         frontier: list[tuple[tuple[Op, ...], int]] = [((), self.root_key)]
         for level in range(self.depth):
             self.level = level
             following: list[tuple[tuple[Op, ...], int]] = []
-            for trace, key in frontier:
-                if stopped := self.expand(trace, key, following):
-                    return stopped
+            if stopped := self.expand(frontier, following):
+                return stopped
             frontier = following
             if not frontier:
                 self.level += 1
@@ -284,42 +473,71 @@ class _Search:
         return self.live()
 
     def expand(
-        self, trace: tuple[Op, ...], key: int, following: list[tuple[tuple[Op, ...], int]]
+        self, frontier: list[tuple[tuple[Op, ...], int]], following: list[tuple[tuple[Op, ...], int]]
     ) -> CheckResult | None:
-        """Apply every operation enabled after ``trace`` (the state of identity ``key``), adding
-        the new states to ``following``; the result if the search stops here."""
-        parent = _rebuild(self.snapshot, trace)
-        parent_bytes = dump(parent)
-        enabled = enabled_ops(parent)
-        graph = self.graph
-        if graph is not None:
-            graph.expanded(key, parent, enabled)
-        for op in enabled:
-            self.transitions += 1
-            child, child_trace = load(parent_bytes), (*trace, op)
-            try:
-                found = apply(child, op)
-                child_key, child_sym = self.seen.key_and_symmetry(child) if not found else (0, None)
-                new = not found and self.seen.add_key(child_key)
-            except Exception as exc:  # a crash of the protocol is a finding, not an accident
-                found, new = [_crashed(exc)], False
-            if found:
-                return self.result(found, [describe(child, o) for o in child_trace], child_trace)
-            if graph is not None:
-                if new:
-                    graph.parent[child_key] = (key, op)
-                    self.renaming[child_key] = child_sym
-                graph.edges[key].append((op, child_key, _onto(child_sym, self.renaming[child_key])))
-            if not new:
-                continue
-            following.append((child_trace, child_key))
-            if self.progress is not None:
-                elapsed = time.perf_counter() - self.started
-                self.progress(Progress(self.seen.count, self.transitions, self.level, elapsed))
-            if failed := self.check(child, child_trace):
+        """Expand the states of ``frontier`` (trace, identity), adding the new ones to
+        ``following``; the result if the search stops in this level."""
+        chunks = [frontier[k : k + CHUNK] for k in range(0, len(frontier), CHUNK)]
+        ahead: deque[Any] = deque()
+        checks: deque[tuple[Any, list[tuple[tuple[Op, ...], tuple[int, int]]]]] = deque()
+        graph, submitted = self.graph, 0
+        for chunk in chunks:
+            while submitted < len(chunks) and len(ahead) < 2 * self.workers:
+                ahead.append(self.submit(_expand, [trace for trace, _ in chunks[submitted]]))
+                submitted += 1
+            #: the new states, each with the counters (states, transitions) when it was found
+            batch: list[tuple[tuple[Op, ...], tuple[int, int]]] = []
+            stop: tuple[_Child, tuple[Op, ...], tuple[int, int]] | None = None
+            for (trace, key), (labelled, children) in zip(chunk, ahead.popleft().get(), strict=False):
+                if graph is not None and labelled is not None:
+                    graph.label(key, labelled)
+                for child in children:
+                    self.transitions += 1
+                    op = self.ops.setdefault(child.op, child.op)
+                    child_trace = (*trace, op)
+                    if child.found:
+                        stop = child, child_trace, (self.seen.count, self.transitions)
+                        break
+                    new = self.seen.add_key(child.key)
+                    if graph is not None:
+                        if new:
+                            graph.parent[child.key] = (key, op)
+                            self.renaming[child.key] = child.sym
+                        graph.edges[key].append((op, child.key, _onto(child.sym, self.renaming[child.key])))
+                    if not new:
+                        continue
+                    following.append((child_trace, child.key))
+                    batch.append((child_trace, (self.seen.count, self.transitions)))
+                    if self.progress is not None:
+                        elapsed = time.perf_counter() - self.started
+                        self.progress(Progress(self.seen.count, self.transitions, self.level, elapsed))
+                    if self.max_states is not None and self.seen.count >= self.max_states:
+                        stop = child, (), (self.seen.count, self.transitions)
+                        break
+                if stop is not None:
+                    break
+            if batch:
+                checks.append((self.submit(_check, [trace for trace, _ in batch]), batch))
+            if failed := self.drain(checks, block=stop is not None):
                 return failed
-            if self.max_states is not None and self.seen.count >= self.max_states:
-                return self.result(capped=True)
+            if stop is not None:
+                child, child_trace, (states, transitions) = stop
+                if child.found:
+                    return self.result(child.found, child.steps, child_trace, counters=(states, transitions))
+                return self.result(capped=True, counters=(states, transitions))
+        return self.drain(checks, block=True)
+
+    def drain(
+        self, checks: deque[tuple[Any, list[tuple[tuple[Op, ...], tuple[int, int]]]]], *, block: bool
+    ) -> CheckResult | None:
+        """Take the checks done (all of them if ``block``), in order; the first violation's result."""
+        while checks and (block or checks[0][0].ready()):
+            future, batch = checks.popleft()
+            for (trace, counters), (reached, found, steps) in zip(batch, future.get(), strict=False):
+                for source, depth in reached.items():
+                    self.reached.setdefault(source, depth)
+                if found:
+                    return self.result(found, steps, trace, counters=counters)
         return None
 
     def live(self, *, exhausted: bool = False) -> CheckResult:
@@ -347,22 +565,6 @@ class _Search:
             )
         return self.result(exhausted=exhausted)
 
-    def check(self, w: World, trace: tuple[Op, ...]) -> CheckResult | None:
-        """The safety properties of a new state, then (on ``w`` itself) the liveness ones."""
-        found: list[Violation] = []
-        suffix: list[str] = []
-        for client in w.d.clients.values():  # coverage: how keys came back after a reset
-            if client.reset_marks:
-                for got in client.acquired[client.reset_marks[-1] :]:
-                    self.reached.setdefault(got.source, len(trace))
-        try:
-            found = check_state(w)
-            if not found and self.eventually:
-                found, suffix = check_eventually(w)
-        except Exception as exc:  # a crash of the protocol is a finding, not an accident
-            found, suffix = [_crashed(exc)], ["settle"]
-        return self.result(found, [describe(w, op) for op in trace] + suffix, trace) if found else None
-
     def result(
         self,
         found: Sequence[Violation] = (),
@@ -374,9 +576,13 @@ class _Search:
         capped: bool = False,
         exhausted: bool = False,
         interrupted: bool = False,
+        counters: tuple[int, int] | None = None,
     ) -> CheckResult:
-        """The result as of now: the statistics, and the violations ``found`` with their trace."""
+        """The result as of now, or with the ``counters`` (states, transitions) as they were
+        when the search found what stops it: the statistics, and the violations ``found`` with
+        their trace."""
         root = self.root
+        states, transitions = counters or (self.seen.count, self.transitions)
         violations = tuple(root.name(str(v)) for v in found)
         trace = (_start(root), *(root.name(s) for s in steps)) if found else ()
         elapsed = time.perf_counter() - self.started
@@ -385,8 +591,8 @@ class _Search:
             self.rooms,
             self.depth,
             self.policy,
-            self.seen.count,
-            self.transitions,
+            states,
+            transitions,
             elapsed,
             self.level,
             violations=violations,
@@ -398,6 +604,8 @@ class _Search:
             loop=loop,
             waiter=waiter,
             fair_checked=self.fair_checked,
+            symmetries=len(self.symmetries) if self.symmetries is not None else 1,
+            workers=self.workers,
             capped=capped,
             exhausted=exhausted,
             interrupted=interrupted,

@@ -5,7 +5,7 @@ lasso (a prefix, then a loop repeated for ever) when it fails.
 Theory of operation.  While :mod:`.explorer` expands a state it records the state's edges (every
 enabled operation, the state it leads to, and under symmetry reduction the renaming between the
 child and the stored world of that state: :class:`~.identity.Symmetry`) and its labels
-(:meth:`Graph.expanded`): which members **wait** (a functional member of an encrypted room lacking its
+(:func:`labels`): which members **wait** (a functional member of an encrypted room lacking its
 current key while another member's subscription stores that key, so a holder could serve it),
 which rooms have a holder online (logged in, READY, holding the key), and who could do what.
 
@@ -44,7 +44,7 @@ from .membership import holds_key, kid_of
 from .operations import Op
 from .world import World
 
-__all__ = ["Graph", "Lasso", "fair_cycle", "lasso", "served", "waiting"]
+__all__ = ["Graph", "Labels", "Lasso", "fair_cycle", "labels", "lasso", "served", "waiting"]
 
 #: a waiting member: (user, room)
 Waiter = tuple[int, int]
@@ -97,6 +97,20 @@ def _fair_class(op: Op, who: Waiter, held: tuple[frozenset[int], ...], ratchet: 
     return None
 
 
+#: what liveness needs of an expanded state: who waits, who holds each room's key, and for
+#: each waiter the fair classes enabled for it
+Labels = tuple[frozenset[Waiter], tuple[frozenset[int], ...], dict[Waiter, frozenset[str]]]
+
+
+def labels(w: World, enabled: Sequence[Op], ratchet: bool) -> Labels:
+    """The labels of a state whose stored world is ``w``, with ``enabled`` operations."""
+    waits, held = waiting(w), holders(w)
+    fair = {
+        who: frozenset(c for op in enabled if (c := _fair_class(op, who, held, ratchet))) for who in waits
+    }
+    return waits, held, fair
+
+
 @dataclass(slots=True)
 class Graph:
     """The expanded states (64-bit identities): edges, labels, shortest-path parents."""
@@ -112,14 +126,10 @@ class Graph:
     #: state -> (its parent, the operation) on a shortest path from the start; None for the start
     parent: dict[int, tuple[int, Op] | None] = field(default_factory=dict)
 
-    def expanded(self, state: int, w: World, enabled: Sequence[Op]) -> None:
-        """Label ``state`` (whose stored world is ``w``, with ``enabled`` operations)."""
-        waits, held = waiting(w), holders(w)
-        self.waits[state], self.held[state], self.edges[state] = waits, held, []
-        self.fair[state] = {
-            who: frozenset(c for op in enabled if (c := _fair_class(op, who, held, self.ratchet)))
-            for who in waits
-        }
+    def label(self, state: int, labels: Labels) -> None:
+        """Record that ``state`` is expanded, with its :func:`labels`; its edges follow."""
+        self.waits[state], self.held[state], self.fair[state] = labels
+        self.edges[state] = []
 
     def prefix(self, state: int) -> list[Op]:
         ops: list[Op] = []

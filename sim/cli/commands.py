@@ -306,14 +306,15 @@ def _counterexample(args: argparse.Namespace, result: Any) -> None:
 INCOMPLETE = 3
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def _search(args: argparse.Namespace, *, symmetry: bool, label: str) -> Any:
+    """One search of ``keysim check``'s scope, with a progress bar unless --quiet."""
     from ..check import Progress, explore
 
     bar = None
     if not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(unit=" states", desc="keysim check", delay=1.0, leave=False, file=sys.stderr)
+        bar = tqdm(unit=" states", desc=label, delay=1.0, leave=False, file=sys.stderr)
 
     def show(p: Progress) -> None:
         assert bar is not None
@@ -324,7 +325,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             )
 
     try:
-        result = explore(
+        return explore(
             args.users,
             args.rooms,
             args.depth,
@@ -333,16 +334,36 @@ def cmd_check(args: argparse.Namespace) -> int:
             progress=show if bar is not None else None,
             late_after_login=args.late_after_login,
             fair=not args.no_liveness,
+            symmetry=symmetry,
+            workers=args.workers,
         )
     except ValueError as exc:  # explore names the parameter: "users: must be ..."
         raise UsageError(f"--{exc}") from None
     finally:
         if bar is not None:
             bar.close()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..check import compare
+
+    if args.stats and args.no_symmetry:
+        raise UsageError("--stats compares the search without and with symmetry: drop --no-symmetry")
+    before = None
+    if args.stats:
+        before = _search(args, symmetry=False, label="without symmetry")
+        if before.interrupted:
+            print(before.report())
+            return 130
+    result = _search(args, symmetry=not args.no_symmetry, label="keysim check")
     if result.ok:
         print(result.report())
     else:
         _counterexample(args, result)
+    if before is not None:
+        print("\nsymmetry reduction (--stats):")
+        print(compare(before, result))
+    if not result.ok:
         return 1
     if result.interrupted:
         return 130

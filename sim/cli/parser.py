@@ -247,6 +247,31 @@ def _add_check(commands: _Commands) -> None:
         ),
     )
     check.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=(
+            "processes that expand and check states (forked; the result is the same for any N; default: 1)"
+        ),
+    )
+    check.add_argument(
+        "--no-symmetry",
+        action="store_true",
+        help=(
+            "no symmetry reduction: explore states that differ only by a renaming of interchangeable "
+            "users and rooms, or by joining order, separately"
+        ),
+    )
+    check.add_argument(
+        "--stats",
+        action="store_true",
+        help=(
+            "search twice, without and with symmetry reduction, and print a table of states, "
+            "transitions and time before and after (takes the time of both searches)"
+        ),
+    )
+    check.add_argument(
         "--svg",
         type=Path,
         metavar="FILE",

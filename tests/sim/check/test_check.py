@@ -94,9 +94,10 @@ def test_progress_is_reported_as_states_are_found() -> None:
     assert all(p.states_per_second > 0 for p in seen) and seen[-1].transitions <= result.transitions
 
 
-def test_ctrl_c_prints_what_was_found_so_far(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_prints_what_was_found_so_far(workers: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "check", "--depth", "12"],
+        [sys.executable, "-m", "sim.cli", "check", "--depth", "12", "--workers", workers],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -110,6 +111,39 @@ def test_ctrl_c_prints_what_was_found_so_far(tmp_path: Path) -> None:
     states = int(re.search(r"states explored\s+([\d,]+)", out)[1].replace(",", ""))  # type: ignore[index]
     assert states > 100
     assert re.search(rf"interrupted: the search stopped at {states:,} states in depth \d+, incomplete", out)
+
+
+def test_workers_find_what_one_worker_finds() -> None:
+    one, two = explore(3, 2, 5, "queue"), explore(3, 2, 5, "queue", workers=2)
+    assert one.ok and two.ok and (one.workers, two.workers) == (1, 2)
+    figures = ("states", "transitions", "depth_done", "coverage", "fair_checked", "exhausted")
+    assert [getattr(one, f) for f in figures] == [getattr(two, f) for f in figures]
+    # stopped by the cap: the same states in the same order, so the same counters
+    capped = [explore(3, 2, 8, "queue", max_states=500, workers=n) for n in (1, 2)]
+    assert all(r.capped and r.states == 500 for r in capped)
+    assert capped[0].transitions == capped[1].transitions and capped[0].depth_done == capped[1].depth_done
+
+
+def test_stats_prints_the_search_without_and_with_symmetry(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--depth", "4", "--quiet", "--stats"]) == 0
+    out = capsys.readouterr().out
+    before, after = explore(3, 2, 4, "queue", symmetry=False), explore(3, 2, 4, "queue")
+    off = re.search(r"^3x2 d4 queue\s+off\s+([\d,]+)\s+([\d,]+)\s+[\d.]+\s+[\d,]+\s+yes$", out, re.M)
+    on = re.search(r"^3x2 d4 queue\s+2 renamings\s+([\d,]+)\s+([\d,]+)\s+[\d.]+\s+[\d,]+\s+yes$", out, re.M)
+    assert off and on, out
+    assert (off[1], off[2]) == (f"{before.states:,}", f"{before.transitions:,}")
+    assert (on[1], on[2]) == (f"{after.states:,}", f"{after.transitions:,}")
+    assert f"states {before.states / after.states:.2f}x fewer" in out and "at most 2x" in out
+    assert before.states > after.states
+
+
+def test_no_symmetry_explores_renamed_states_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--depth", "3", "--quiet", "--no-symmetry"]) == 0
+    out = capsys.readouterr().out
+    assert f"states explored  {explore(3, 2, 3, 'queue', symmetry=False).states:,}" in out
+    assert "symmetry reduction" not in out
+    assert main(["check", "--depth", "3", "--quiet", "--no-symmetry", "--stats"]) == 2
+    assert "--stats compares the search without and with symmetry" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -176,6 +210,8 @@ def test_cli_prints_statistics_and_exits_0(capsys: pytest.CaptureFixture[str]) -
 def test_cli_bad_scope_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--users", "1"]) == 2
     assert "--users: must be between 2 and 6" in capsys.readouterr().err
+    assert main(["check", "--workers", "0"]) == 2
+    assert "--workers: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_cli_exits_1_with_a_numbered_trace_on_a_planted_fault(

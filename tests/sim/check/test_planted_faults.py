@@ -126,6 +126,10 @@ def test_not_dequeuing_on_accept(monkeypatch: pytest.MonkeyPatch) -> None:
     result = explore(3, 2, 4, "queue")
     caught(result, "queue_is_clean")
     assert "updateGroupKey" in result.trace[-1]
+    # forked workers run the planted fault too, and find the same shortest trace, counted alike
+    two = explore(3, 2, 4, "queue", workers=2)
+    assert (two.violations, two.trace, two.ops) == (result.violations, result.trace, result.ops)
+    assert (two.states, two.transitions) == (result.states, result.transitions)
 
 
 def test_a_served_user_staying_on_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
