@@ -233,9 +233,29 @@ class RoomServerMixin:
             self._enqueue([room_id], user_id, now)
         self._notify(room_id, [user_id])
 
+    def add_room_owner(self, actor_id: str, room_id: str, user_id: str) -> None:
+        """``addRoomOwner`` (apps/meteor/server/methods/addRoomOwner.ts): an owner makes another
+        member an owner too (``set-owner``: owners and admins)."""
+        room, actor = self._member(room_id, actor_id)
+        if "owner" not in actor.roles and "admin" not in self.user(actor_id).roles:
+            raise PermissionDenied("error-not-allowed", "set-owner is required")
+        sub = room.subscriptions.get(user_id)
+        if sub is None:
+            raise NotFoundError("error-user-not-in-room", "User is not in this room")
+        if "owner" in sub.roles:
+            raise ValidationError("error-user-already-owner", "User is already an owner")
+        sub.roles = (*sub.roles, "owner")
+        self._notify(room_id, [user_id])
+
     def leave_room(self, user_id: str, room_id: str) -> None:
-        """``removeUserFromRoom``: no re-keying (no forward secrecy); the leaver leaves the queue."""
-        room, _ = self._member(room_id, user_id)
+        """``removeUserFromRoom``: no re-keying (no forward secrecy); the leaver leaves the queue.
+        The last owner of a room cannot leave it (apps/meteor/app/lib/server/methods/leaveRoom.ts:
+        ``error-you-are-last-owner``)."""
+        room, sub = self._member(room_id, user_id)
+        if "owner" in sub.roles and sum("owner" in s.roles for s in room.subscriptions.values()) == 1:
+            raise ValidationError(
+                "error-you-are-last-owner", "You are the last owner. Set a new owner before leaving."
+            )
         del room.subscriptions[user_id]
         del self._user_rooms[user_id][room_id]
         self._dequeue(room, [user_id])

@@ -74,6 +74,8 @@ class CheckResult:
     seed: int = 0
     #: the scope's option: late suggestions after the next login too
     late_after_login: bool = False
+    #: the scope's room plan (:data:`sim.check.world.PLANS`)
+    plan: str = "mixed"
     #: "sometimes" properties: each way a device got a room key back after its user's reset
     #: (``suggestion``, ``E2EKey``, ``old``, ``backup``, ``created``, ...), with the depth of the
     #: shortest trace reaching it; a path a policy should offer and that is missing is a blind spot
@@ -100,6 +102,10 @@ class CheckResult:
         return not self.capped and not self.interrupted
 
     @property
+    def plan_label(self) -> str:
+        return "" if self.plan == "mixed" else f" ({self.plan})"
+
+    @property
     def states_per_second(self) -> float:
         return self.states / self.elapsed_s if self.elapsed_s > 0 else float("inf")
 
@@ -107,7 +113,8 @@ class CheckResult:
         """The statistics, and on a violation the shortest trace: as numbered steps, or as
         ``narrated`` (:func:`sim.check.narrate.listing`: each step with what it moved)."""
         lines = [
-            f"keysim check: policy {self.policy}, {self.users} users, {self.rooms} rooms, depth {self.depth}",
+            f"keysim check: policy {self.policy}, {self.users} users, {self.rooms} rooms{self.plan_label},"
+            f" depth {self.depth}",
             f"  states explored  {self.states:,}",
             f"  transitions      {self.transitions:,}",
             f"  states/second    {self.states_per_second:,.0f}",
@@ -160,7 +167,7 @@ class CheckResult:
 def compare(before: CheckResult, after: CheckResult) -> str:
     """``keysim check --stats``: one scope searched without (``before``) and with (``after``)
     symmetry reduction, as a table."""
-    scope = f"{after.users}x{after.rooms} d{after.depth} {after.policy}"
+    scope = f"{after.users}x{after.rooms}{after.plan_label} d{after.depth} {after.policy}"
     ratio = before.states / after.states if after.states else float("nan")
     speed = before.elapsed_s / after.elapsed_s if after.elapsed_s > 0 else float("nan")
     rows = [
@@ -209,6 +216,7 @@ def explore(
     fair: bool = True,
     symmetry: bool = True,
     workers: int = 1,
+    plan: str = "mixed",
 ) -> CheckResult:
     """Breadth-first search of every interleaving of :data:`OPERATIONS` up to ``depth`` steps;
     stops at the first violation (a shortest trace) or after ``max_states`` distinct states.
@@ -218,7 +226,8 @@ def explore(
     ``fair``: once no safety violation is found, check liveness under fairness on the state graph
     (:mod:`.liveness`): a member waiting for a key is eventually served.  ``symmetry``: one
     state per renaming of interchangeable users and rooms (:mod:`.identity`).  ``workers``:
-    processes that expand and check states (forked; the result is the same for any number)."""
+    processes that expand and check states (forked; the result is the same for any number).
+    ``plan``: the scope's rooms and roles (:data:`sim.check.world.PLANS`)."""
     if policy not in POLICIES:
         raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
     if depth < 0:
@@ -239,6 +248,7 @@ def explore(
         fair=fair,
         symmetry=symmetry,
         workers=workers,
+        plan=plan,
     )
     search.progress = progress
     try:
@@ -406,13 +416,14 @@ class _Search:
         fair: bool = True,
         symmetry: bool = True,
         workers: int = 1,
+        plan: str = "mixed",
     ) -> None:
         self.users, self.rooms, self.depth, self.policy = users, rooms, depth, policy
         self.max_states, self.eventually, self.seed = max_states, eventually, seed
         self.workers = workers
         self.started = time.perf_counter()
-        self.root = World(users, rooms, policy, seed=seed, late_after_login=late_after_login)
-        self.late_after_login = late_after_login
+        self.root = World(users, rooms, policy, seed=seed, late_after_login=late_after_login, plan=plan)
+        self.late_after_login, self.plan = late_after_login, plan
         self.snapshot = dump(self.root)
         #: symmetry reduction: the renamings that map the scope onto itself (identity included)
         self.symmetries = symmetries(self.root) if symmetry else None
@@ -600,6 +611,7 @@ class _Search:
             ops=tuple(ops) if found else (),
             seed=self.seed,
             late_after_login=self.late_after_login,
+            plan=self.plan,
             coverage=tuple(sorted(self.reached.items(), key=lambda kv: (kv[1], kv[0]))),
             loop=loop,
             waiter=waiter,

@@ -131,10 +131,11 @@ def narrate(
     violations: Sequence[str] = (),
     *,
     late_after_login: bool = False,
+    plan: str = "mixed",
 ) -> tuple[World, list[Step]]:
     """Replay ``ops`` from the initial world of a search (its scope, policy, seed and options);
     each step with what it moved.  The last step carries ``violations`` (what the search found)."""
-    w = World(users, rooms, policy, seed=seed, late_after_login=late_after_login)
+    w = World(users, rooms, policy, seed=seed, late_after_login=late_after_login, plan=plan)
     kid = _Kids()
     for rid in w.rooms:  # the initial keys are named first, in room order
         kid(w.d.server.room(rid).e2e_key_id)
@@ -171,6 +172,7 @@ def pytest_source(
     violations: Sequence[str],
     *,
     late_after_login: bool = False,
+    plan: str = "mixed",
     loop: int | None = None,
     waiter: tuple[int, int] | None = None,
 ) -> str:
@@ -180,8 +182,10 @@ def pytest_source(
     replayed to the loop's start and once round it: the test checks that the loop comes back to
     the same state and that the member waits in every state of it."""
     kinds = sorted({v.split(":", 1)[0] for v in violations})
-    option = " --late-after-login" if late_after_login else ""
-    world = f"World({users}, {rooms}, {policy!r}, seed={seed}, late_after_login={late_after_login})"
+    option = (" --late-after-login" if late_after_login else "") + (
+        f" --plan {plan}" if plan != "mixed" else ""
+    )
+    world = f"World({users}, {rooms}, {policy!r}, seed={seed}, late_after_login={late_after_login}, plan={plan!r})"
     header = f'''"""Replays a counterexample found by: keysim check --users {users} --rooms {rooms} --policy {policy}{option}
 
 The trace ends in: {"; ".join(violations)}

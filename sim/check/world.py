@@ -1,9 +1,17 @@
 """The world ``keysim check`` explores: a deployment, its names and clock, and its snapshots.
 
 Theory of operation.  A :class:`World` is a :class:`protocol.Deployment` (symbolic crypto) with N
-users, all logged in, and M rooms made at the start (a group of everyone owned by u0, then DMs,
-then two-member groups); u0 has TOTP.  Each operation advances ``now`` by :data:`STEP_S`; ``now``
-is part of neither the state's identity nor any property.
+users, all logged in, and M rooms made at the start, by one of two room plans (:data:`PLANS`):
+
+* ``mixed`` (the default): a group of everyone owned by u0, then DMs, then two-member groups;
+  u0 has TOTP.  Owners, DMs and pairs make users play different parts.
+* ``alike``: every room is a group of everyone, every user has TOTP and co-owns every room
+  (RC's ``addRoomOwner``, so any owner may leave while another stays, ``leaveRoom``'s
+  last-owner rule).  Users and rooms are interchangeable: the scope for symmetry reduction
+  (:func:`.identity.symmetries` finds N! x M! renamings).
+
+Each operation advances ``now`` by :data:`STEP_S`; ``now`` is part of neither the state's
+identity nor any property.
 
 Every entropy source (the server's, which its 2FA engine shares; the deployment's; each
 client's) is replaced by a splitmix64 generator with a one-word state, so a snapshot
@@ -25,22 +33,34 @@ from typing import Any
 
 from protocol import Client, Deployment, totp
 
-__all__ = ["MAX_USERS", "STEP_S", "T0", "World", "dump", "load", "totp_code"]
+__all__ = ["MAX_USERS", "PLANS", "STEP_S", "T0", "World", "dump", "load", "totp_code"]
 
 #: seconds per operation: longer than the room-key reset lock (10 s, ``e2e.resetRoomKey``)
 STEP_S = 11.0
 #: the first ``now`` (2026-01-01): TOTP codes are those of a realistic clock
 T0 = 1_767_225_600.0
 MAX_USERS = 6
+#: the room plans a scope can have (see above)
+PLANS = ("mixed", "alike")
 
 
 class World:
     """A deployment plus what the explorer needs to drive it: names, the clock, a TOTP secret."""
 
     def __init__(
-        self, users: int, rooms: int, policy: str, *, seed: int = 0, late_after_login: bool = False
+        self,
+        users: int,
+        rooms: int,
+        policy: str,
+        *,
+        seed: int = 0,
+        late_after_login: bool = False,
+        plan: str = "mixed",
     ) -> None:
-        plan = _room_plan(users, rooms)
+        if plan not in PLANS:
+            raise ValueError(f"plan: must be one of {', '.join(PLANS)}, got {plan!r}")
+        self.plan = plan
+        layout = _room_plan(users, rooms) if plan == "mixed" else _alike_plan(users, rooms)
         #: whether a holder's late suggestion for a reset user's previous key pair may also arrive
         #: after that user logged in again (RC #32197's loop fetches keys, then posts: the post
         #: can land any time later); by default only before its next login, a smaller scope
@@ -48,24 +68,28 @@ class World:
         self.d = Deployment(policy=policy, crypto="symbolic", seed=seed)
         self.users = [self.d.add_user(f"u{i}") for i in range(users)]
         self.now = T0
-        # u0 has TOTP: Deployment's settings disable the password fallback, so without a factor
-        # every reset would pass the 2FA gate unchecked.
-        u0 = self.users[0]
-        secret = self.d.server.totp_enable(u0, now=self.now).secret
-        self.d.server.totp_validate_temp_token(u0, totp_code(secret, self.now), now=self.now)
-        self.totp_secret = {u0: secret}
+        # u0 (every user, ``alike``) has TOTP: Deployment's settings disable the password
+        # fallback, so without a factor every reset would pass the 2FA gate unchecked.
+        self.totp_secret: dict[str, str] = {}
+        for uid in self.users if plan == "alike" else self.users[:1]:
+            secret = self.d.server.totp_enable(uid, now=self.now).secret
+            self.d.server.totp_validate_temp_token(uid, totp_code(secret, self.now), now=self.now)
+            self.totp_secret[uid] = secret
         #: a reset user's previous public key, while a holder's late suggestion for it may arrive
         self.previous_pub: dict[str, str] = {}
         for uid in self.users:
             self.login(uid)
         self.rooms: list[str] = []
-        for owner, members in plan:
+        for owner, members in layout:
             ids = [self.users[i] for i in members]
             if owner is None:
                 rid = self.d.server.create_direct_message(ids[0], ids[1], now=self.now)
             else:
                 name = "team" if not self.rooms else f"g{len(self.rooms)}"
                 rid = self.d.server.create_private_group(self.users[owner], name, ids, now=self.now)
+                if plan == "alike":
+                    for uid in ids:
+                        self.d.server.add_room_owner(self.users[owner], rid, uid)
             self.rooms.append(rid)
         self.d.pump(self.now)
         self._small_entropy(seed)
@@ -166,6 +190,15 @@ def _room_plan(users: int, rooms: int) -> list[tuple[int | None, list[int]]]:
     if not 1 <= rooms <= len(plan):
         raise ValueError(f"rooms: must be between 1 and {len(plan)} for {users} users, got {rooms}")
     return plan[:rooms]
+
+
+def _alike_plan(users: int, rooms: int) -> list[tuple[int | None, list[int]]]:
+    """Every room a group of everyone (created by u0; every member is then made an owner)."""
+    if not 2 <= users <= MAX_USERS:
+        raise ValueError(f"users: must be between 2 and {MAX_USERS}, got {users}")
+    if not 1 <= rooms <= 4:
+        raise ValueError(f"rooms: must be between 1 and 4 for the alike plan, got {rooms}")
+    return [(0, list(range(1, users))) for _ in range(rooms)]
 
 
 # --------------------------------------------------------------------------------------- snapshots

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from protocol import POLICIES, PROFILES
 
 from .. import __version__
+from ..check.world import PLANS
 from .commands import cmd_2fa_demo, cmd_bench, cmd_check, cmd_report, cmd_run, cmd_sweep, cmd_vectors
 
 #: what ``add_subparsers`` returns; each ``_add_*`` below adds one command to it
@@ -229,6 +230,16 @@ def _add_check(commands: _Commands) -> None:
     )
     check.add_argument(
         "--quiet", action="store_true", help="no progress bar (states, depth, states/s) on stderr"
+    )
+    check.add_argument(
+        "--plan",
+        choices=PLANS,
+        default="mixed",
+        help=(
+            "the scope's rooms and roles: mixed (u0 owns a group of everyone and has TOTP, then DMs, then "
+            "pairs; the default) or alike (every room a group of everyone, every user an owner with TOTP: "
+            "users and rooms are interchangeable, so symmetry reduction merges up to users! x rooms! states)"
+        ),
     )
     check.add_argument(
         "--late-after-login",

@@ -236,6 +236,30 @@ UNKNOWN: list[tuple[str, Callable[[Room3], object], type[ProtocolError], str]] =
     ),
     ("leave, outsider", lambda w: w.d.server.leave_room(w.o, w.rid), PermissionDenied, "error-invalid-room"),
     (
+        "leave, last owner",
+        lambda w: w.d.server.leave_room(w.a, w.rid),
+        ValidationError,
+        "error-you-are-last-owner",
+    ),
+    (
+        "add owner, by member",
+        lambda w: w.d.server.add_room_owner(w.b, w.rid, w.c),
+        PermissionDenied,
+        "error-not-allowed",
+    ),
+    (
+        "add owner, outsider",
+        lambda w: w.d.server.add_room_owner(w.a, w.rid, w.o),
+        NotFoundError,
+        "error-user-not-in-room",
+    ),
+    (
+        "add owner, twice",
+        lambda w: w.d.server.add_room_owner(w.a, w.rid, w.a),
+        ValidationError,
+        "error-user-already-owner",
+    ),
+    (
         "create, member",
         lambda w: w.d.server.create_private_group(w.a, "x", ["nobody"], now=T0),
         NotFoundError,

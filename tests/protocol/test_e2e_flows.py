@@ -23,6 +23,7 @@ from protocol import (
     PermissionDenied,
     Settings,
     TwoFactorError,
+    ValidationError,
     check_all,
 )
 from protocol import totp as T
@@ -466,6 +467,22 @@ def test_join_queues_a_member_with_public_key_and_leave_dequeues(policy: str) ->
     d.server.leave_room(c, rid)
     assert queue(d, rid) is None and c not in d.server.room(rid).subscriptions
     assert rid not in d.server.rooms_of(c)
+    check(d)
+
+
+def test_an_owner_leaves_only_once_another_member_is_an_owner_too() -> None:
+    # apps/meteor/app/lib/server/methods/leaveRoom.ts (error-you-are-last-owner);
+    # apps/meteor/server/methods/addRoomOwner.ts
+    d = deploy()
+    a, b = users(d, "alice", "bob")
+    rid = group(d, a, [b], now=T0)
+    with pytest.raises(ValidationError, match="last owner") as refused:
+        d.server.leave_room(a, rid)
+    assert refused.value.code == "error-you-are-last-owner" and a in d.server.room(rid).subscriptions
+    d.server.add_room_owner(a, rid, b)
+    assert d.server.room(rid).subscriptions[b].roles == ("owner",)
+    d.server.leave_room(a, rid)
+    assert list(d.server.room(rid).subscriptions) == [b]
     check(d)
 
 

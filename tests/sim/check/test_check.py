@@ -229,6 +229,30 @@ def test_cli_exits_1_with_a_numbered_trace_on_a_planted_fault(
     assert "  1. u0 resets its E2E key" in out
 
 
+def test_the_alike_plan_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["check", "--plan", "alike", "--depth", "3", "--quiet", "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert "keysim check: policy queue, 3 users, 2 rooms (alike), depth 3" in out
+    assert re.search(r"^3x2 \(alike\) d3 queue\s+12 renamings\s", out, re.M) and "at most 12x" in out
+    # every user has TOTP: the planted fault (a reset without the 2FA gate) shows on a renamed
+    # world, and the emitted test rebuilds the alike scope to replay it
+    monkeypatch.setattr(
+        Server, "e2e_reset_own_key", lambda self, uid, code, **kw: self._reset_user_e2e_key(uid, kw["now"])
+    )
+    emitted = tmp_path / "test_replay.py"
+    assert main(["check", "--plan", "alike", "--depth", "2", "--quiet", "--emit-test", str(emitted)]) == 1
+    out = capsys.readouterr().out
+    assert "0. start: u0 (TOTP), u1 (TOTP), u2 (TOTP) log in; rooms team (u0, u1, u2); g1 (u0, u1, u2)" in out
+    assert "two_factor_gate: u0 reset its E2E key with no 2FA code" in out
+    assert "plan='alike'" in emitted.read_text()
+    runpy.run_path(str(emitted))["test_the_counterexample_still_happens"]()
+    with pytest.raises(SystemExit) as refused:
+        main(["check", "--plan", "everyone"])
+    assert refused.value.code == 2 and "--plan: invalid choice: 'everyone'" in capsys.readouterr().err
+
+
 def test_a_counterexample_reads_as_a_sequence_with_the_keys_it_moved(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
