@@ -14,7 +14,7 @@ May import :mod:`protocol`, :mod:`.world`, :mod:`.membership` and :mod:`.step_ch
 
 from __future__ import annotations
 
-from protocol import E2EEState, TwoFactorError, Violation, totp
+from protocol import Client, E2EEState, TwoFactorError, Violation, totp
 
 from .membership import holder, needs_push
 from .step_checks import live_after, live_before
@@ -30,6 +30,10 @@ __all__ = [
     "login",
     "login_wrong",
     "logout",
+    "phone_accept",
+    "phone_login",
+    "phone_logout",
+    "phone_tick",
     "push",
     "reset",
     "room_key_reset",
@@ -110,6 +114,11 @@ def reset(w: World, i: int, r: int) -> list[Violation]:
             )
     if srv.user(uid).e2e_public_key is not None or w.d.clients[uid].online:
         out.append(Violation("reset_forgets_keys", f"after its reset u{i} keeps its key pair or a session"))
+    # resetUserE2EKey.ts also signs the user out everywhere (``Users.unsetLoginTokens``, spec 3.4):
+    # a phone that stayed signed in would keep the old private key and the room keys
+    phone = w.phone(i)
+    if phone is not None and (phone.online or phone.private_key is not None):
+        out.append(Violation("reset_forgets_keys", f"after its reset u{i}'s phone is still signed in"))
     return out
 
 
@@ -173,6 +182,37 @@ def room_key_reset(w: World, i: int, r: int) -> list[Violation]:
     return []
 
 
+def phone_login(w: World, i: int, r: int) -> list[Violation]:
+    """The phone signs in: it fetches the key pair and the user's own public key from the server
+    (``e2e.fetchMyKeys``) and the person types the E2E password it remembers."""
+    w.login(w.users[i], device=w.phone(i))
+    return []
+
+
+def _phone(w: World, i: int) -> Client:
+    phone = w.phone(i)
+    assert phone is not None
+    return phone
+
+
+def phone_logout(w: World, i: int, r: int) -> list[Violation]:
+    _phone(w, i).logout()
+    w.d.pump(w.now)
+    return []
+
+
+def phone_tick(w: World, i: int, r: int) -> list[Violation]:
+    _phone(w, i).tick(now=w.now)
+    w.d.pump(w.now)
+    return []
+
+
+def phone_accept(w: World, i: int, r: int) -> list[Violation]:
+    _phone(w, i).sync(now=w.now)
+    w.d.pump(w.now)
+    return []
+
+
 def send(w: World, i: int, r: int) -> list[Violation]:
     """Send, then every member who holds the message's key must read exactly what was sent
     (messages are not part of a state's identity, so this is where they are checked)."""
@@ -181,10 +221,12 @@ def send(w: World, i: int, r: int) -> list[Violation]:
     message = next(m for m in w.d.server.messages(rid) if m.id == mid)
     out = []
     for uid in w.d.server.room(rid).subscriptions:
-        client = w.d.clients[uid]
-        if client.functional and w.d.server.room(rid).e2e_key_id in client.held_keys(rid):
+        for client in w.devices(uid):
+            if not client.functional or w.d.server.room(rid).e2e_key_id not in client.held_keys(rid):
+                continue
             mark = len(client.decrypted)
             if client.decrypt(message) != {"msg": text}:
-                out.append(Violation("readers_read_what_was_sent", f"{uid} misreads u{i}'s message in {rid}"))
+                who = uid if client is w.d.clients[uid] else f"{uid}'s phone"
+                out.append(Violation("readers_read_what_was_sent", f"{who} misreads u{i}'s message in {rid}"))
             del client.decrypted[mark:]  # an observation, not an event of the protocol
     return out

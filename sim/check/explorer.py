@@ -76,6 +76,8 @@ class CheckResult:
     late_after_login: bool = False
     #: the scope's room plan (:data:`sim.check.world.PLANS`)
     plan: str = "mixed"
+    #: users u0 .. u{phones-1} also have a phone
+    phones: int = 0
     #: "sometimes" properties: each way a device got a room key back after its user's reset
     #: (``suggestion``, ``E2EKey``, ``old``, ``backup``, ``created``, ...), with the depth of the
     #: shortest trace reaching it; a path a policy should offer and that is missing is a blind spot
@@ -103,7 +105,9 @@ class CheckResult:
 
     @property
     def plan_label(self) -> str:
-        return "" if self.plan == "mixed" else f" ({self.plan})"
+        parts = [self.plan] if self.plan != "mixed" else []
+        parts += [f"{self.phones} phone{'s' if self.phones > 1 else ''}"] if self.phones else []
+        return f" ({', '.join(parts)})" if parts else ""
 
     @property
     def states_per_second(self) -> float:
@@ -194,7 +198,11 @@ def _figures(r: CheckResult) -> tuple[str, ...]:
 
 
 def _start(w: World) -> str:
-    users = ", ".join(w.names[u] + (" (TOTP)" if u in w.totp_secret else "") for u in w.users)
+    def tags(i: int, uid: str) -> str:
+        tags = [t for t, has in (("TOTP", uid in w.totp_secret), ("phone", w.phone(i) is not None)) if has]
+        return f" ({', '.join(tags)})" if tags else ""
+
+    users = ", ".join(w.names[u] + tags(i, u) for i, u in enumerate(w.users))
     rooms = "; ".join(
         f"{w.names[rid]} ({', '.join(w.names[u] for u in w.d.server.room(rid).subscriptions)})"
         for rid in w.rooms
@@ -217,6 +225,7 @@ def explore(
     symmetry: bool = True,
     workers: int = 1,
     plan: str = "mixed",
+    phones: int = 0,
 ) -> CheckResult:
     """Breadth-first search of every interleaving of :data:`OPERATIONS` up to ``depth`` steps;
     stops at the first violation (a shortest trace) or after ``max_states`` distinct states.
@@ -227,7 +236,8 @@ def explore(
     (:mod:`.liveness`): a member waiting for a key is eventually served.  ``symmetry``: one
     state per renaming of interchangeable users and rooms (:mod:`.identity`).  ``workers``:
     processes that expand and check states (forked; the result is the same for any number).
-    ``plan``: the scope's rooms and roles (:data:`sim.check.world.PLANS`)."""
+    ``plan``: the scope's rooms and roles (:data:`sim.check.world.PLANS`); ``phones``: users
+    u0 .. u{phones-1} also have a phone (:class:`~.world.World`)."""
     if policy not in POLICIES:
         raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
     if depth < 0:
@@ -249,6 +259,7 @@ def explore(
         symmetry=symmetry,
         workers=workers,
         plan=plan,
+        phones=phones,
     )
     search.progress = progress
     try:
@@ -357,7 +368,7 @@ def _check(
     for trace in traces:
         w = _rebuild(work.snapshot, trace)
         reached: dict[str, int] = {}
-        for client in w.d.clients.values():  # coverage: how keys came back after a reset
+        for client in (c for uid in w.users for c in w.devices(uid)):  # coverage: how keys came back
             if client.reset_marks:
                 for got in client.acquired[client.reset_marks[-1] :]:
                     reached.setdefault(got.source, len(trace))
@@ -417,13 +428,16 @@ class _Search:
         symmetry: bool = True,
         workers: int = 1,
         plan: str = "mixed",
+        phones: int = 0,
     ) -> None:
         self.users, self.rooms, self.depth, self.policy = users, rooms, depth, policy
         self.max_states, self.eventually, self.seed = max_states, eventually, seed
         self.workers = workers
         self.started = time.perf_counter()
-        self.root = World(users, rooms, policy, seed=seed, late_after_login=late_after_login, plan=plan)
-        self.late_after_login, self.plan = late_after_login, plan
+        self.root = World(
+            users, rooms, policy, seed=seed, late_after_login=late_after_login, plan=plan, phones=phones
+        )
+        self.late_after_login, self.plan, self.phones = late_after_login, plan, phones
         self.snapshot = dump(self.root)
         #: symmetry reduction: the renamings that map the scope onto itself (identity included)
         self.symmetries = symmetries(self.root) if symmetry else None
@@ -612,6 +626,7 @@ class _Search:
             seed=self.seed,
             late_after_login=self.late_after_login,
             plan=self.plan,
+            phones=self.phones,
             coverage=tuple(sorted(self.reached.items(), key=lambda kv: (kv[1], kv[0]))),
             loop=loop,
             waiter=waiter,

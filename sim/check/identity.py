@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from protocol import ProtocolError
+from protocol import Client, ProtocolError
 from protocol.crypto import RoomKey, SymbolicBackend, codec
 
 from .world import World
@@ -173,7 +173,7 @@ def symmetries(w: World) -> tuple[Symmetry, ...]:
         owners = frozenset(rename[w.users.index(u)] for u, s in subs.items() if "owner" in s.roles)
         return (room.t, owners, frozenset(rename[w.users.index(u)] for u in subs))
 
-    totp = tuple(uid in w.totp_secret for uid in w.users)
+    totp = tuple((uid in w.totp_secret, w.phone(i) is not None) for i, uid in enumerate(w.users))
     plain = tuple(range(len(w.users)))
     shapes = [shape(rid, plain) for rid in w.rooms]
     out = []
@@ -209,7 +209,11 @@ def _walk(w: World, sym: Symmetry | None = None) -> tuple[Any, ...]:
         out += _backups(n, w, uix, rix)
     for uid in users:
         out += _device(n, w, uid, rix, ordered)
-    out += [_history(n, w, uid, rix) for uid in users]
+    phones = [(uid, phone) for uid in users for phone in w.d.other_devices.get(uid, ())]
+    for _, phone in phones:
+        out += _client(n, phone, rix, ordered)
+    out += [_history(n, w, w.d.clients[uid], rix) for uid in users]
+    out += [_history(n, w, phone, rix) for _, phone in phones]
     out.append(_ledger(n, w, rix))
     return tuple(out)
 
@@ -263,8 +267,16 @@ def _backups(n: _Names, w: World, uix: dict[str, int], rix: dict[str, int]) -> l
 
 
 def _device(n: _Names, w: World, uid: str, rix: dict[str, int], ordered: bool) -> list[tuple[Any, ...]]:
-    """A client's device state (E2EE state, keys, room sessions, resets) and its person's secrets."""
-    client, person = w.d.clients[uid], w.d.people[uid]
+    """A user's web client and its person's secrets."""
+    person = w.d.people[uid]
+    return [
+        *_client(n, w.d.clients[uid], rix, ordered),
+        (n(person.e2e_password), n.priv(person.recovery_key)),
+    ]
+
+
+def _client(n: _Names, client: Client, rix: dict[str, int], ordered: bool) -> list[tuple[Any, ...]]:
+    """A device's state: E2EE state, keys, room sessions, resets."""
     sessions = tuple(
         (
             rix[rid],
@@ -287,16 +299,15 @@ def _device(n: _Names, w: World, uid: str, rix: dict[str, int], ordered: bool) -
     return [
         (client.state.value, n(client.random_password), n.priv(client.recovery_key), device),
         (sessions, bool(client.resets), tuple(regained)),
-        (n(person.e2e_password), n.priv(person.recovery_key)),
     ]
 
 
-def _history(n: _Names, w: World, uid: str, rix: dict[str, int]) -> tuple[Any, ...]:
-    """A client's key records and the keys it backed up (walked after every document and device)."""
+def _history(n: _Names, w: World, client: Client, rix: dict[str, int]) -> tuple[Any, ...]:
+    """A device's key records and the keys it backed up (walked after every document and device)."""
     # History, restricted to keys named above: a key that no document, device or backup refers
     # to any more can never be held again.  A key record matters for the keys a device holds
     # (each needs one) and, for the backup property, for the rooms' current keys.
-    client, srv = w.d.clients[uid], w.d.server
+    srv = w.d.server
     relevant = {(rid, kid) for rid in client.session_room_ids() for kid in client.held_keys(rid)}
     if srv.mechanisms.backup:
         relevant |= {(rid, srv.room(rid).e2e_key_id or "") for rid in w.rooms}
@@ -354,6 +365,10 @@ def signatures(w: World) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
                 uid in w.previous_pub,
                 bool(client.resets),
                 tuple(sorted(member_of[uid])),
+                tuple(
+                    (c.state.value, c.login_token is None, sum(map(c.holds_current_key, w.rooms)))
+                    for c in w.d.other_devices.get(uid, ())
+                ),
             )
         )
     return users, rooms

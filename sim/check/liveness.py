@@ -46,8 +46,10 @@ from .world import World
 
 __all__ = ["Graph", "Labels", "Lasso", "fair_cycle", "labels", "lasso", "served", "waiting"]
 
-#: a waiting member: (user, room)
+#: a waiting member: (user, room); it waits on its web client
 Waiter = tuple[int, int]
+#: in :func:`holders`, u{i}'s phone is device ``PHONE + i`` (its web client is ``i``)
+PHONE = 1 << 8
 #: a node of the product graph: (state, waiter)
 Node = tuple[int, Waiter]
 
@@ -68,16 +70,20 @@ def waiting(w: World) -> frozenset[Waiter]:
 
 
 def holders(w: World) -> tuple[frozenset[int], ...]:
-    """For each room, the users whose device (logged in, READY) holds its current key."""
-    srv = w.d.server
-    return tuple(
-        frozenset(
-            i
+    """For each room, the devices (logged in, READY) that hold its current key: u{i}'s web
+    client as ``i``, its phone as ``PHONE + i``."""
+    srv, n = w.d.server, PHONE
+    out = []
+    for rid in w.rooms:
+        subs = srv.room(rid).subscriptions
+        held = {i for i, uid in enumerate(w.users) if uid in subs and holds_key(w, uid, rid)}
+        held |= {
+            i + n
             for i, uid in enumerate(w.users)
-            if uid in srv.room(rid).subscriptions and holds_key(w, uid, rid)
-        )
-        for rid in w.rooms
-    )
+            if uid in subs and (p := w.phone(i)) is not None and p.functional and p.holds_current_key(rid)
+        }
+        out.append(frozenset(held))
+    return tuple(out)
 
 
 def served(w: World) -> frozenset[int]:
@@ -90,8 +96,8 @@ def _fair_class(op: Op, who: Waiter, held: tuple[frozenset[int], ...], ratchet: 
     u, r = who
     if op.kind == "accept" and op.user == u:
         return "accept"
-    if op.kind == "tick" and op.user in held[r]:
-        return "tick"
+    if (op.kind == "tick" and op.user in held[r]) or (op.kind == "phone_tick" and PHONE + op.user in held[r]):
+        return "tick"  # a holder's phone ticks too
     if ratchet and op.kind == "send" and op.room == r and op.user in held[r]:
         return "send"
     return None

@@ -68,6 +68,9 @@ def key_view(w: World) -> dict[Place, Any]:
         pub = srv.user(uid).e2e_public_key
         view["pair", i, None] = hashlib.sha256(pub.encode()).hexdigest()[:8] if pub else None
         view["state", i, None] = f"{'online' if client.online else 'offline'}, {client.state.value}"
+        phone = w.phone(i)
+        if phone is not None:
+            view["phone state", i, None] = f"{'online' if phone.online else 'offline'}, {phone.state.value}"
     for r, rid in enumerate(w.rooms):
         room = srv.room(rid)
         view["room", None, r] = room.e2e_key_id
@@ -80,6 +83,8 @@ def key_view(w: World) -> dict[Place, Any]:
             )
             view["member", i, r] = sub is not None
             view["holds", i, r] = tuple(sorted(w.client(i).held_keys(rid)))
+            if (phone := w.phone(i)) is not None:
+                view["phone holds", i, r] = tuple(sorted(phone.held_keys(rid)))
     return view
 
 
@@ -97,6 +102,8 @@ def moves(w: World, before: dict[Place, Any], after: dict[Place, Any], kid: _Kid
             out.append(f"{u} has a new key pair" if new else f"{u} has no key pair on the server")
         elif what == "state":
             out.append(f"{u}: {old} -> {new}")
+        elif what == "phone state":
+            out.append(f"{u}'s phone: {old} -> {new}")
         elif what == "room":
             out.append(f"server: {r}'s current key {kid(old)} -> {kid(new)}")
         elif what == "member":
@@ -113,12 +120,13 @@ def moves(w: World, before: dict[Place, Any], after: dict[Place, Any], kid: _Kid
                 out.append(f"server: holds a suggested key {kid(new[0])} of {r} for {u}{signer}")
             else:
                 out.append(f"server: the suggestion for {u} in {r} is gone")
-        elif what == "holds":
+        elif what in ("holds", "phone holds"):
+            device = "device" if what == "holds" else "phone"
             gained, lost = sorted(set(new) - set(old)), sorted(set(old) - set(new))
             if gained:
-                out.append(f"{u}'s device now holds {', '.join(kid(k) for k in gained)} of {r}")
+                out.append(f"{u}'s {device} now holds {', '.join(kid(k) for k in gained)} of {r}")
             if lost:
-                out.append(f"{u}'s device drops {', '.join(kid(k) for k in lost)} of {r}")
+                out.append(f"{u}'s {device} drops {', '.join(kid(k) for k in lost)} of {r}")
     return out
 
 
@@ -132,10 +140,11 @@ def narrate(
     *,
     late_after_login: bool = False,
     plan: str = "mixed",
+    phones: int = 0,
 ) -> tuple[World, list[Step]]:
     """Replay ``ops`` from the initial world of a search (its scope, policy, seed and options);
     each step with what it moved.  The last step carries ``violations`` (what the search found)."""
-    w = World(users, rooms, policy, seed=seed, late_after_login=late_after_login, plan=plan)
+    w = World(users, rooms, policy, seed=seed, late_after_login=late_after_login, plan=plan, phones=phones)
     kid = _Kids()
     for rid in w.rooms:  # the initial keys are named first, in room order
         kid(w.d.server.room(rid).e2e_key_id)
@@ -173,6 +182,7 @@ def pytest_source(
     *,
     late_after_login: bool = False,
     plan: str = "mixed",
+    phones: int = 0,
     loop: int | None = None,
     waiter: tuple[int, int] | None = None,
 ) -> str:
@@ -182,10 +192,12 @@ def pytest_source(
     replayed to the loop's start and once round it: the test checks that the loop comes back to
     the same state and that the member waits in every state of it."""
     kinds = sorted({v.split(":", 1)[0] for v in violations})
-    option = (" --late-after-login" if late_after_login else "") + (
-        f" --plan {plan}" if plan != "mixed" else ""
+    option = " --late-after-login" if late_after_login else ""
+    option += (f" --plan {plan}" if plan != "mixed" else "") + (f" --phones {phones}" if phones else "")
+    world = (
+        f"World({users}, {rooms}, {policy!r}, seed={seed}, late_after_login={late_after_login},"
+        f" plan={plan!r}, phones={phones})"
     )
-    world = f"World({users}, {rooms}, {policy!r}, seed={seed}, late_after_login={late_after_login}, plan={plan!r})"
     header = f'''"""Replays a counterexample found by: keysim check --users {users} --rooms {rooms} --policy {policy}{option}
 
 The trace ends in: {"; ".join(violations)}

@@ -9,6 +9,7 @@ trace says it); :func:`enabled_ops` lists every (kind, user, room) whose guard h
   the state machine lacks: a holder's suggestion that arrives after the member reset (RC #32197's
   loop fetches, then posts: a reset can fall between) and the deprecated ``e2e.updateGroupKey``.
   Guards skip only certain no-ops; a room-key reset is offered as RC's UI offers it (#33328).
+  A user with a phone (``phones``) has four more: its phone logs in, logs out, ticks, syncs.
 * Checked during a step (what a step shows wrong is returned as violations): what each action
   checks itself (:mod:`.actions`), then, around it, that served users leave the queue and, under
   ``live``, that a handshake yields the key iff a holder was online (:mod:`.step_checks`).
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from protocol import E2EEState, E2ERoomState, Violation
+from protocol import Client, E2EEState, E2ERoomState, Violation
 
 from . import actions
 from .membership import holder, holds_key, member, needs_push
@@ -47,9 +48,18 @@ Action = Callable[[World, int, int], list[Violation]]
 
 
 def _can_sync(w: World, i: int, r: int) -> bool:
+    return _syncs(w, i, w.client(i))
+
+
+def _phone_can_sync(w: World, i: int, r: int) -> bool:
+    phone = w.phone(i)
+    return phone is not None and _syncs(w, i, phone)
+
+
+def _syncs(w: World, i: int, client: Client) -> bool:
     """Whether :meth:`Client.sync` would do anything; mirrors ``_on_subscription_changed`` (no
     session yet, a changed kid, a suggestion, an ``E2EKey`` while waiting)."""
-    client, srv = w.client(i), w.d.server
+    srv = w.d.server
     if not client.functional:
         return False
     for rid in srv.rooms_of(w.users[i]):
@@ -158,8 +168,33 @@ OPERATIONS: dict[str, tuple[bool, Guard, Action, str]] = {
         actions.send,
         "{u} sends a message in {r}",
     ),
+    # a user's phone (``phones``): the same account on a second device
+    "phone_login": (
+        False,
+        lambda w, i, r: (p := w.phone(i)) is not None and not p.online,
+        actions.phone_login,
+        "{u}'s phone logs in and unlocks E2EE",
+    ),
+    "phone_logout": (
+        False,
+        lambda w, i, r: (p := w.phone(i)) is not None and p.online,
+        actions.phone_logout,
+        "{u}'s phone logs out",
+    ),
+    "phone_tick": (
+        False,
+        lambda w, i, r: (p := w.phone(i)) is not None and p.functional and bool(p.distribution_candidates()),
+        actions.phone_tick,
+        "{u}'s phone runs its key-distribution loop",
+    ),
+    "phone_accept": (
+        False,
+        _phone_can_sync,
+        actions.phone_accept,
+        "{u}'s phone syncs and accepts the keys suggested to it",
+    ),
 }
-_HANDSHAKES = ("login", "login_wrong", "enter_password")
+_HANDSHAKES = ("login", "login_wrong", "enter_password", "phone_login")
 
 
 def describe(w: World, op: Op) -> str:
@@ -186,7 +221,8 @@ def apply(w: World, op: Op) -> list[Violation]:
     if op.kind in _HANDSHAKES:
         uid = w.users[op.user]
         before = {r: live_before(w, uid, rid) for r, rid in enumerate(w.rooms)}
-        out = action(w, op.user, 0) or live_after(w, op.user, before)
+        client = w.phone(op.user) if op.kind == "phone_login" else None
+        out = action(w, op.user, 0) or live_after(w, op.user, before, client)
     else:
         out = action(w, op.user, op.room if op.room is not None else 0)
     return out if out or op.kind == "push" else served_left_queue(w, suggested)

@@ -32,10 +32,15 @@ def check_state(w: World) -> list[Violation]:
     people = d.people.values()
     passwords = [x for p in people for x in (p.account_password, p.e2e_password) if x]
     keys = [(f"recovery key of {p.username}", p.recovery_key) for p in people]
-    keys += [(f"recovery key on {u}'s device", c.recovery_key) for u, c in d.clients.items()]
-    out = check_all(d.server, d.clients, d.ledger, passwords=passwords, secret_keys=keys)
+    devices = [
+        (f"{uid}'s phone" if k else uid, uid, c) for uid in w.users for k, c in enumerate(w.devices(uid))
+    ]
+    keys += [(f"recovery key on {name}'s device", c.recovery_key) for name, _, c in devices]
+    out = check_all(
+        d.server, d.clients, d.ledger, passwords=passwords, secret_keys=keys, other_devices=d.other_devices
+    )
     sent = {mid: text for c in d.clients.values() for (_, mid, text) in c.sent}
-    for uid, client in d.clients.items():
+    for name, uid, client in devices:
         # a device that is logged out is in scope too: it must have forgotten its private key
         # and room keys (RC ``e2e.stopClient``, spec 3.4), or anyone at the keyboard reads on
         if not client.online:
@@ -44,7 +49,7 @@ def check_state(w: World) -> list[Violation]:
                 what = f"{kept} room key(s)" + (
                     " and its private key" if client.private_key is not None else ""
                 )
-                out.append(Violation("logged_out_forgets", f"{uid} is logged out and still holds {what}"))
+                out.append(Violation("logged_out_forgets", f"{name} is logged out and still holds {what}"))
         if not client.functional:
             continue
         mark = len(client.decrypted)
@@ -53,7 +58,7 @@ def check_state(w: World) -> list[Violation]:
             for message in d.server.messages(rid):
                 kid = message.content.get("kid") if message.content else None
                 if kid in held and client.decrypt(message) != {"msg": sent.get(message.id)}:
-                    out.append(Violation("readers_read_what_was_sent", f"{uid} misreads {message.id}"))
+                    out.append(Violation("readers_read_what_was_sent", f"{name} misreads {message.id}"))
         del client.decrypted[mark:]  # reading is an observation: it must not split states
     return out
 
@@ -72,6 +77,12 @@ def settle(w: World) -> str:
     for _ in range(2):
         for uid in w.users:
             client = w.d.clients[uid]
+            for phone in w.d.other_devices.get(uid, ()):  # a phone first: then the web client sends
+                if phone.functional:
+                    w.now += STEP_S
+                    phone.tick(now=w.now)
+                    phone.sync(now=w.now)
+                    w.d.pump(w.now)
             if client.functional:
                 w.now += STEP_S
                 w.d.tick(uid, now=w.now)
@@ -96,13 +107,20 @@ def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
     out = check_state(w)
     for rid in w.rooms:
         room = w.d.server.room(rid)
-        members = [uid for uid in room.subscriptions if w.d.clients[uid].functional]
-        holders = [uid for uid in members if holds_key(w, uid, rid)]
-        for uid in members:
-            if room.e2e_key_id is not None and holders and uid not in holders:
+        # every functional device of every member: a phone must get the key too
+        members = [
+            (f"{uid}'s phone" if k else uid, c)
+            for uid in room.subscriptions
+            for k, c in enumerate(w.devices(uid))
+            if c.functional
+        ]
+        holders = [name for name, c in members if c.holds_current_key(rid)]
+        for name, _ in members:
+            if room.e2e_key_id is not None and holders and name not in holders:
                 out.append(
                     Violation(
-                        "queue_restores", f"{uid} is READY in {rid} but never got the key {holders[0]} serves"
+                        "queue_restores",
+                        f"{name} is READY in {rid} but never got the key {holders[0]} serves",
                     )
                 )
     if mechanisms.backup and not out:

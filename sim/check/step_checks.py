@@ -11,7 +11,7 @@ with its action (:mod:`.actions`).  May import :mod:`protocol`, :mod:`.world` an
 
 from __future__ import annotations
 
-from protocol import Violation
+from protocol import Client, Violation
 
 from .membership import member
 from .world import World
@@ -49,19 +49,21 @@ def live_before(w: World, uid: str, rid: str) -> tuple[bool, bool]:
     web = w.d.server.mechanisms.live_web
     online = False
     for other in room.subscriptions:
-        client = w.d.clients[other]
-        session = client.session(rid)
-        answers = web or client.app == "mobile"
-        if other != uid and answers and client.functional and session is not None:
-            online = online or (session.key_id == kid and session.key is not None)
+        for client in w.devices(other) if other != uid else ():  # a phone answers too
+            session = client.session(rid)
+            answers = web or client.app == "mobile"
+            if answers and client.functional and session is not None:
+                online = online or (session.key_id == kid and session.key is not None)
     sub = room.subscriptions.get(uid)
     return online, kid is None or (sub is not None and bool(sub.e2e_key or sub.e2e_suggested_key))
 
 
-def live_after(w: World, i: int, before: dict[int, tuple[bool, bool]]) -> list[Violation]:
-    """``live``: a handshake yields the room key iff another member online then held it (and
-    answers live requests)."""
-    client = w.client(i)
+def live_after(
+    w: World, i: int, before: dict[int, tuple[bool, bool]], client: Client | None = None
+) -> list[Violation]:
+    """``live``: a handshake (of ``client``, by default u{i}'s web client) yields the room key iff
+    another member online then held it (and answers live requests)."""
+    client = client or w.client(i)
     if not w.d.server.mechanisms.live or not client.functional:
         return []
     out = []

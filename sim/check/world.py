@@ -10,6 +10,11 @@ users, all logged in, and M rooms made at the start, by one of two room plans (:
   last-owner rule).  Users and rooms are interchangeable: the scope for symmetry reduction
   (:func:`.identity.symmetries` finds N! x M! renamings).
 
+With ``phones`` K, users u0 to u{K-1} also have a phone (the mobile app: a second device of
+the same account, ``Deployment.add_device``), logged in beside the web client: it fetches the
+saved key pair and the user's own public key from the server (``e2e.fetchMyKeys``, spec 3.2)
+and is logged out with every other device by a reset (spec 3.4).
+
 Each operation advances ``now`` by :data:`STEP_S`; ``now`` is part of neither the state's
 identity nor any property.
 
@@ -56,10 +61,13 @@ class World:
         seed: int = 0,
         late_after_login: bool = False,
         plan: str = "mixed",
+        phones: int = 0,
     ) -> None:
         if plan not in PLANS:
             raise ValueError(f"plan: must be one of {', '.join(PLANS)}, got {plan!r}")
-        self.plan = plan
+        if not 0 <= phones <= users:
+            raise ValueError(f"phones: must be between 0 and the {users} users, got {phones}")
+        self.plan, self.phones = plan, phones
         layout = _room_plan(users, rooms) if plan == "mixed" else _alike_plan(users, rooms)
         #: whether a holder's late suggestion for a reset user's previous key pair may also arrive
         #: after that user logged in again (RC #32197's loop fetches keys, then posts: the post
@@ -79,6 +87,8 @@ class World:
         self.previous_pub: dict[str, str] = {}
         for uid in self.users:
             self.login(uid)
+        for uid in self.users[:phones]:
+            self.login(uid, device=self.d.add_device(uid))
         self.rooms: list[str] = []
         for owner, members in layout:
             ids = [self.users[i] for i in members]
@@ -105,17 +115,28 @@ class World:
         d = self.d
         d.server.entropy = _Entropy(seed * 1_000_003)  # the setter hands it to the 2FA engine too
         d.rng = _Entropy(seed)  # only add_user draws from it: never again, but it is snapshotted
-        for k, client in enumerate(d.clients.values(), 1):
+        devices = [*d.clients.values(), *(c for more in d.other_devices.values() for c in more)]
+        for k, client in enumerate(devices, 1):
             client.entropy = _Entropy(seed * 1_000_003 + k)
 
     def client(self, i: int) -> Client:
         return self.d.clients[self.users[i]]
 
-    def login(self, uid: str, *, remember: bool = True) -> None:
-        """:meth:`Deployment.login`, with the TOTP code of a person who has one."""
+    def phone(self, i: int) -> Client | None:
+        """u{i}'s phone, if it has one."""
+        more = self.d.other_devices.get(self.users[i])
+        return more[0] if more else None
+
+    def devices(self, uid: str) -> list[Client]:
+        """The user's web client, then its phone if any."""
+        return self.d.devices_of(uid)
+
+    def login(self, uid: str, *, remember: bool = True, device: Client | None = None) -> None:
+        """:meth:`Deployment.login` (on ``device``: the phone), with the TOTP code of a person
+        who has one."""
         secret = self.totp_secret.get(uid)
         code = totp_code(secret, self.now) if secret is not None else None
-        self.d.login(uid, now=self.now, remember_password=remember, code=code)
+        self.d.login(uid, now=self.now, remember_password=remember, code=code, device=device)
 
     def name(self, text: str) -> str:
         """``text`` with every user and room id replaced by its readable name."""

@@ -276,7 +276,9 @@ def _counterexample(args: argparse.Namespace, result: Any) -> None:
 
     scope = (args.users, args.rooms, args.policy, result.seed)
     late = result.late_after_login
-    world, steps = narrate(*scope, result.ops, result.violations, late_after_login=late, plan=result.plan)
+    world, steps = narrate(
+        *scope, result.ops, result.violations, late_after_login=late, plan=result.plan, phones=result.phones
+    )
     print(result.report(listing(steps)))
     if result.loop is not None:  # a lasso: the diagram says where the loop goes back to
         steps.append(Step(len(steps) + 1, "server", f"back to step {result.loop + 1}, for ever", ()))
@@ -296,6 +298,7 @@ def _counterexample(args: argparse.Namespace, result: Any) -> None:
             result.violations,
             late_after_login=late,
             plan=result.plan,
+            phones=result.phones,
             loop=result.loop,
             waiter=result.waiter,
         )
@@ -338,6 +341,7 @@ def _search(args: argparse.Namespace, *, symmetry: bool, label: str) -> Any:
             symmetry=symmetry,
             workers=args.workers,
             plan=args.plan,
+            phones=args.phones,
         )
     except ValueError as exc:  # explore names the parameter: "users: must be ..."
         raise UsageError(f"--{exc}") from None

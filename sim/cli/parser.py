@@ -242,6 +242,17 @@ def _add_check(commands: _Commands) -> None:
         ),
     )
     check.add_argument(
+        "--phones",
+        type=int,
+        default=0,
+        metavar="K",
+        help=(
+            "users u0 .. u{K-1} also have a phone (a second device of the same account: it fetches the "
+            "key pair and its own public key from the server, ticks, syncs, and is signed out by a reset; "
+            "default 0)"
+        ),
+    )
+    check.add_argument(
         "--late-after-login",
         action="store_true",
         help=(

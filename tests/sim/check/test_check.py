@@ -48,6 +48,31 @@ def test_every_policy_is_clean_at_depth_3(policy: str) -> None:
     assert result.ok, result.report()
 
 
+@pytest.mark.parametrize("policy", ["queue", "live", "backup", "rocketchat"])
+def test_a_phone_beside_the_web_client_is_in_scope(policy: str) -> None:
+    # u0's phone signs in, ticks, syncs and is signed out by u0's reset: no violation, and the
+    # phone's operations are explored (more states than without it)
+    with_phone = explore(3, 2, 4, policy, phones=1, fair=policy != "live")
+    assert with_phone.ok, with_phone.report()
+    assert with_phone.states > explore(3, 2, 4, policy, fair=False).states
+
+
+def test_a_phone_is_served_as_a_device_of_its_user() -> None:
+    w = World(3, 2, "queue", phones=1)
+    phone = w.phone(0)
+    assert phone is not None and phone.app == "mobile" and phone.functional and w.phone(1) is None
+    kinds = {op.kind for op in enabled_ops(w)}
+    assert {"phone_logout"} <= kinds and "phone_login" not in kinds
+    assert apply(w, Op("phone_logout", 0)) == [] and not phone.online
+    assert apply(w, Op("reset", 1)) == []
+    assert apply(w, Op("login", 1)) == []  # u1 is back with a new key pair, waiting in the team
+    assert apply(w, Op("phone_login", 0)) == [] and phone.functional
+    assert apply(w, Op("phone_tick", 0)) == []  # the phone serves u1 from the queue
+    assert apply(w, Op("accept", 1)) == [] and w.client(1).holds_current_key(w.rooms[0])
+    with pytest.raises(ValueError, match=r"^phones: must be between 0 and the 3 users, got 4"):
+        World(3, 2, "queue", phones=4)
+
+
 def test_under_ratchet_a_rejoiner_is_served_by_the_next_senders_new_session() -> None:
     # Matrix's semantics (protocol/history_server.py): the rejoiner is not queued for the key it
     # lost; the next sender's new session reaches it.  The settle must send, or every rejoin
@@ -212,6 +237,8 @@ def test_cli_bad_scope_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--users: must be between 2 and 6" in capsys.readouterr().err
     assert main(["check", "--workers", "0"]) == 2
     assert "--workers: must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["check", "--phones", "4"]) == 2
+    assert "--phones: must be between 0 and the 3 users, got 4" in capsys.readouterr().err
 
 
 def test_cli_exits_1_with_a_numbered_trace_on_a_planted_fault(

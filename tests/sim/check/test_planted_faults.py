@@ -194,6 +194,51 @@ def test_a_logout_that_keeps_the_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [op.kind for op in result.ops] == ["logout"]
 
 
+def test_a_phone_left_signed_in_by_a_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """resetUserE2EKey.ts signs the user out everywhere and the apps wipe their keys (spec 3.4);
+    a deployment whose other devices stay signed in is caught in one step once phones are in
+    scope, and not at all without them."""
+
+    def reset(self: Deployment, user_id: str, *, now: float, code: str | None = None) -> None:
+        self.clients[user_id].reset_own_key(code, now=now)
+        self.people[user_id].e2e_password = None
+        self.pump(now)
+
+    monkeypatch.setattr(Deployment, "reset", reset)
+    result = explore(3, 2, 3, "queue", phones=1)
+    caught(result, "reset_forgets_keys")
+    assert "u0's phone is still signed in" in result.violations[0]
+    assert [op.kind for op in result.ops] == ["reset"]
+    assert explore(3, 2, 3, "queue", eventually=False).ok
+
+
+def test_a_server_handing_back_a_stale_own_public_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client takes its own public key from ``e2e.fetchMyKeys`` (spec 3.2).  A server that
+    keeps answering with the key pair's public key from before a reset makes members wrap the
+    room key for a key the user no longer holds.  A phone reaches it sooner: it signs in first and
+    makes the new pair, the web client then fetches the stale public key."""
+    reset, fetch = Server._reset_user_e2e_key, Server.e2e_fetch_my_keys
+    stale: dict[tuple[int, str], str | None] = {}
+
+    def remembering(self: Server, user_id: str, now: float) -> None:
+        stale[id(self), user_id] = self.user(user_id).e2e_public_key
+        reset(self, user_id, now)
+
+    def stale_fetch(self: Server, user_id: str) -> dict[str, str]:
+        keys = fetch(self, user_id)
+        old = stale.get((id(self), user_id))
+        return {**keys, "public_key": old} if keys and old else keys
+
+    monkeypatch.setattr(Server, "_reset_user_e2e_key", remembering)
+    monkeypatch.setattr(Server, "e2e_fetch_my_keys", stale_fetch)
+    web, phone = explore(3, 2, 6, "queue"), explore(3, 2, 6, "queue", phones=1)
+    caught(web, "queue_restores")
+    caught(phone, "queue_restores")
+    # the web client alone needs 6 operations (reset, login, logout, login, password, change),
+    # with a phone 4: reset, the phone signs in and makes the pair, the web client fetches
+    assert len(phone.ops) < len(web.ops) and [op.kind for op in phone.ops][:2] == ["reset", "phone_login"]
+
+
 def test_a_holder_that_ignores_live_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Client, "_provide_key_to_user", lambda self, request, now: None)
     caught(explore(3, 2, 2, "live"), "live_restoration")

@@ -12,9 +12,11 @@ from sim.check.identity import Seen, Symmetry, exact_key, signatures, symmetries
 from sim.check.world import dump, load
 
 
-def every_state(users: int, rooms: int, depth: int, policy: str, plan: str = "mixed") -> list[World]:
+def every_state(
+    users: int, rooms: int, depth: int, policy: str, plan: str = "mixed", phones: int = 0
+) -> list[World]:
     """Breadth-first without any reduction but exact identity: every state to ``depth``."""
-    root = World(users, rooms, policy, plan=plan)
+    root = World(users, rooms, policy, plan=plan, phones=phones)
     exact, level, out = Seen(), [root], [root]
     exact.add(root)
     for _ in range(depth):
@@ -39,6 +41,7 @@ def test_the_scopes_symmetries() -> None:
     assert symmetries(World(3, 3, "queue")) == (Symmetry((0, 1, 2), (0, 1, 2)),)  # dm u0+u1 too
     assert len(symmetries(World(4, 1, "queue"))) == 6  # the team alone: u1, u2, u3 in any order
     # alike: every user an owner with TOTP in every room, so any renaming of users and of rooms
+    assert len(symmetries(World(3, 1, "queue", plan="alike", phones=2))) == 2  # phones tell users apart
     assert [len(symmetries(World(u, r, "queue", plan="alike"))) for u, r in ((4, 2), (3, 3), (4, 3))] == [
         48,
         36,
@@ -47,22 +50,25 @@ def test_the_scopes_symmetries() -> None:
 
 
 @pytest.mark.parametrize(
-    ("users", "rooms", "depth", "policy", "plan"),
+    ("users", "rooms", "depth", "policy", "plan", "phones"),
     [
-        (3, 2, 4, "queue", "mixed"),
-        (4, 1, 3, "backup", "mixed"),
-        (4, 2, 3, "live", "mixed"),
-        (3, 2, 3, "queue", "alike"),
-        (2, 3, 3, "backup", "alike"),
+        (3, 2, 4, "queue", "mixed", 0),
+        (4, 1, 3, "backup", "mixed", 0),
+        (4, 2, 3, "live", "mixed", 0),
+        (3, 2, 3, "queue", "alike", 0),
+        (2, 3, 3, "backup", "alike", 0),
+        (3, 1, 3, "live", "alike", 2),  # u2 has no phone: u0 and u1 are interchangeable
     ],
 )
 def test_the_reduced_search_reaches_exactly_one_state_per_orbit(
-    users: int, rooms: int, depth: int, policy: str, plan: str
+    users: int, rooms: int, depth: int, policy: str, plan: str, phones: int
 ) -> None:
     # every state the unreduced search reaches, canonicalised, is a state the reduced search
     # reached, and no other: the reduction merges only states that behave alike in this scope
-    full = every_state(users, rooms, depth, policy, plan)
-    search = _Search(users, rooms, depth, policy, None, eventually=False, seed=0, fair=False, plan=plan)
+    full = every_state(users, rooms, depth, policy, plan, phones)
+    search = _Search(
+        users, rooms, depth, policy, None, eventually=False, seed=0, fair=False, plan=plan, phones=phones
+    )
     result = search.run()
     assert result.ok and result.depth_done == depth
     orbits = {search.seen.key(w) for w in full}
