@@ -32,7 +32,7 @@ from ..inputs.scenario import Scenario, load_scenario
 if TYPE_CHECKING:
     import simpy
 
-__all__ = ["bare_child"]
+__all__ = ["bare_child", "expected_events"]
 
 #: Chunks of simulated time between progress reports (the engine reports 200 times too).
 _STEPS = 200
@@ -130,6 +130,12 @@ def _toggle(
         yield timeout(d)
 
 
+def expected_events(scenario: Scenario) -> float:
+    """The bare model's expected event count: ``2 H / (mean_on + mean_off)`` per user."""
+    laws = _laws_of_users(scenario, random.Random(0))  # only the means are read
+    return sum(2.0 * count * scenario.horizon_s / law.mean_cycle_s for count, law in laws)
+
+
 def bare_child(spec: Mapping[str, Any], progress: Callable[[float], None]) -> dict[str, Any]:
     """Build and run the bare model of ``spec``'s scenario (in a child); return its figures."""
     import simpy
@@ -142,9 +148,8 @@ def bare_child(spec: Mapping[str, Any], progress: Callable[[float], None]) -> di
     rng = stream(scenario.seed, "bench-bare")
     env = simpy.Environment()
     processes: list[simpy.Process] = []
-    expected = 0.0
+    expected = expected_events(scenario)
     for count, law in _laws_of_users(scenario, rng):
-        expected += 2.0 * count * horizon / law.mean_cycle_s
         for _ in range(count):
             online = rng.random() < law.p_online
             first = law.residual_on() if online else law.residual_off()

@@ -44,7 +44,7 @@ from ..inputs.scenario import Scenario, load_scenario
 from .children import MARK
 from .figures import TARGET_RSS_MIB, TARGET_WALL_S, judge, table
 
-__all__ = ["TARGET_RSS_MIB", "TARGET_WALL_S", "run_bench"]
+__all__ = ["TARGET_RSS_MIB", "TARGET_WALL_S", "run_bench", "scenario_with_overrides"]
 
 #: Minimum wall time between two progress lines printed by the parent, seconds.
 _PROGRESS_EVERY_S = 15.0
@@ -74,7 +74,7 @@ def run_bench(
     if skip_full and skip_bare:
         raise ValueError("skip_full and skip_bare: nothing left to run")
     path = Path(scenario_path).resolve()
-    scenario, overrides = _scenario_with_overrides(path, users, horizon_days)
+    scenario, overrides = scenario_with_overrides(path, users, horizon_days)
     churn = dict(scenario.values["churn"])
     spec = {"scenario": str(path), "overrides": overrides}
     report: dict[str, Any] = {
@@ -115,9 +115,11 @@ def run_bench(
     return report
 
 
-def _scenario_with_overrides(
+def scenario_with_overrides(
     path: Path, users: int | None, horizon_days: float | None
 ) -> tuple[Scenario, dict[str, Any]]:
+    """The scenario with ``users`` (rooms scaled with them) and ``horizon_days`` overridden,
+    validated; and the overrides."""
     base = load_scenario(path)
     overrides: dict[str, Any] = {}
     if horizon_days is not None:

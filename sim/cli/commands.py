@@ -250,14 +250,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError("--skip-full and --skip-bare: nothing left to run")
     if args.json is not None and not args.json.parent.exists():
         raise UsageError(f"--json: directory {str(args.json.parent)!r} does not exist")
+    if args.scale:
+        from ..bench.scale import run_scale
+
+        if args.users is not None or args.days is not None or args.skip_full or args.skip_bare:
+            raise UsageError("--scale: sizes and horizons come from --scale-users and --scale-days")
+        if not args.bare_max_events >= 0:
+            raise UsageError(f"--bare-max-events: must be >= 0, got {args.bare_max_events}")
     try:
-        figures = run_bench(
-            args.scenario,
-            users=args.users,
-            horizon_days=args.days,
-            skip_full=args.skip_full,
-            skip_bare=args.skip_bare,
-        )
+        if args.scale:
+            figures = run_scale(
+                args.scenario,
+                users=args.scale_users,
+                days=args.scale_days,
+                bare_max_events=args.bare_max_events,
+            )
+        else:
+            figures = run_bench(
+                args.scenario,
+                users=args.users,
+                horizon_days=args.days,
+                skip_full=args.skip_full,
+                skip_bare=args.skip_bare,
+            )
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     except RuntimeError as exc:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from protocol import POLICIES, PROFILES
 
 from .. import __version__
+from ..bench.scale import BARE_MAX_EVENTS, SCALE_DAYS, SCALE_USERS
 from ..check.world import PLANS
 from .commands import cmd_2fa_demo, cmd_bench, cmd_check, cmd_report, cmd_run, cmd_sweep, cmd_vectors
 
@@ -179,7 +180,61 @@ def _add_bench(commands: _Commands) -> None:
         help="instead: time one reset-and-restore cycle through the protocol with each crypto backend",
     )
     bench.add_argument("--cycles", type=int, default=5, help="cycles per backend with --crypto (default 5)")
+    bench.add_argument(
+        "--scale",
+        action="store_true",
+        help=(
+            "instead: run the scenario at every size of --scale-users by every horizon of --scale-days, "
+            "full and bare, and print how wall time, events and peak memory grow"
+        ),
+    )
+    bench.add_argument(
+        "--scale-users",
+        type=_int_list,
+        default=SCALE_USERS,
+        metavar="N,N,...",
+        help="the populations of --scale (default 10000,100000,1000000; rooms scale with them)",
+    )
+    bench.add_argument(
+        "--scale-days",
+        type=_float_list,
+        default=SCALE_DAYS,
+        metavar="D,D,...",
+        help="the horizons of --scale, days (default 7,30,365)",
+    )
+    bench.add_argument(
+        "--bare-max-events",
+        type=float,
+        default=BARE_MAX_EVENTS,
+        metavar="N",
+        help=(
+            "with --scale: a cell whose bare model would make more events (default 1e8, about 10 minutes) is "
+            "not run bare; its bare time is estimated per event from the largest bare run, marked est."
+        ),
+    )
     bench.set_defaults(handler=cmd_bench)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """A comma-separated list of integers >= 2 (an argparse type)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not values or min(values) < 2:
+        raise argparse.ArgumentTypeError(f"every value must be >= 2, got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers > 0 (an argparse type)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not values or not all(v > 0 and v != float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"every value must be a finite number > 0, got {text!r}")
+    return values
 
 
 def _add_check(commands: _Commands) -> None:
