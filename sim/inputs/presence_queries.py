@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import math
 from bisect import bisect_right
+from collections.abc import MutableSequence
 from typing import Protocol
 
 __all__ = ["PresenceModel"]
@@ -26,7 +27,7 @@ class _Timeline:
 
     __slots__ = ("changes", "cursor", "online0")
 
-    def __init__(self, online0: bool, changes: list[float]) -> None:
+    def __init__(self, online0: bool, changes: MutableSequence[float]) -> None:
         self.online0 = online0
         self.changes = changes
         self.cursor = 0  # segment of the last query: monotone queries are O(1)
