@@ -36,5 +36,19 @@ def uuid4(entropy: Entropy) -> str:
 
 
 def choice_string(entropy: Entropy, alphabet: str, length: int) -> str:
-    """``length`` characters drawn uniformly and independently from ``alphabet``."""
-    return "".join(entropy.choice(alphabet) for _ in range(length))
+    """``length`` characters drawn uniformly and independently from ``alphabet``: the characters
+    ``entropy.choice(alphabet)`` would draw one by one."""
+    if type(entropy) is not random.Random or not alphabet:
+        return "".join(entropy.choice(alphabet) for _ in range(length))
+    # random.Random.choice draws an index by rejection, getrandbits(n.bit_length()) until it is
+    # below n (CPython's _randbelow_with_getrandbits): the same draws without two calls a
+    # character, as ids and tokens are most of a large simulation's draws
+    getrandbits, n = entropy.getrandbits, len(alphabet)
+    k = n.bit_length()
+    out = []
+    for _ in range(length):
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        out.append(alphabet[r])
+    return "".join(out)
