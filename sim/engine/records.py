@@ -256,6 +256,9 @@ class Records:
         self.open_joins: dict[tuple[int, str], Join] = {}
         #: the rows still waiting, by (user, room)
         self.open: dict[tuple[int, str], Outcome] = {}
+        #: the rooms of each user's open rows, in the order of ``open`` (written with it, here
+        #: only): asking whether a user waits must not scan every open row
+        self._open_of: dict[int, dict[str, None]] = {}
         self.room_stats: dict[str, RoomStats] = {}
         #: rows of users reset while offline, who log in again at their next online start
         self.awaiting_relogin: dict[int, list[Outcome]] = {}
@@ -274,13 +277,13 @@ class Records:
 
     def waits(self, u: int) -> bool:
         """Whether any row of ``u`` still waits."""
-        return any(key[0] == u for key in self.open)
+        return bool(self._open_of.get(u))
 
     def new_rows(self, u: int, reason: str, now: float) -> list[Outcome]:
         """A reset of ``u`` now: one open row per encrypted room of ``u``.  Rows an earlier reset
         left open are superseded (censored now)."""
         self.resets += 1
-        for key in [k for k in self.open if k[0] == u]:
+        for key in [(u, rid) for rid in self._open_of.get(u, ())]:
             earlier = self.open[key]
             earlier.superseded_at = now
             self.close(earlier, now)
@@ -297,6 +300,7 @@ class Records:
             rows.append(outcome)
             self.outcomes.append(outcome)
             self.open[(u, rid)] = outcome
+            self._open_of.setdefault(u, {})[rid] = None
         return rows
 
     def close(self, outcome: Outcome, now: float) -> None:
@@ -304,7 +308,11 @@ class Records:
         now, and stop following the row."""
         outcome.closed_at = now
         self.snapshot(outcome)
-        self.open.pop((outcome.user, outcome.room), None)
+        if self.open.pop((outcome.user, outcome.room), None) is not None:
+            rooms = self._open_of[outcome.user]
+            del rooms[outcome.room]
+            if not rooms:
+                del self._open_of[outcome.user]
 
     def snapshot(self, o: Outcome) -> None:
         """Record the history ``o``'s user has in ``o``'s room now: when the row closes or, for a
