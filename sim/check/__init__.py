@@ -1,7 +1,9 @@
 """``keysim check``: every interleaving of the E2EE key lifecycle within a small scope.
 
 Theory of operation.  A *world* (:mod:`.world`) is a symbolic-crypto deployment with N users and
-M rooms, all logged in, u0 with TOTP.  :func:`explore` (:mod:`.explorer`) applies every enabled
+M rooms, all logged in, by a room plan (``mixed``: u0 has TOTP and owns a group of everyone, then
+DMs and pairs; ``alike``: every user a co-owner with TOTP of every room), and with ``phones``
+some users' second devices.  :func:`explore` (:mod:`.explorer`) applies every enabled
 operation (:mod:`.operations`) to every state, breadth-first, so the first violation found has a
 shortest trace.  States are told apart by :func:`canonical` (:mod:`.identity`), which renames
 random names by first appearance and leaves out what cannot change what happens next.  Safety is
