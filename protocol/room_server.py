@@ -251,8 +251,8 @@ class RoomServerMixin:
         """``removeUserFromRoom``: no re-keying (no forward secrecy); the leaver leaves the queue.
         The last owner of a room cannot leave it (apps/meteor/app/lib/server/methods/leaveRoom.ts:
         ``error-you-are-last-owner``)."""
-        room, sub = self._member(room_id, user_id)
-        if "owner" in sub.roles and sum("owner" in s.roles for s in room.subscriptions.values()) == 1:
+        room, _ = self._member(room_id, user_id)
+        if room.is_last_owner(user_id):
             raise ValidationError(
                 "error-you-are-last-owner", "You are the last owner. Set a new owner before leaving."
             )

@@ -110,6 +110,13 @@ class Room:
     #: Matrix's ``m.room.history_visibility`` (policy ``bundle`` reads it; RC has no such setting)
     history_visibility: str = "shared"
 
+    def is_last_owner(self, user_id: str) -> bool:
+        """Whether ``user_id`` is the room's only owner (``leaveRoom``: it may not leave)."""
+        sub = self.subscriptions.get(user_id)
+        if sub is None or "owner" not in sub.roles:
+            return False
+        return sum("owner" in s.roles for s in self.subscriptions.values()) == 1
+
     def is_waiting(self, user_id: str) -> bool:
         return self.users_waiting is not None and any(w.user_id == user_id for w in self.users_waiting)
 

@@ -221,12 +221,11 @@ def send(w: World, i: int, r: int) -> list[Violation]:
     message = next(m for m in w.d.server.messages(rid) if m.id == mid)
     out = []
     for uid in w.d.server.room(rid).subscriptions:
-        for client in w.devices(uid):
+        for who, client in w.devices(uid):
             if not client.functional or w.d.server.room(rid).e2e_key_id not in client.held_keys(rid):
                 continue
             mark = len(client.decrypted)
             if client.decrypt(message) != {"msg": text}:
-                who = uid if client is w.d.clients[uid] else f"{uid}'s phone"
                 out.append(Violation("readers_read_what_was_sent", f"{who} misreads u{i}'s message in {rid}"))
             del client.decrypted[mark:]  # an observation, not an event of the protocol
     return out

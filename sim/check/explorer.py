@@ -199,8 +199,8 @@ def _figures(r: CheckResult) -> tuple[str, ...]:
 
 def _start(w: World) -> str:
     def tags(i: int, uid: str) -> str:
-        tags = [t for t, has in (("TOTP", uid in w.totp_secret), ("phone", w.phone(i) is not None)) if has]
-        return f" ({', '.join(tags)})" if tags else ""
+        has = [t for t, yes in (("TOTP", uid in w.totp_secret), ("phone", w.phone(i) is not None)) if yes]
+        return f" ({', '.join(has)})" if has else ""
 
     users = ", ".join(w.names[u] + tags(i, u) for i, u in enumerate(w.users))
     rooms = "; ".join(
@@ -368,9 +368,9 @@ def _check(
     for trace in traces:
         w = _rebuild(work.snapshot, trace)
         reached: dict[str, int] = {}
-        for client in (c for uid in w.users for c in w.devices(uid)):  # coverage: how keys came back
-            if client.reset_marks:
-                for got in client.acquired[client.reset_marks[-1] :]:
+        for uid in w.users:  # coverage: how keys came back after a reset
+            for _, client in w.devices(uid):
+                for got in client.acquired[client.reset_marks[-1] :] if client.reset_marks else ():
                     reached.setdefault(got.source, len(trace))
         suffix: list[str] = []
         try:

@@ -209,11 +209,11 @@ def _walk(w: World, sym: Symmetry | None = None) -> tuple[Any, ...]:
         out += _backups(n, w, uix, rix)
     for uid in users:
         out += _device(n, w, uid, rix, ordered)
-    phones = [(uid, phone) for uid in users for phone in w.d.other_devices.get(uid, ())]
-    for _, phone in phones:
+    phones = [phone for uid in users for phone in w.d.other_devices.get(uid, ())]
+    for phone in phones:
         out += _client(n, phone, rix, ordered)
     out += [_history(n, w, w.d.clients[uid], rix) for uid in users]
-    out += [_history(n, w, phone, rix) for _, phone in phones]
+    out += [_history(n, w, phone, rix) for phone in phones]
     out.append(_ledger(n, w, rix))
     return tuple(out)
 
@@ -338,7 +338,6 @@ def signatures(w: World) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         for uid, sub in room.subscriptions.items():
             client = w.d.clients[uid]
             session = client.session(rid)
-            held = session is not None and session.key is not None
             seat = (
                 sub.roles,
                 sub.e2e_key is not None,
@@ -346,7 +345,7 @@ def signatures(w: World) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
                 len(sub.old_room_keys or ()),
                 uid in waiting,
                 "" if session is None else session.state.value,
-                held and session is not None and session.key_id == kid,
+                session is not None and session.key is not None and session.key_id == kid,
             )
             subs.append(seat)
             member_of[uid].append(seat)

@@ -72,13 +72,13 @@ def waiting(w: World) -> frozenset[Waiter]:
 def holders(w: World) -> tuple[frozenset[int], ...]:
     """For each room, the devices (logged in, READY) that hold its current key: u{i}'s web
     client as ``i``, its phone as ``PHONE + i``."""
-    srv, n = w.d.server, PHONE
+    srv = w.d.server
     out = []
     for rid in w.rooms:
         subs = srv.room(rid).subscriptions
         held = {i for i, uid in enumerate(w.users) if uid in subs and holds_key(w, uid, rid)}
         held |= {
-            i + n
+            PHONE + i
             for i, uid in enumerate(w.users)
             if uid in subs and (p := w.phone(i)) is not None and p.functional and p.holds_current_key(rid)
         }

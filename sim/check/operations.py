@@ -100,10 +100,7 @@ def _can_reset_room(w: World, i: int, r: int) -> bool:
 def _can_leave(w: World, i: int, r: int) -> bool:
     """A group's member, not its last owner (``leaveRoom``'s ``error-you-are-last-owner``)."""
     room = w.d.server.room(w.rooms[r])
-    sub = room.subscriptions.get(w.users[i])
-    if room.t != "p" or sub is None:
-        return False
-    return "owner" not in sub.roles or sum("owner" in s.roles for s in room.subscriptions.values()) > 1
+    return room.t == "p" and w.users[i] in room.subscriptions and not room.is_last_owner(w.users[i])
 
 
 #: kind -> (takes a room, guard, action, how a trace says it).  The guards are the stateful

@@ -32,9 +32,7 @@ def check_state(w: World) -> list[Violation]:
     people = d.people.values()
     passwords = [x for p in people for x in (p.account_password, p.e2e_password) if x]
     keys = [(f"recovery key of {p.username}", p.recovery_key) for p in people]
-    devices = [
-        (f"{uid}'s phone" if k else uid, uid, c) for uid in w.users for k, c in enumerate(w.devices(uid))
-    ]
+    devices = [(name, uid, c) for uid in w.users for name, c in w.devices(uid)]
     keys += [(f"recovery key on {name}'s device", c.recovery_key) for name, _, c in devices]
     out = check_all(
         d.server, d.clients, d.ledger, passwords=passwords, secret_keys=keys, other_devices=d.other_devices
@@ -108,12 +106,7 @@ def check_eventually(w: World) -> tuple[list[Violation], list[str]]:
     for rid in w.rooms:
         room = w.d.server.room(rid)
         # every functional device of every member: a phone must get the key too
-        members = [
-            (f"{uid}'s phone" if k else uid, c)
-            for uid in room.subscriptions
-            for k, c in enumerate(w.devices(uid))
-            if c.functional
-        ]
+        members = [(name, c) for uid in room.subscriptions for name, c in w.devices(uid) if c.functional]
         holders = [name for name, c in members if c.holds_current_key(rid)]
         for name, _ in members:
             if room.e2e_key_id is not None and holders and name not in holders:

@@ -49,7 +49,7 @@ def live_before(w: World, uid: str, rid: str) -> tuple[bool, bool]:
     web = w.d.server.mechanisms.live_web
     online = False
     for other in room.subscriptions:
-        for client in w.devices(other) if other != uid else ():  # a phone answers too
+        for _, client in w.devices(other) if other != uid else ():  # a phone answers too
             session = client.session(rid)
             answers = web or client.app == "mobile"
             if answers and client.functional and session is not None:

@@ -127,9 +127,9 @@ class World:
         more = self.d.other_devices.get(self.users[i])
         return more[0] if more else None
 
-    def devices(self, uid: str) -> list[Client]:
-        """The user's web client, then its phone if any."""
-        return self.d.devices_of(uid)
+    def devices(self, uid: str) -> list[tuple[str, Client]]:
+        """The user's web client, then its phone if any, each with how a violation names it."""
+        return [(f"{uid}'s phone" if k else uid, c) for k, c in enumerate(self.d.devices_of(uid))]
 
     def login(self, uid: str, *, remember: bool = True, device: Client | None = None) -> None:
         """:meth:`Deployment.login` (on ``device``: the phone), with the TOTP code of a person

@@ -255,16 +255,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         if args.users is not None or args.days is not None or args.skip_full or args.skip_bare:
             raise UsageError("--scale: sizes and horizons come from --scale-users and --scale-days")
-        if not args.bare_max_events >= 0:
+        if args.bare_max_events is not None and not args.bare_max_events >= 0:
             raise UsageError(f"--bare-max-events: must be >= 0, got {args.bare_max_events}")
+        # the grid's defaults are sim.bench.scale's (the parser does not import the benchmarks)
+        grid = {"users": args.scale_users, "days": args.scale_days, "bare_max_events": args.bare_max_events}
     try:
         if args.scale:
-            figures = run_scale(
-                args.scenario,
-                users=args.scale_users,
-                days=args.scale_days,
-                bare_max_events=args.bare_max_events,
-            )
+            figures = run_scale(args.scenario, **{k: v for k, v in grid.items() if v is not None})
         else:
             figures = run_bench(
                 args.scenario,

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from protocol import POLICIES, PROFILES
 
 from .. import __version__
-from ..bench.scale import BARE_MAX_EVENTS, SCALE_DAYS, SCALE_USERS
 from ..check.world import PLANS
 from .commands import cmd_2fa_demo, cmd_bench, cmd_check, cmd_report, cmd_run, cmd_sweep, cmd_vectors
 
@@ -191,21 +190,18 @@ def _add_bench(commands: _Commands) -> None:
     bench.add_argument(
         "--scale-users",
         type=_int_list,
-        default=SCALE_USERS,
         metavar="N,N,...",
         help="the populations of --scale (default 10000,100000,1000000; rooms scale with them)",
     )
     bench.add_argument(
         "--scale-days",
         type=_float_list,
-        default=SCALE_DAYS,
         metavar="D,D,...",
         help="the horizons of --scale, days (default 7,30,365)",
     )
     bench.add_argument(
         "--bare-max-events",
         type=float,
-        default=BARE_MAX_EVENTS,
         metavar="N",
         help=(
             "with --scale: a cell whose bare model would make more events (default 1e8, about 10 minutes) is "
